@@ -1,0 +1,355 @@
+"""Array backends: NumPy on the CPU, CuPy on CUDA GPUs.
+
+This is the only module of cnnarray that imports CuPy, and it does so lazily
+and guarded, so the package imports and runs on a machine without CuPy or
+without a GPU. Layer code never imports an array library: it asks
+:func:`array_namespace` for the module ``xp`` its inputs live in.
+
+Backend names
+-------------
+``"cpu"`` (alias ``"numpy"``)
+    NumPy arrays in host memory.
+``"cuda"`` (aliases ``"cupy"``, ``"gpu"``), ``"cuda:N"``
+    CuPy arrays on CUDA device 0, or device N.
+``"auto"``
+    CUDA when CuPy imports and a device answers, else CPU. Only ``"auto"`` ever
+    falls back silently; asking for ``"cuda"`` where it cannot run raises
+    :class:`BackendUnavailableError` with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, TypeVar
+
+import numpy
+
+__all__ = [
+    "Backend",
+    "BackendUnavailableError",
+    "array_namespace",
+    "asarray",
+    "available_backends",
+    "backend_of",
+    "cuda_unavailable_reason",
+    "dispatch",
+    "get_backend",
+    "synchronize",
+    "to_numpy",
+]
+
+_CPU_NAMES = ("cpu", "numpy")
+_CUDA_NAMES = ("cuda", "cupy", "gpu")
+
+
+class BackendUnavailableError(RuntimeError):
+    """A backend was asked for by name but cannot run on this machine."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where arrays live and which module computes on them.
+
+    Attributes
+    ----------
+    name : {"cpu", "cuda"}
+        Kind of device.
+    device : int or None
+        CUDA device index, None on the CPU.
+    xp : module
+        ``numpy`` or ``cupy``.
+    """
+
+    name: str
+    device: int | None
+    xp: ModuleType
+
+    def __str__(self) -> str:
+        return self.name if self.device is None else f"{self.name}:{self.device}"
+
+    def __repr__(self) -> str:
+        return f"Backend('{self}')"
+
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[None]:
+        """Make this backend's device the current CUDA device (no-op on the CPU)."""
+        if self.device is None:
+            yield
+        else:
+            with self.xp.cuda.Device(self.device):
+                yield
+
+    def asarray(self, data: Any, dtype: Any = None) -> Any:
+        """Return ``data`` as an array of this backend, copying only when needed."""
+        if self.device is None:
+            if _is_cupy_array(data):
+                data = data.get()
+            return numpy.asarray(data, dtype=dtype)
+        with self.activate():
+            return self.xp.asarray(data, dtype=dtype)
+
+    def synchronize(self) -> None:
+        """Wait until all work queued on this device has finished."""
+        if self.device is not None:
+            with self.activate():
+                self.xp.cuda.get_current_stream().synchronize()
+
+
+_CPU = Backend("cpu", None, numpy)
+_cupy_module: ModuleType | None = None
+_cupy_reason: str | None = None
+_cupy_probed = False
+
+
+def _probe_cupy() -> tuple[ModuleType | None, str | None]:
+    """Import CuPy once and find out whether a CUDA device answers."""
+    global _cupy_module, _cupy_reason, _cupy_probed
+    if _cupy_probed:
+        return _cupy_module, _cupy_reason
+    _cupy_probed = True
+    try:
+        import cupy
+    except ImportError as exc:
+        _cupy_reason = (
+            f"CuPy is not installed ({exc}); install it with pip install 'cnnarray[cuda]'"
+        )
+        return None, _cupy_reason
+    except Exception as exc:  # a broken CUDA install can raise anything on import
+        _cupy_reason = f"CuPy failed to import: {type(exc).__name__}: {exc}"
+        return None, _cupy_reason
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        _cupy_reason = f"no CUDA device answers: {type(exc).__name__}: {exc}"
+        return None, _cupy_reason
+    if count == 0:
+        _cupy_reason = "no CUDA device found"
+        return None, _cupy_reason
+    try:
+        driver = cupy.cuda.runtime.driverGetVersion()
+        runtime = cupy.cuda.runtime.runtimeGetVersion()
+    except Exception as exc:
+        _cupy_reason = f"cannot query the CUDA driver: {type(exc).__name__}: {exc}"
+        return None, _cupy_reason
+    if driver < runtime:
+        _cupy_reason = (
+            f"the CUDA driver is too old: it supports CUDA {_cuda_version(driver)} "
+            f"but CuPy was built for CUDA {_cuda_version(runtime)}"
+        )
+        return None, _cupy_reason
+    _cupy_module = cupy
+    return cupy, None
+
+
+def _cuda_version(code: int) -> str:
+    return f"{code // 1000}.{code % 1000 // 10}"
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Return why the CUDA backend cannot run here, or None when it can."""
+    return _probe_cupy()[1]
+
+
+def available_backends() -> list[str]:
+    """Return the names of the backends that can run on this machine.
+
+    Examples
+    --------
+    >>> "cpu" in available_backends()
+    True
+    """
+    names = ["cpu"]
+    cupy, _ = _probe_cupy()
+    if cupy is not None:
+        names += ["cuda"] + [f"cuda:{i}" for i in range(cupy.cuda.runtime.getDeviceCount())]
+    return names
+
+
+def get_backend(name: str | Backend | None = "auto") -> Backend:
+    """Return the backend called ``name``.
+
+    Parameters
+    ----------
+    name : str, Backend or None
+        ``"cpu"``, ``"numpy"``, ``"cuda"``, ``"cupy"``, ``"gpu"``, ``"cuda:N"`` or
+        ``"auto"`` (None means ``"auto"``). Case is ignored.
+
+    Raises
+    ------
+    ValueError
+        If the name is not one of the above.
+    BackendUnavailableError
+        If a CUDA backend is asked for and cannot run; the message says why.
+    """
+    if isinstance(name, Backend):
+        return name
+    if name is None:
+        name = "auto"
+    if not isinstance(name, str):
+        raise TypeError(
+            f"backend must be a string such as 'cpu', 'cuda' or 'cuda:1', got {type(name).__name__}"
+        )
+    key = name.strip().lower()
+    if key in _CPU_NAMES:
+        return _CPU
+    if key == "auto":
+        cupy, _ = _probe_cupy()
+        return _CPU if cupy is None else _cuda_backend(cupy, 0)
+    kind, _, index = key.partition(":")
+    if kind in _CUDA_NAMES:
+        if index == "":
+            device = 0
+        elif index.isdigit():
+            device = int(index)
+        else:
+            raise ValueError(f"backend {name!r}: expected a device index after ':', got {index!r}")
+        cupy, reason = _probe_cupy()
+        if cupy is None:
+            raise BackendUnavailableError(f"backend {name!r} is unavailable: {reason}")
+        return _cuda_backend(cupy, device)
+    raise ValueError(
+        f"backend must be one of 'cpu', 'numpy', 'cuda', 'cupy', 'gpu', 'cuda:N' or 'auto', "
+        f"got {name!r}"
+    )
+
+
+@functools.cache
+def _cuda_backend(cupy: ModuleType, device: int) -> Backend:
+    count = cupy.cuda.runtime.getDeviceCount()
+    if device >= count:
+        raise BackendUnavailableError(
+            f"backend 'cuda:{device}' is unavailable: this machine has {count} CUDA "
+            f"device(s), numbered 0 to {count - 1}"
+        )
+    return Backend("cuda", device, cupy)
+
+
+def _is_cupy_array(obj: Any) -> bool:
+    # Only look for CuPy if somebody already imported it: no array can come from
+    # a module that was never loaded.
+    cupy = sys.modules.get("cupy")
+    return cupy is not None and isinstance(obj, cupy.ndarray)
+
+
+def _is_array(obj: Any) -> bool:
+    return isinstance(obj, numpy.ndarray | numpy.generic) or _is_cupy_array(obj)
+
+
+def backend_of(array: Any) -> Backend:
+    """Return the backend an array lives on.
+
+    Raises
+    ------
+    TypeError
+        If ``array`` is neither a NumPy nor a CuPy array.
+    """
+    if isinstance(array, numpy.ndarray | numpy.generic):
+        return _CPU
+    if _is_cupy_array(array):
+        return _cuda_backend(sys.modules["cupy"], array.device.id)
+    raise TypeError(f"expected a NumPy or CuPy array, got {type(array).__name__}")
+
+
+def array_namespace(*arrays: Any) -> ModuleType:
+    """Return the array module (``numpy`` or ``cupy``) of the first array given.
+
+    Layer code calls this instead of importing an array library; inputs are
+    already on one device (see :func:`dispatch`).
+    """
+    for a in arrays:
+        if a is not None and _is_array(a):
+            return backend_of(a).xp
+    return numpy
+
+
+def asarray(data: Any, backend: str | Backend | None = None, dtype: Any = None) -> Any:
+    """Convert ``data`` to an array on ``backend``.
+
+    Parameters
+    ----------
+    data : array_like
+        A NumPy or CuPy array, or anything ``numpy.asarray`` accepts.
+    backend : str, Backend or None
+        Target backend name (see :func:`get_backend`). None keeps a CuPy array
+        where it is and puts everything else on the CPU.
+    dtype : dtype, optional
+        Dtype of the result.
+    """
+    if backend is None:
+        target = backend_of(data) if _is_cupy_array(data) else _CPU
+    else:
+        target = get_backend(backend)
+    return target.asarray(data, dtype=dtype)
+
+
+def to_numpy(array: Any) -> numpy.ndarray:
+    """Return a NumPy copy of a CuPy array, or ``numpy.asarray`` of anything else."""
+    if _is_cupy_array(array):
+        return array.get()
+    return numpy.asarray(array)
+
+
+def synchronize(backend: str | Backend | None = None) -> None:
+    """Wait for queued GPU work on ``backend`` (default: auto) to finish."""
+    get_backend(backend).synchronize()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def dispatch(*array_args: str) -> Callable[[F], F]:
+    """Decorate a public operation so its array arguments share one device.
+
+    The decorated function has a keyword ``backend``. With ``backend=None`` the
+    arrays named in ``array_args`` must already live on one device (a TypeError
+    names the two devices otherwise) and the result stays there; non-array
+    inputs such as lists go to that device too. With a backend name, every
+    array is moved there first and the result is returned there. The body runs
+    with that device current, so it only needs ``array_namespace``.
+    """
+
+    def decorate(func: F) -> F:
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            requested = bound.arguments.get("backend")
+            given = {
+                name: bound.arguments[name]
+                for name in array_args
+                if bound.arguments.get(name) is not None
+            }
+            if requested is not None:
+                target = get_backend(requested)
+            else:
+                target = None
+                for name, value in given.items():
+                    if not _is_array(value):
+                        continue
+                    where = backend_of(value)
+                    if target is None:
+                        target, first = where, name
+                    elif where != target:
+                        raise TypeError(
+                            f"{func.__name__}: {first} is on {target} but {name} is on "
+                            f"{where}; move them to one device or pass backend=..."
+                        )
+                target = target or _CPU
+            for name, value in given.items():
+                if not (_is_array(value) and backend_of(value) == target):
+                    bound.arguments[name] = target.asarray(value)
+            if "backend" in bound.arguments:
+                bound.arguments["backend"] = None
+            with target.activate():
+                return func(*bound.args, **bound.kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

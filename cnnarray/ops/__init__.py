@@ -1,0 +1,59 @@
+"""Layer math written once against an array module ``xp``: NumPy or CuPy.
+
+No module in this package imports numpy or cupy or asks which one it has.
+"""
+
+from .activation import (
+    leaky_relu,
+    leaky_relu_backward,
+    log_softmax,
+    log_softmax_backward,
+    relu,
+    relu_backward,
+    sigmoid,
+    sigmoid_backward,
+    softmax,
+    softmax_backward,
+    tanh,
+    tanh_backward,
+)
+from .conv import (
+    conv2d,
+    conv2d_backward,
+    conv2d_output_shape,
+    get_workspace_limit,
+    set_workspace_limit,
+)
+from .linear import flatten, flatten_backward, linear, linear_backward
+from .loss import cross_entropy, cross_entropy_backward
+from .pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
+
+__all__ = [
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "conv2d",
+    "conv2d_backward",
+    "conv2d_output_shape",
+    "cross_entropy",
+    "cross_entropy_backward",
+    "flatten",
+    "flatten_backward",
+    "get_workspace_limit",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "linear",
+    "linear_backward",
+    "log_softmax",
+    "log_softmax_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "relu",
+    "relu_backward",
+    "set_workspace_limit",
+    "sigmoid",
+    "sigmoid_backward",
+    "softmax",
+    "softmax_backward",
+    "tanh",
+    "tanh_backward",
+]

@@ -1,0 +1,173 @@
+"""Elementwise activations and softmax, forward and backward.
+
+Every ``*_backward(grad_out, x, ...)`` takes the forward's input ``x`` (not its
+output) and returns ``grad_out * d f(x) / dx``. NaN and inf propagate as IEEE
+arithmetic says.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _args
+from ..backend import array_namespace, dispatch
+
+__all__ = [
+    "leaky_relu",
+    "leaky_relu_backward",
+    "log_softmax",
+    "log_softmax_backward",
+    "relu",
+    "relu_backward",
+    "sigmoid",
+    "sigmoid_backward",
+    "softmax",
+    "softmax_backward",
+    "tanh",
+    "tanh_backward",
+]
+
+
+def _float(x: Any) -> tuple[Any, Any]:
+    xp = array_namespace(x)
+    return xp, x.astype(_args.float_dtype(xp, x=x), copy=False)
+
+
+def _grad(grad_out: Any, x: Any) -> tuple[Any, Any, Any]:
+    """Validate a backward call; return ``xp``, grad_out and x in one float dtype."""
+    _args.check_same_shape(grad_out, "grad_out", x, "x")
+    xp = array_namespace(x)
+    dtype = _args.float_dtype(xp, grad_out=grad_out, x=x)
+    return xp, grad_out.astype(dtype, copy=False), x.astype(dtype, copy=False)
+
+
+def _axis(axis: Any, x: Any) -> int:
+    ndim = max(x.ndim, 1)
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -ndim <= axis < ndim:
+        raise ValueError(
+            f"axis must be an int in [{-ndim}, {ndim}) for x of shape {x.shape}, got {axis!r}"
+        )
+    return axis
+
+
+@dispatch("x")
+def relu(x: Any, *, backend: str | None = None) -> Any:
+    """Return ``max(x, 0)`` elementwise (NaN stays NaN)."""
+    xp, x = _float(x)
+    return xp.maximum(x, 0)
+
+
+@dispatch("grad_out", "x")
+def relu_backward(grad_out: Any, x: Any, *, backend: str | None = None) -> Any:
+    """Return ``grad_out * (x > 0)``; the derivative at 0 is taken as 0, as PyTorch."""
+    xp, grad_out, x = _grad(grad_out, x)
+    return xp.where(x > 0, grad_out, 0).astype(x.dtype, copy=False)
+
+
+def _check_slope(negative_slope: Any) -> float:
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, int | float):
+        raise TypeError(f"negative_slope must be a float, got {negative_slope!r}")
+    return float(negative_slope)
+
+
+@dispatch("x")
+def leaky_relu(x: Any, negative_slope: float = 0.01, *, backend: str | None = None) -> Any:
+    """Return ``x`` where ``x > 0`` and ``negative_slope * x`` elsewhere."""
+    slope = _check_slope(negative_slope)
+    xp, x = _float(x)
+    return xp.where(x > 0, x, x * slope)
+
+
+@dispatch("grad_out", "x")
+def leaky_relu_backward(
+    grad_out: Any, x: Any, negative_slope: float = 0.01, *, backend: str | None = None
+) -> Any:
+    """Return ``grad_out`` where ``x > 0`` and ``negative_slope * grad_out`` elsewhere."""
+    slope = _check_slope(negative_slope)
+    xp, grad_out, x = _grad(grad_out, x)
+    return xp.where(x > 0, grad_out, grad_out * slope)
+
+
+def _sigmoid(xp: Any, x: Any) -> Any:
+    # exp(-|x|) never overflows: 1 / (1 + e) for x >= 0, e / (1 + e) below.
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1, e) / (1 + e)
+
+
+@dispatch("x")
+def sigmoid(x: Any, *, backend: str | None = None) -> Any:
+    """Return ``1 / (1 + exp(-x))``, computed without overflow."""
+    xp, x = _float(x)
+    return _sigmoid(xp, x).astype(x.dtype, copy=False)
+
+
+@dispatch("grad_out", "x")
+def sigmoid_backward(grad_out: Any, x: Any, *, backend: str | None = None) -> Any:
+    """Return ``grad_out * s * (1 - s)`` with ``s = sigmoid(x)``."""
+    xp, grad_out, x = _grad(grad_out, x)
+    s = _sigmoid(xp, x)
+    return (grad_out * s * (1 - s)).astype(x.dtype, copy=False)
+
+
+@dispatch("x")
+def tanh(x: Any, *, backend: str | None = None) -> Any:
+    """Return ``tanh(x)`` elementwise."""
+    xp, x = _float(x)
+    return xp.tanh(x)
+
+
+@dispatch("grad_out", "x")
+def tanh_backward(grad_out: Any, x: Any, *, backend: str | None = None) -> Any:
+    """Return ``grad_out * (1 - tanh(x)**2)``."""
+    xp, grad_out, x = _grad(grad_out, x)
+    t = xp.tanh(x)
+    return grad_out * (1 - t * t)
+
+
+def _log_softmax(xp: Any, x: Any, axis: int) -> Any:
+    shifted = x - x.max(axis=axis, keepdims=True)  # largest exponent is 0: no overflow
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+@dispatch("x")
+def softmax(x: Any, axis: int = -1, *, backend: str | None = None) -> Any:
+    """Return ``exp(x) / sum(exp(x), axis)``, computed after subtracting the max.
+
+    Parameters
+    ----------
+    x : array, any shape with at least one axis
+    axis : int, default -1
+        Axis that sums to one.
+    """
+    axis = _axis(axis, x)
+    xp, x = _float(x)
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@dispatch("grad_out", "x")
+def softmax_backward(grad_out: Any, x: Any, axis: int = -1, *, backend: str | None = None) -> Any:
+    """Return ``s * (grad_out - sum(grad_out * s, axis))`` with ``s = softmax(x, axis)``."""
+    axis = _axis(axis, x)
+    xp, grad_out, x = _grad(grad_out, x)
+    s = xp.exp(_log_softmax(xp, x, axis))
+    return s * (grad_out - (grad_out * s).sum(axis=axis, keepdims=True))
+
+
+@dispatch("x")
+def log_softmax(x: Any, axis: int = -1, *, backend: str | None = None) -> Any:
+    """Return ``x - max - log(sum(exp(x - max), axis))``, stable for large inputs."""
+    axis = _axis(axis, x)
+    xp, x = _float(x)
+    return _log_softmax(xp, x, axis)
+
+
+@dispatch("grad_out", "x")
+def log_softmax_backward(
+    grad_out: Any, x: Any, axis: int = -1, *, backend: str | None = None
+) -> Any:
+    """Return ``grad_out - softmax(x) * sum(grad_out, axis)``."""
+    axis = _axis(axis, x)
+    xp, grad_out, x = _grad(grad_out, x)
+    s = xp.exp(_log_softmax(xp, x, axis))
+    return grad_out - s * grad_out.sum(axis=axis, keepdims=True)

@@ -1,0 +1,369 @@
+"""2-D convolution (cross-correlation, as in deep-learning frameworks) and its gradient.
+
+The forward pass is im2col followed by one GEMM per group:
+
+* the padded input is copied into a channel-major column buffer
+  ``cols`` of shape ``(C_in, kh, kw, N, out_h, out_w)``, one strided slice copy
+  per kernel offset ``(i, j)`` (``kh * kw`` copies, no per-pixel loop);
+* ``W (groups, C_out/g, C_in/g*kh*kw) @ cols (groups, C_in/g*kh*kw, N*out_h*out_w)``
+  gives the output of every filter at every position: weight sharing is the
+  GEMM reusing one row of weights against every column.
+
+The backward pass reuses the same buffer: ``grad_weight = dY @ cols^T`` and
+``grad_cols = W^T @ dY``, which col2im adds back into the padded input with the
+same ``kh * kw`` slices (no ``add.at``). Batches are processed in chunks so the
+column buffer never exceeds the workspace limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import _args
+from ..backend import array_namespace, dispatch
+
+__all__ = [
+    "conv2d",
+    "conv2d_backward",
+    "conv2d_output_shape",
+    "get_workspace_limit",
+    "set_workspace_limit",
+]
+
+_workspace_limit = 256 * 2**20
+
+
+def set_workspace_limit(nbytes: int) -> None:
+    """Set the default byte budget of conv2d's im2col buffer (default 256 MiB)."""
+    global _workspace_limit
+    _workspace_limit = _check_limit(nbytes)
+
+
+def get_workspace_limit() -> int:
+    """Return the default byte budget of conv2d's im2col buffer."""
+    return _workspace_limit
+
+
+def _check_limit(nbytes: Any) -> int:
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes <= 0:
+        raise ValueError(f"workspace_limit must be a positive number of bytes, got {nbytes!r}")
+    return nbytes
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Sizes of one conv2d call, named as in the module docstring."""
+
+    n: int
+    c_in: int
+    h: int
+    w: int
+    c_out: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    pt: int
+    pb: int
+    pl: int
+    pr: int
+    groups: int
+    out_h: int
+    out_w: int
+    # 0: (N, C, H, W); 1: (C, H, W); 2: one (H, W) image with one (kh, kw) filter
+    unbatched: int
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        full = (self.n, self.c_out, self.out_h, self.out_w)
+        return full[self.unbatched :]
+
+    @property
+    def padded(self) -> bool:
+        return any((self.pt, self.pb, self.pl, self.pr))
+
+    def windows(self) -> list[tuple[int, int, slice, slice]]:
+        """The ``(i, j, rows, cols)`` slice of the padded input read by each kernel offset."""
+        return [
+            (
+                i,
+                j,
+                slice(i * self.dh, i * self.dh + self.sh * (self.out_h - 1) + 1, self.sh),
+                slice(j * self.dw, j * self.dw + self.sw * (self.out_w - 1) + 1, self.sw),
+            )
+            for i in range(self.kh)
+            for j in range(self.kw)
+        ]
+
+
+def _geometry(
+    x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any
+) -> _Geometry:
+    """Validate a conv2d call and return its sizes (no array is touched)."""
+    _args.check_ndim(weight, "weight", (2, 4), "(C_out, C_in/groups, kh, kw)")
+    if weight.ndim == 2:
+        _args.check_ndim(x, "x", (2,), "(H, W) to go with a 2-D weight (kh, kw)")
+        unbatched = 2
+        n, c_in, h, w = 1, 1, *x.shape
+        c_out, c_per_group, kh, kw = 1, 1, *weight.shape
+    else:
+        _args.check_ndim(x, "x", (3, 4), "(N, C_in, H, W) or (C_in, H, W)")
+        unbatched = 1 if x.ndim == 3 else 0
+        n, c_in, h, w = (1,) * unbatched + tuple(x.shape)
+        c_out, c_per_group, kh, kw = weight.shape
+    _args.check_nonempty(x, "x")
+    _args.check_nonempty(weight, "weight")
+    sh, sw = _args._pair(stride, "stride", minimum=1)
+    dh, dw = _args._pair(dilation, "dilation", minimum=1)
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    if c_out % groups:
+        raise ValueError(
+            f"groups={groups} must divide the number of filters C_out={c_out} "
+            f"(weight of shape {tuple(weight.shape)})"
+        )
+    if c_in != c_per_group * groups:
+        raise ValueError(
+            f"Given groups={groups}, weight of shape {tuple(weight.shape)}, expected x of shape "
+            f"{tuple(x.shape)} to have {c_per_group * groups} channels, but got {c_in} channels"
+        )
+    if bias is not None:
+        _args.check_ndim(bias, "bias", (0, 1) if unbatched == 2 else (1,), "(C_out,)")
+        if bias.ndim == 1 and bias.shape[0] != c_out:
+            raise ValueError(f"bias must have shape ({c_out},), got {tuple(bias.shape)}")
+    pt, pb, pl, pr = _args.conv_padding(padding, (kh, kw), (dh, dw), (sh, sw))
+    out_h = _args.conv_out_size(h, pt + pb, kh, sh, dh)
+    out_w = _args.conv_out_size(w, pl + pr, kw, sw, dw)
+    if out_h < 1 or out_w < 1:
+        raise ValueError(
+            f"kernel of size ({dh * (kh - 1) + 1}, {dw * (kw - 1) + 1}) after dilation is "
+            f"larger than the padded input ({h + pt + pb}, {w + pl + pr}) of x with shape "
+            f"{tuple(x.shape)}"
+        )
+    return _Geometry(
+        n, c_in, h, w, c_out, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, groups, out_h, out_w,
+        unbatched,
+    )  # fmt: skip
+
+
+def conv2d_output_shape(
+    x_shape: tuple[int, ...],
+    weight_shape: tuple[int, ...],
+    stride: _args.IntPair = 1,
+    padding: _args.IntPair | str = 0,
+    dilation: _args.IntPair = 1,
+    groups: int = 1,
+) -> tuple[int, ...]:
+    """Return the shape of ``conv2d(x, weight, ...)`` without computing it.
+
+    ``out = floor((H + pad_top + pad_bottom - dilation * (kh - 1) - 1) / stride) + 1``
+    along each spatial axis.
+    """
+
+    class _Shape:
+        def __init__(self, shape: tuple[int, ...]) -> None:
+            self.shape, self.ndim = tuple(shape), len(shape)
+
+    return _geometry(
+        _Shape(x_shape), _Shape(weight_shape), None, stride, padding, dilation, groups
+    ).out_shape
+
+
+def _batched(x: Any, weight: Any, bias: Any, geo: _Geometry) -> tuple[Any, Any, Any]:
+    """Return 4-D x and weight and 1-D bias, whatever form the caller used."""
+    if geo.unbatched == 2:
+        return x[None, None], weight[None, None], None if bias is None else bias.reshape(1)
+    return (x[None] if geo.unbatched else x), weight, bias
+
+
+def _pad(xp: Any, x: Any, geo: _Geometry) -> Any:
+    """Zero-pad ``x`` (N, C, H, W) to (N, C, H + pt + pb, W + pl + pr)."""
+    if not geo.padded:
+        return x
+    n, c, h, w = x.shape
+    out = xp.zeros((n, c, h + geo.pt + geo.pb, w + geo.pl + geo.pr), dtype=x.dtype)
+    out[:, :, geo.pt : geo.pt + h, geo.pl : geo.pl + w] = x
+    return out
+
+
+def _im2col(xp: Any, x: Any, geo: _Geometry) -> Any:
+    """Gather every window of ``x`` (N, C, H, W) into cols (C, kh, kw, N, out_h, out_w)."""
+    xpad = _pad(xp, x, geo).transpose(1, 0, 2, 3)  # (C, N, Hp, Wp), a view
+    cols = xp.empty((x.shape[1], geo.kh, geo.kw, x.shape[0], geo.out_h, geo.out_w), x.dtype)
+    for i, j, rows, columns in geo.windows():
+        cols[:, i, j] = xpad[:, :, rows, columns]
+    return cols
+
+
+def _col2im(xp: Any, cols: Any, geo: _Geometry) -> Any:
+    """Adjoint of :func:`_im2col`: add cols (C, kh, kw, N, oh, ow) back into (N, C, H, W)."""
+    c, n = cols.shape[0], cols.shape[3]
+    hp, wp = geo.h + geo.pt + geo.pb, geo.w + geo.pl + geo.pr
+    grad = xp.zeros((c, n, hp, wp), dtype=cols.dtype)
+    for i, j, rows, columns in geo.windows():
+        grad[:, :, rows, columns] += cols[:, i, j]
+    grad = grad[:, :, geo.pt : geo.pt + geo.h, geo.pl : geo.pl + geo.w]
+    return xp.ascontiguousarray(grad.transpose(1, 0, 2, 3))
+
+
+def _chunks(geo: _Geometry, itemsize: int, buffers: int, limit: int | None) -> list[slice]:
+    """Split the batch so ``buffers`` column buffers fit in the workspace limit."""
+    limit = _workspace_limit if limit is None else _check_limit(limit)
+    per_image = buffers * geo.c_in * geo.kh * geo.kw * geo.out_h * geo.out_w * itemsize
+    step = max(1, min(geo.n, limit // max(per_image, 1)))
+    return [slice(s, min(s + step, geo.n)) for s in range(0, geo.n, step)]
+
+
+def _prepare(
+    x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any
+) -> tuple[Any, Any, Any, Any, _Geometry]:
+    geo = _geometry(x, weight, bias, stride, padding, dilation, groups)
+    xp = array_namespace(x)
+    dtype = _args.float_dtype(xp, x=x, weight=weight, bias=bias)
+    x, weight, bias = (
+        None if a is None else a.astype(dtype, copy=False) for a in (x, weight, bias)
+    )
+    x, weight, bias = _batched(x, weight, bias, geo)
+    return xp, x, weight, bias, geo
+
+
+@dispatch("x", "weight", "bias")
+def conv2d(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: _args.IntPair = 1,
+    padding: _args.IntPair | str = 0,
+    dilation: _args.IntPair = 1,
+    groups: int = 1,
+    *,
+    workspace_limit: int | None = None,
+    backend: str | None = None,
+) -> Any:
+    """Apply a 2-D convolution (cross-correlation) over a batch of images.
+
+    ``y[n, o, p, q] = bias[o] + sum_{c, i, j} weight[o, c, i, j] *
+    x_pad[n, g * C_in/groups + c, p * sh + i * dh, q * sw + j * dw]`` where ``g`` is the
+    group of filter ``o``. Each filter slides over the image with the stride and
+    shares its weights across positions, giving one activation map per filter.
+
+    Parameters
+    ----------
+    x : array, shape (N, C_in, H, W) or (C_in, H, W); or (H, W) with a 2-D weight
+        Input images. float32 and float64 are kept; integer images are promoted
+        to float32 (or to the weight's float dtype).
+    weight : array, shape (C_out, C_in / groups, kh, kw) or (kh, kw)
+        Filters.
+    bias : array, shape (C_out,), optional
+        One bias per filter.
+    stride : int or (int, int), default 1
+        Step between windows.
+    padding : int, (int, int), "valid" or "same", default 0
+        Zeros added on both sides. ``"same"`` (stride 1 only) keeps H and W, with
+        the extra pixel of an odd total padding on the bottom/right, as PyTorch.
+    dilation : int or (int, int), default 1
+        Spacing between kernel elements.
+    groups : int, default 1
+        Input and output channels are split in ``groups`` independent groups.
+    workspace_limit : int, optional
+        Byte budget for the im2col buffer; the batch is processed in chunks to
+        stay under it (default :func:`get_workspace_limit`, 256 MiB). A single
+        image whose buffer is larger still runs.
+    backend : str, optional
+        None computes where the inputs live; a name moves them there first.
+
+    Returns
+    -------
+    array, shape (N, C_out, out_h, out_w) (batch axis dropped for unbatched input)
+        ``out_h = floor((H + pad_top + pad_bottom - dh * (kh - 1) - 1) / sh) + 1``,
+        likewise ``out_w``.
+
+    Notes
+    -----
+    NaN and inf propagate as IEEE arithmetic says: a NaN in a window makes that
+    output NaN (and through the GEMM, possibly its neighbours' sums stay finite).
+
+    See Also
+    --------
+    scipy.signal.correlate2d, torch.nn.functional.conv2d
+
+    Examples
+    --------
+    >>> import numpy as np, cnnarray
+    >>> image = np.arange(16.0).reshape(4, 4)
+    >>> cnnarray.conv2d(image, np.ones((3, 3)))
+    array([[45., 54.],
+           [81., 90.]])
+    """
+    xp, x, weight, bias, geo = _prepare(x, weight, bias, stride, padding, dilation, groups)
+    g = geo.groups
+    w2 = weight.reshape(g, geo.c_out // g, -1)  # (g, C_out/g, C_in/g*kh*kw)
+    out = xp.empty((geo.n, geo.c_out, geo.out_h, geo.out_w), dtype=x.dtype)
+    for part in _chunks(geo, x.dtype.itemsize, 1, workspace_limit):
+        cols = _im2col(xp, x[part], geo)
+        m = cols.shape[3] * geo.out_h * geo.out_w
+        y = xp.matmul(w2, cols.reshape(g, -1, m))  # (g, C_out/g, n*oh*ow)
+        y = y.reshape(geo.c_out, -1, geo.out_h, geo.out_w)
+        if bias is not None:
+            y += bias.reshape(-1, 1, 1, 1)
+        out[part] = y.transpose(1, 0, 2, 3)
+    return out.reshape(geo.out_shape)
+
+
+@dispatch("grad_out", "x", "weight", "bias")
+def conv2d_backward(
+    grad_out: Any,
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: _args.IntPair = 1,
+    padding: _args.IntPair | str = 0,
+    dilation: _args.IntPair = 1,
+    groups: int = 1,
+    *,
+    workspace_limit: int | None = None,
+    backend: str | None = None,
+) -> tuple[Any, Any, Any]:
+    """Return the gradients of :func:`conv2d` with respect to x, weight and bias.
+
+    Parameters
+    ----------
+    grad_out : array, shape of ``conv2d(x, weight, ...)``
+        Gradient of the loss with respect to the convolution's output.
+    x, weight, bias, stride, padding, dilation, groups, workspace_limit, backend
+        As given to :func:`conv2d`.
+
+    Returns
+    -------
+    grad_x : array, shape of x
+        ``col2im(W^T @ dY)``.
+    grad_weight : array, shape of weight
+        ``dY @ cols^T``, summed over the batch.
+    grad_bias : array, shape of bias, or None when bias is None
+        ``dY`` summed over batch and positions.
+    """
+    x_shape, w_shape = tuple(x.shape), tuple(weight.shape)
+    b_shape = None if bias is None else tuple(bias.shape)
+    xp, x, weight, bias, geo = _prepare(x, weight, bias, stride, padding, dilation, groups)
+    _args.check_shape(grad_out, "grad_out", geo.out_shape)
+    dtype = _args.float_dtype(xp, grad_out=grad_out, x=x)
+    grad_out = grad_out.astype(dtype, copy=False).reshape(geo.n, geo.c_out, geo.out_h, geo.out_w)
+    g = geo.groups
+    w2 = weight.reshape(g, geo.c_out // g, -1)
+    grad_x = xp.empty_like(x)
+    grad_w = xp.zeros_like(w2)
+    for part in _chunks(geo, x.dtype.itemsize, 2, workspace_limit):
+        cols = _im2col(xp, x[part], geo)
+        m = cols.shape[3] * geo.out_h * geo.out_w
+        cols = cols.reshape(g, -1, m)
+        dy = grad_out[part].transpose(1, 0, 2, 3).reshape(g, geo.c_out // g, m)
+        grad_w += xp.matmul(dy, cols.transpose(0, 2, 1))
+        del cols
+        grad_cols = xp.matmul(w2.transpose(0, 2, 1), dy)  # (g, C_in/g*kh*kw, m)
+        grad_cols = grad_cols.reshape(geo.c_in, geo.kh, geo.kw, -1, geo.out_h, geo.out_w)
+        grad_x[part] = _col2im(xp, grad_cols, geo)
+    grad_bias = None if bias is None else grad_out.sum(axis=(0, 2, 3)).reshape(b_shape)
+    return grad_x.reshape(x_shape), grad_w.reshape(w_shape), grad_bias

@@ -1,0 +1,136 @@
+"""Softmax cross-entropy with integer class targets, forward and backward."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _args
+from ..backend import array_namespace, dispatch
+from .activation import _log_softmax
+
+__all__ = ["cross_entropy", "cross_entropy_backward"]
+
+
+def _check(logits: Any, target: Any, reduction: Any, label_smoothing: Any) -> tuple[Any, Any, Any]:
+    """Validate a cross-entropy call; return ``xp`` and 2-D logits and 1-D target."""
+    _args.check_reduction(reduction)
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, int | float):
+        raise TypeError(f"label_smoothing must be a float, got {label_smoothing!r}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    _args.check_ndim(logits, "logits", (1, 2), "(N, C) or (C,)")
+    _args.check_nonempty(logits, "logits")
+    if not hasattr(target, "dtype") or target.dtype.kind not in "iu":
+        got = getattr(target, "dtype", type(target).__name__)
+        raise TypeError(f"target must hold integer class indices, got {got}")
+    batch = logits.shape[:-1]
+    if tuple(target.shape) != tuple(batch):
+        raise ValueError(
+            f"target must have shape {tuple(batch)} to match logits of shape "
+            f"{tuple(logits.shape)}, got {tuple(target.shape)}"
+        )
+    xp = array_namespace(logits)
+    logits = logits.astype(_args.float_dtype(xp, logits=logits), copy=False)
+    classes = logits.shape[-1]
+    target = target.reshape(-1)
+    low, high = int(target.min()), int(target.max())
+    if low < 0 or high >= classes:
+        bad = low if low < 0 else high
+        raise ValueError(
+            f"target must hold class indices in [0, {classes}) for logits with {classes} "
+            f"classes, got {bad}"
+        )
+    return xp, logits.reshape(-1, classes), target
+
+
+def _target_dist(xp: Any, target: Any, classes: int, smoothing: float, dtype: Any) -> Any:
+    """One-hot targets mixed with the uniform distribution: (1 - eps) * onehot + eps / C."""
+    q = xp.full((target.shape[0], classes), smoothing / classes, dtype=dtype)
+    q[xp.arange(target.shape[0]), target] += 1 - smoothing
+    return q
+
+
+@dispatch("logits", "target")
+def cross_entropy(
+    logits: Any,
+    target: Any,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    *,
+    backend: str | None = None,
+) -> Any:
+    """Return the softmax cross-entropy of ``logits`` against class indices.
+
+    ``loss_n = -sum_c q[n, c] * log_softmax(logits)[n, c]`` with
+    ``q = (1 - label_smoothing) * onehot(target) + label_smoothing / C``, as
+    PyTorch's ``cross_entropy``.
+
+    Parameters
+    ----------
+    logits : array, shape (N, C) or (C,)
+        Unnormalised scores.
+    target : int array, shape (N,) or ()
+        Class indices in ``[0, C)``.
+    reduction : {"mean", "sum", "none"}, default "mean"
+    label_smoothing : float in [0, 1], default 0.0
+    backend : str, optional
+
+    Returns
+    -------
+    array
+        Shape () for "mean" and "sum", (N,) (or () unbatched) for "none".
+
+    See Also
+    --------
+    torch.nn.functional.cross_entropy
+    """
+    batch = tuple(logits.shape[:-1]) if hasattr(logits, "shape") else ()
+    xp, logits2, target = _check(logits, target, reduction, label_smoothing)
+    q = _target_dist(xp, target, logits2.shape[1], label_smoothing, logits2.dtype)
+    losses = -(q * _log_softmax(xp, logits2, -1)).sum(axis=1)
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    return losses.reshape(batch)
+
+
+@dispatch("logits", "target", "grad_out")
+def cross_entropy_backward(
+    logits: Any,
+    target: Any,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    grad_out: Any = None,
+    *,
+    backend: str | None = None,
+) -> Any:
+    """Return the gradient of :func:`cross_entropy` with respect to the logits.
+
+    ``grad = (softmax(logits) - q) * grad_out``, divided by N for "mean".
+
+    Parameters
+    ----------
+    logits, target, reduction, label_smoothing, backend
+        As given to :func:`cross_entropy`.
+    grad_out : array, optional
+        Gradient of the loss with respect to the cross-entropy's output: a
+        scalar for "mean"/"sum", shape (N,) for "none". Default 1.
+
+    Returns
+    -------
+    array, shape of logits
+    """
+    shape = tuple(logits.shape) if hasattr(logits, "shape") else ()
+    xp, logits2, target = _check(logits, target, reduction, label_smoothing)
+    n, classes = logits2.shape
+    q = _target_dist(xp, target, classes, label_smoothing, logits2.dtype)
+    grad = xp.exp(_log_softmax(xp, logits2, -1)) - q
+    if reduction == "mean":
+        grad /= n
+    if grad_out is not None:
+        expected = shape[:-1] if reduction == "none" else ()
+        _args.check_shape(grad_out, "grad_out", expected)
+        g = grad_out.astype(logits2.dtype, copy=False)
+        grad *= g.reshape(-1, 1) if reduction == "none" else g
+    return grad.reshape(shape)

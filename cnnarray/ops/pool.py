@@ -1,0 +1,338 @@
+"""Max and average pooling over 2-D windows, forward and backward.
+
+Both are computed as a reduction over the ``kh * kw`` strided slices of the
+padded input, one slice per kernel offset: an elementwise maximum (or sum) of
+``kh * kw`` arrays of the output's shape, never a loop over pixels. The
+backward passes add into the same slices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import _args
+from ..backend import array_namespace, dispatch
+
+__all__ = ["avg_pool2d", "avg_pool2d_backward", "max_pool2d", "max_pool2d_backward"]
+
+
+@dataclass(frozen=True)
+class _PoolGeometry:
+    n: int
+    c: int
+    h: int
+    w: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+    dh: int
+    dw: int
+    out_h: int
+    out_w: int
+    unbatched: bool
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return (self.n, self.c, self.out_h, self.out_w)[int(self.unbatched) :]
+
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        """Padded size: ``pad`` on top/left, enough on bottom/right for every window."""
+        hp = max(self.h + 2 * self.ph, (self.out_h - 1) * self.sh + self.dh * (self.kh - 1) + 1)
+        wp = max(self.w + 2 * self.pw, (self.out_w - 1) * self.sw + self.dw * (self.kw - 1) + 1)
+        return hp, wp
+
+    def windows(self) -> list[tuple[slice, slice]]:
+        """Row-major list of the padded-input slices read by each kernel offset."""
+        return [
+            (
+                slice(i * self.dh, i * self.dh + self.sh * (self.out_h - 1) + 1, self.sh),
+                slice(j * self.dw, j * self.dw + self.sw * (self.out_w - 1) + 1, self.sw),
+            )
+            for i in range(self.kh)
+            for j in range(self.kw)
+        ]
+
+
+def _geometry(
+    x: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: Any
+) -> _PoolGeometry:
+    _args.check_ndim(x, "x", (3, 4), "(N, C, H, W) or (C, H, W)")
+    _args.check_nonempty(x, "x")
+    kh, kw = _args._pair(kernel_size, "kernel_size", minimum=1)
+    sh, sw = (kh, kw) if stride is None else _args._pair(stride, "stride", minimum=1)
+    ph, pw = _args._pair(padding, "padding", minimum=0)
+    dh, dw = _args._pair(dilation, "dilation", minimum=1)
+    if ph > kh // 2 or pw > kw // 2:
+        raise ValueError(
+            f"padding must be at most half of kernel_size, got padding={(ph, pw)} "
+            f"for kernel_size={(kh, kw)}"
+        )
+    if not isinstance(ceil_mode, bool):
+        raise TypeError(f"ceil_mode must be a bool, got {ceil_mode!r}")
+    unbatched = x.ndim == 3
+    n, c, h, w = (1,) * unbatched + tuple(x.shape)
+    out_h = _args.pool_out_size(h, ph, kh, sh, dh, ceil_mode)
+    out_w = _args.pool_out_size(w, pw, kw, sw, dw, ceil_mode)
+    if out_h < 1 or out_w < 1:
+        raise ValueError(
+            f"kernel of size ({dh * (kh - 1) + 1}, {dw * (kw - 1) + 1}) after dilation is "
+            f"larger than the padded input ({h + 2 * ph}, {w + 2 * pw}) of x with shape "
+            f"{tuple(x.shape)}"
+        )
+    return _PoolGeometry(n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, unbatched)
+
+
+def _pad(xp: Any, x: Any, geo: _PoolGeometry, fill: float) -> Any:
+    hp, wp = geo.padded_shape
+    if (hp, wp) == (geo.h, geo.w):
+        return x
+    out = xp.full((geo.n, geo.c, hp, wp), fill, dtype=x.dtype)
+    out[:, :, geo.ph : geo.ph + geo.h, geo.pw : geo.pw + geo.w] = x
+    return out
+
+
+def _prepare(x: Any, geo: _PoolGeometry) -> tuple[Any, Any]:
+    xp = array_namespace(x)
+    dtype = _args.float_dtype(xp, x=x)
+    return xp, x.astype(dtype, copy=False).reshape(geo.n, geo.c, geo.h, geo.w)
+
+
+def _grad_in(xp: Any, grad_out: Any, x: Any, geo: _PoolGeometry) -> Any:
+    _args.check_shape(grad_out, "grad_out", geo.out_shape)
+    _args.float_dtype(xp, grad_out=grad_out, x=x)
+    return grad_out.astype(x.dtype, copy=False).reshape(geo.n, geo.c, geo.out_h, geo.out_w)
+
+
+def _crop(xp: Any, grad: Any, geo: _PoolGeometry) -> Any:
+    grad = grad[:, :, geo.ph : geo.ph + geo.h, geo.pw : geo.pw + geo.w]
+    return xp.ascontiguousarray(grad).reshape((geo.n, geo.c, geo.h, geo.w)[int(geo.unbatched) :])
+
+
+@dispatch("x")
+def max_pool2d(
+    x: Any,
+    kernel_size: _args.IntPair,
+    stride: _args.IntPair | None = None,
+    padding: _args.IntPair = 0,
+    dilation: _args.IntPair = 1,
+    ceil_mode: bool = False,
+    *,
+    backend: str | None = None,
+) -> Any:
+    """Take the maximum over each (dilated) window.
+
+    Parameters
+    ----------
+    x : array, shape (N, C, H, W) or (C, H, W)
+        Input maps, float32 or float64 (integers are promoted to float32).
+    kernel_size : int or (int, int)
+        Window size ``(kh, kw)``.
+    stride : int or (int, int), optional
+        Step between windows; defaults to ``kernel_size``.
+    padding : int or (int, int), default 0
+        Implicit ``-inf`` added on both sides; at most half the kernel size.
+    dilation : int or (int, int), default 1
+        Spacing between window elements.
+    ceil_mode : bool, default False
+        Round the output size up, so partial windows at the right/bottom count,
+        except a last window that would start inside the right padding.
+    backend : str, optional
+        None computes where x lives; a name moves x there first.
+
+    Returns
+    -------
+    array, shape (N, C, out_h, out_w)
+        ``out_h = floor_or_ceil((H + 2 * ph - dh * (kh - 1) - 1) / sh) + 1``, likewise
+        ``out_w``.
+
+    Notes
+    -----
+    A NaN in a window makes that output NaN, as in PyTorch.
+
+    See Also
+    --------
+    torch.nn.functional.max_pool2d
+    """
+    geo = _geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
+    xp, x = _prepare(x, geo)
+    xpad = _pad(xp, x, geo, -float("inf"))
+    windows = geo.windows()
+    out = xp.array(xpad[:, :, windows[0][0], windows[0][1]], copy=True)
+    for rows, cols in windows[1:]:
+        xp.maximum(out, xpad[:, :, rows, cols], out=out)
+    return out.reshape(geo.out_shape)
+
+
+@dispatch("grad_out", "x")
+def max_pool2d_backward(
+    grad_out: Any,
+    x: Any,
+    kernel_size: _args.IntPair,
+    stride: _args.IntPair | None = None,
+    padding: _args.IntPair = 0,
+    dilation: _args.IntPair = 1,
+    ceil_mode: bool = False,
+    *,
+    backend: str | None = None,
+) -> Any:
+    """Return the gradient of :func:`max_pool2d` with respect to x.
+
+    Each window's gradient goes to its maximum. Tie policy: when several
+    elements of a window share the maximum, the whole gradient goes to the
+    FIRST of them in row-major order of the window, as PyTorch does (a NaN
+    counts as the maximum of its window). Overlapping windows add up.
+
+    Parameters
+    ----------
+    grad_out : array, shape of ``max_pool2d(x, ...)``
+    x, kernel_size, stride, padding, dilation, ceil_mode, backend
+        As given to :func:`max_pool2d`.
+
+    Returns
+    -------
+    array, shape of x
+    """
+    geo = _geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
+    xp, x = _prepare(x, geo)
+    grad_out = _grad_in(xp, grad_out, x, geo)
+    xpad = _pad(xp, x, geo, -float("inf"))
+    windows = geo.windows()
+    best = xp.array(xpad[:, :, windows[0][0], windows[0][1]], copy=True)
+    for rows, cols in windows[1:]:
+        xp.maximum(best, xpad[:, :, rows, cols], out=best)
+    grad = xp.zeros(xpad.shape, dtype=x.dtype)
+    pending = xp.ones(best.shape, dtype=bool)  # windows whose maximum is not found yet
+    for rows, cols in windows:
+        patch = xpad[:, :, rows, cols]
+        hit = (patch == best) | (patch != patch)  # patch != patch: NaN, the max of its window
+        hit &= pending
+        pending &= ~hit
+        grad[:, :, rows, cols] += xp.where(hit, grad_out, 0)
+    return _crop(xp, grad, geo)
+
+
+def _avg_divisor(
+    xp: Any, geo: _PoolGeometry, count_include_pad: bool, divisor_override: int | None, dtype: Any
+) -> Any:
+    """Return the divisor of each output, shape (out_h, out_w), PyTorch's rule.
+
+    Windows are clipped to the padded input (``H + pad`` on the bottom) when
+    counting padding, and to the input itself otherwise.
+    """
+    if divisor_override is not None:
+        return xp.asarray(divisor_override, dtype=dtype)
+
+    def counts(out: int, size: int, pad: int, kernel: int, stride: int) -> Any:
+        start = xp.arange(out) * stride - pad
+        end = xp.minimum(start + kernel, size + pad)
+        if count_include_pad:
+            return end - start
+        return xp.minimum(end, size) - xp.maximum(start, 0)
+
+    rows = counts(geo.out_h, geo.h, geo.ph, geo.kh, geo.sh)
+    cols = counts(geo.out_w, geo.w, geo.pw, geo.kw, geo.sw)
+    return (rows[:, None] * cols[None, :]).astype(dtype)
+
+
+def _avg_args(count_include_pad: Any, divisor_override: Any) -> None:
+    if not isinstance(count_include_pad, bool):
+        raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
+    if divisor_override is not None and (
+        isinstance(divisor_override, bool)
+        or not isinstance(divisor_override, int)
+        or divisor_override == 0
+    ):
+        raise ValueError(
+            f"divisor_override must be a non-zero int or None, got {divisor_override!r}"
+        )
+
+
+@dispatch("x")
+def avg_pool2d(
+    x: Any,
+    kernel_size: _args.IntPair,
+    stride: _args.IntPair | None = None,
+    padding: _args.IntPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    backend: str | None = None,
+) -> Any:
+    """Average each window.
+
+    Parameters
+    ----------
+    x : array, shape (N, C, H, W) or (C, H, W)
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size``.
+    padding : int or (int, int), default 0
+        Implicit zeros on both sides; at most half the kernel size.
+    ceil_mode : bool, default False
+        As in :func:`max_pool2d`.
+    count_include_pad : bool, default True
+        Divide by the window size including the zero padding (clipped at the
+        padded border) rather than by the number of real elements.
+    divisor_override : int, optional
+        Divide every window sum by this number instead.
+    backend : str, optional
+        None computes where x lives; a name moves x there first.
+
+    Returns
+    -------
+    array, shape (N, C, out_h, out_w)
+        ``out_h = floor_or_ceil((H + 2 * ph - kh) / sh) + 1``, likewise ``out_w``.
+
+    See Also
+    --------
+    torch.nn.functional.avg_pool2d
+    """
+    _avg_args(count_include_pad, divisor_override)
+    geo = _geometry(x, kernel_size, stride, padding, 1, ceil_mode)
+    xp, x = _prepare(x, geo)
+    xpad = _pad(xp, x, geo, 0.0)
+    windows = geo.windows()
+    out = xp.array(xpad[:, :, windows[0][0], windows[0][1]], copy=True)
+    for rows, cols in windows[1:]:
+        out += xpad[:, :, rows, cols]
+    out /= _avg_divisor(xp, geo, count_include_pad, divisor_override, x.dtype)
+    return out.reshape(geo.out_shape)
+
+
+@dispatch("grad_out", "x")
+def avg_pool2d_backward(
+    grad_out: Any,
+    x: Any,
+    kernel_size: _args.IntPair,
+    stride: _args.IntPair | None = None,
+    padding: _args.IntPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    backend: str | None = None,
+) -> Any:
+    """Return the gradient of :func:`avg_pool2d` with respect to x.
+
+    Each output's gradient, divided by its window's divisor, is spread over
+    the window; overlapping windows add up.
+
+    Returns
+    -------
+    array, shape of x
+    """
+    _avg_args(count_include_pad, divisor_override)
+    geo = _geometry(x, kernel_size, stride, padding, 1, ceil_mode)
+    xp, x = _prepare(x, geo)
+    grad_out = _grad_in(xp, grad_out, x, geo)
+    share = grad_out / _avg_divisor(xp, geo, count_include_pad, divisor_override, x.dtype)
+    grad = xp.zeros((geo.n, geo.c, *geo.padded_shape), dtype=x.dtype)
+    for rows, cols in geo.windows():
+        grad[:, :, rows, cols] += share
+    return _crop(xp, grad, geo)
