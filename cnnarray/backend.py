@@ -92,6 +92,8 @@ class Backend:
                 data = data.get()
             return numpy.asarray(data, dtype=dtype)
         with self.activate():
+            if _is_cupy_array(data) and data.device.id != self.device:
+                return self.xp.array(data, dtype=dtype, copy=True)  # copy onto this device
             return self.xp.asarray(data, dtype=dtype)
 
     def synchronize(self) -> None:

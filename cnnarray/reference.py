@@ -242,7 +242,7 @@ def linear_backward(grad_out, x, weight, bias=None):
     """Reference gradients of linear by einsum."""
     g, x, weight = (np.asarray(a, np.float64) for a in (grad_out, x, weight))
     gx = np.einsum("...o,oi->...i", g, weight)
-    gw = np.einsum("...o,...i->oi", g, x)
+    gw = np.einsum("no,ni->oi", g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1]))
     gb = None if bias is None else g.reshape(-1, g.shape[-1]).sum(axis=0)
     return gx, gw, gb
 

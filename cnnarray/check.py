@@ -1,0 +1,164 @@
+"""Self-check: every operation, forward and backward, against the oracle.
+
+``cnnarray check --device D`` runs :func:`run_checks` and exits non-zero on any
+mismatch; it is the command a GPU CI job runs. Inputs are drawn on the CPU
+from a seeded generator, computed on the chosen backend, brought back and
+compared with :mod:`cnnarray.reference` (float64, SciPy and loops).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import ops, reference
+from .backend import Backend, to_numpy
+
+TOLERANCE = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-10}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One comparison: ``error`` is max|actual - desired| / max(1, max|desired|)."""
+
+    op: str
+    case: str
+    dtype: str
+    error: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.error <= self.tolerance)  # NaN error is not ok
+
+
+def relative_error(actual: Any, desired: Any) -> float:
+    """Return ``max|actual - desired| / max(1, max|desired|)``, inf on a shape mismatch."""
+    actual, desired = np.asarray(to_numpy(actual), np.float64), np.asarray(desired, np.float64)
+    if actual.shape != desired.shape:
+        return float("inf")
+    if actual.size == 0:
+        return 0.0
+    scale = max(1.0, float(np.max(np.abs(desired))))
+    return float(np.max(np.abs(actual - desired))) / scale
+
+
+def _distinct(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Values with no ties, so max pooling has one maximum per window."""
+    return rng.permutation(int(np.prod(shape))).reshape(shape) / np.prod(shape) - 0.5
+
+
+# (label, x shape, weight shape, params)
+_CONV_CASES = [
+    ("basic", (2, 3, 9, 9), (4, 3, 3, 3), {}),
+    ("stride2 pad1", (2, 4, 10, 9), (6, 4, 3, 3), {"stride": 2, "padding": 1}),
+    ("dilation groups", (2, 4, 11, 10), (6, 2, 3, 2), {"dilation": (2, 1), "groups": 2}),
+    ("same", (1, 2, 7, 8), (3, 2, 4, 3), {"padding": "same"}),
+    ("unbatched", (3, 6, 7), (2, 3, 2, 2), {"stride": (1, 2), "padding": (1, 0)}),
+    ("2-D image", (12, 11), (3, 3), {"stride": 2}),
+]
+_POOL_CASES = [
+    ("2x2", (2, 3, 8, 8), {"kernel_size": 2}),
+    (
+        "3x3 s2 p1 ceil",
+        (2, 2, 9, 10),
+        {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True},
+    ),  # fmt: skip
+    ("dilated", (1, 2, 11, 9), {"kernel_size": (2, 3), "stride": 1, "dilation": 2}),
+    ("unbatched", (3, 7, 7), {"kernel_size": 3, "stride": 2}),
+]
+_AVG_CASES = [
+    ("2x2", (2, 3, 8, 8), {"kernel_size": 2}),
+    (
+        "3x3 s2 p1 ceil",
+        (2, 2, 9, 10),
+        {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True},
+    ),  # fmt: skip
+    (
+        "exclude pad",
+        (1, 2, 7, 6),
+        {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False},
+    ),  # fmt: skip
+    ("divisor override", (1, 2, 6, 6), {"kernel_size": 2, "divisor_override": 3}),
+]
+_ACTIVATIONS: list[tuple[str, dict]] = [
+    ("relu", {}),
+    ("leaky_relu", {"negative_slope": 0.1}),
+    ("sigmoid", {}),
+    ("tanh", {}),
+    ("softmax", {"axis": 1}),
+    ("log_softmax", {"axis": -1}),
+]
+
+
+def _cases(rng: np.random.Generator) -> Iterator[tuple[str, str, Callable, Callable, list, dict]]:
+    """Yield (op, case, fast function, oracle, numpy inputs, params)."""
+    for label, xs, ws, params in _CONV_CASES:
+        x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+        b = None if len(ws) == 2 else rng.standard_normal(ws[0])
+        y = reference.conv2d(x, w, b, **params)
+        g = rng.standard_normal(y.shape)
+        yield "conv2d", label, ops.conv2d, reference.conv2d, [x, w, b], params
+        yield ("conv2d_backward", label, ops.conv2d_backward, reference.conv2d_backward,
+               [g, x, w, b], params)  # fmt: skip
+    for label, xs, params in _POOL_CASES:
+        x = _distinct(rng, xs)
+        g = rng.standard_normal(reference.max_pool2d(x, **params).shape)
+        yield "max_pool2d", label, ops.max_pool2d, reference.max_pool2d, [x], params
+        yield ("max_pool2d_backward", label, ops.max_pool2d_backward,
+               reference.max_pool2d_backward, [g, x], params)  # fmt: skip
+    for label, xs, params in _AVG_CASES:
+        x = rng.standard_normal(xs)
+        g = rng.standard_normal(reference.avg_pool2d(x, **params).shape)
+        yield "avg_pool2d", label, ops.avg_pool2d, reference.avg_pool2d, [x], params
+        yield ("avg_pool2d_backward", label, ops.avg_pool2d_backward,
+               reference.avg_pool2d_backward, [g, x], params)  # fmt: skip
+    x, w, b = rng.standard_normal((5, 7)), rng.standard_normal((3, 7)), rng.standard_normal(3)
+    g = rng.standard_normal((5, 3))
+    yield "linear", "(5, 7) -> 3", ops.linear, reference.linear, [x, w, b], {}
+    yield ("linear_backward", "(5, 7) -> 3", ops.linear_backward, reference.linear_backward,
+           [g, x, w, b], {})  # fmt: skip
+    for name, params in _ACTIVATIONS:
+        x = rng.standard_normal((4, 6)) * 3
+        g = rng.standard_normal((4, 6))
+        fwd, bwd = getattr(ops, name), getattr(ops, name + "_backward")
+        yield name, "(4, 6)", fwd, getattr(reference, name), [x], params
+        yield (name + "_backward", "(4, 6)", bwd, getattr(reference, name + "_backward"),
+               [g, x], params)  # fmt: skip
+    logits, target = rng.standard_normal((6, 5)) * 2, rng.integers(0, 5, 6)
+    for reduction, smoothing in (("mean", 0.0), ("sum", 0.1), ("none", 0.2)):
+        params = {"reduction": reduction, "label_smoothing": smoothing}
+        label = f"{reduction}, smoothing {smoothing}"
+        yield ("cross_entropy", label, ops.cross_entropy, reference.cross_entropy,
+               [logits, target], params)  # fmt: skip
+        yield ("cross_entropy_backward", label, ops.cross_entropy_backward,
+               reference.cross_entropy_backward, [logits, target], params)  # fmt: skip
+
+
+def run_checks(backend: Backend, seed: int = 0) -> list[CheckResult]:
+    """Compare every operation on ``backend`` with the oracle in float32 and float64."""
+    results = []
+    for dtype in (np.float32, np.float64):
+        rng = np.random.default_rng(seed)
+        for op, case, fast, oracle, inputs, params in _cases(rng):
+            cast = [a if a is None or a.dtype.kind in "iu" else a.astype(dtype) for a in inputs]
+            desired = oracle(*cast, **params)
+            actual = fast(*cast, **params, backend=backend)
+            pairs = (
+                zip(actual, desired, strict=True)
+                if isinstance(desired, tuple)
+                else [(actual, desired)]
+            )
+            error = max(0.0 if d is None and a is None else relative_error(a, d) for a, d in pairs)
+            dtypes_ok = all(
+                a is None or to_numpy(a).dtype == dtype
+                for a in (actual if isinstance(actual, tuple) else (actual,))
+            )
+            results.append(
+                CheckResult(op, case, np.dtype(dtype).name,
+                            error if dtypes_ok else float("inf"), TOLERANCE[np.dtype(dtype)])
+            )  # fmt: skip
+    return results
