@@ -139,7 +139,9 @@ def _probe_cupy() -> tuple[ModuleType | None, str | None]:
     except Exception as exc:
         _cupy_reason = f"cannot query the CUDA driver: {type(exc).__name__}: {exc}"
         return None, _cupy_reason
-    if driver < runtime:
+    # CUDA's minor-version compatibility lets a 13.2 runtime run on a 13.0 driver;
+    # only an older major version cannot work.
+    if driver // 1000 < runtime // 1000:
         _cupy_reason = (
             f"the CUDA driver is too old: it supports CUDA {_cuda_version(driver)} "
             f"but CuPy was built for CUDA {_cuda_version(runtime)}"

@@ -1,0 +1,631 @@
+"""Image classification datasets as NumPy arrays.
+
+Every loader returns a :class:`Split`: images as float32 arrays of shape
+``(N, C, H, W)`` with values in ``[0, 1]`` and labels as int64 arrays. Datasets
+with an official train/test split (MNIST, Fashion-MNIST, CIFAR-10) keep it;
+the others are split by :func:`train_test_split`, a seeded, per-class
+permutation, so the same call always gives the same split.
+
+Files are parsed here, never unpickled: MNIST-style IDX files and the binary
+version of CIFAR-10 are read byte by byte against their documented layouts,
+and any file that does not match raises :class:`DatasetError` (or
+FileNotFoundError) naming the file and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "DIGITS_CLASSES",
+    "FASHION_MNIST_CLASSES",
+    "MNIST_CLASSES",
+    "DatasetError",
+    "Split",
+    "load_cifar10",
+    "load_dataset",
+    "load_digits",
+    "load_fashion_mnist",
+    "load_image_folder",
+    "load_mnist",
+    "read_idx",
+    "train_test_split",
+]
+
+DIGITS_CLASSES = [str(d) for d in range(10)]
+MNIST_CLASSES = DIGITS_CLASSES
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+CIFAR10_CLASSES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
+
+PathLike = str | os.PathLike
+
+
+class DatasetError(ValueError):
+    """A dataset file or folder exists but its content is not what was expected."""
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """A dataset divided into a training and a test set.
+
+    Attributes
+    ----------
+    x_train : numpy.ndarray, shape (N_train, C, H, W), float32
+        Training images, values in ``[0, 1]``.
+    y_train : numpy.ndarray, shape (N_train,), int64
+        Training labels, ``0 <= y < len(classes)``.
+    x_test : numpy.ndarray, shape (N_test, C, H, W), float32
+        Test images.
+    y_test : numpy.ndarray, shape (N_test,), int64
+        Test labels.
+    classes : list of str
+        Class names; label ``k`` means ``classes[k]``.
+    name : str
+        Short name of the dataset, e.g. ``"digits"``.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: list[str]
+    name: str
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Shape ``(C, H, W)`` of one image."""
+        c, h, w = self.x_train.shape[1:]
+        return (c, h, w)
+
+    def __repr__(self) -> str:
+        c, h, w = self.input_shape
+        return (
+            f"Split(name={self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
+            f"image=({c}, {h}, {w}), classes={self.num_classes})"
+        )
+
+
+# ---------------------------------------------------------------------------
+# Splitting
+
+
+def train_test_split(
+    x: np.ndarray, y: np.ndarray, test_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split ``(x, y)`` deterministically into a training and a test set.
+
+    Each class is split on its own (stratified), taking
+    ``round(test_fraction * count)`` of its samples, chosen by a permutation
+    from ``numpy.random.default_rng(seed)``, into the test set. Both sets are
+    then shuffled with the same generator, so the result depends only on the
+    inputs, ``test_fraction`` and ``seed``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N, ...)
+        Samples.
+    y : numpy.ndarray, shape (N,), integer
+        Labels.
+    test_fraction : float, default 0.2
+        Fraction of each class that goes to the test set, ``0 <= f < 1``.
+    seed : int, default 0
+        Seed of the permutation.
+
+    Returns
+    -------
+    x_train, y_train, x_test, y_test : numpy.ndarray
+
+    Examples
+    --------
+    >>> x = np.arange(10.0).reshape(10, 1)
+    >>> y = np.array([0, 1] * 5)
+    >>> x_train, y_train, x_test, y_test = train_test_split(x, y, 0.2, seed=0)
+    >>> len(y_train), len(y_test)
+    (8, 2)
+    """
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, int | float):
+        raise TypeError(f"test_fraction must be a float, got {type(test_fraction).__name__}")
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must satisfy 0 <= test_fraction < 1, got {test_fraction}")
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    rng = np.random.default_rng(seed)
+    test_parts = []
+    train_parts = []
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        n_test = int(round(test_fraction * len(members)))
+        test_parts.append(members[:n_test])
+        train_parts.append(members[n_test:])
+    empty = np.empty(0, dtype=np.intp)
+    train = rng.permutation(np.concatenate(train_parts or [empty]))
+    test = rng.permutation(np.concatenate(test_parts or [empty]))
+    return x[train], y[train], x[test], y[test]
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, source: object) -> None:
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        raise DatasetError(
+            f"{source}: labels must be in 0..{num_classes - 1}, found {int(bad[0])} "
+            f"({bad.size} label(s) out of range)"
+        )
+
+
+def _to_unit_float(pixels: np.ndarray) -> np.ndarray:
+    """Map uint8 pixels to float32 in [0, 1]."""
+    out = pixels.astype(np.float32)
+    out /= 255.0
+    return out
+
+
+# ---------------------------------------------------------------------------
+# scikit-learn digits
+
+
+def load_digits(test_fraction: float = 0.2, seed: int = 0) -> Split:
+    """Load scikit-learn's bundled 8x8 handwritten digits (no download).
+
+    The 1797 images have integer values ``0..16``; they are divided by 16.
+
+    Parameters
+    ----------
+    test_fraction : float, default 0.2
+        Fraction of each class kept for the test set (see :func:`train_test_split`).
+    seed : int, default 0
+        Seed of the split.
+
+    Returns
+    -------
+    Split
+        Images of shape ``(N, 1, 8, 8)``, 10 classes ``"0"`` to ``"9"``.
+
+    See Also
+    --------
+    sklearn.datasets.load_digits
+
+    Examples
+    --------
+    >>> data = load_digits()
+    >>> data.x_train.shape[1:], data.num_classes
+    ((1, 8, 8), 10)
+    """
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    x = (np.asarray(bunch.images, dtype=np.float64) / 16.0).astype(np.float32)
+    x = x[:, None, :, :]  # (N, 1, 8, 8)
+    y = np.asarray(bunch.target, dtype=np.int64)
+    return Split(*train_test_split(x, y, test_fraction, seed), list(DIGITS_CLASSES), "digits")
+
+
+# ---------------------------------------------------------------------------
+# IDX (MNIST, Fashion-MNIST)
+
+_IDX_UBYTE = 0x00000800  # magic of an unsigned-byte IDX file, plus its number of dimensions
+
+
+def _read_bytes(path: Path) -> bytes:
+    """Read a file, decompressing it when its name ends in ``.gz``."""
+    if path.suffix != ".gz":
+        return path.read_bytes()
+    try:
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DatasetError(f"{path}: not a valid gzip file ({exc})") from exc
+
+
+def read_idx(path: PathLike, ndim: int | None = None) -> np.ndarray:
+    """Read an IDX file of unsigned bytes, as used by MNIST and Fashion-MNIST.
+
+    The layout is a 4-byte magic number ``0x0000 0x08 ndim`` (0x08 means
+    unsigned byte), then ``ndim`` big-endian uint32 dimensions, then the data
+    in C order. A name ending in ``.gz`` is decompressed first.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    ndim : int, optional
+        Expected number of dimensions: 1 for labels (magic 0x00000801), 3 for
+        images (magic 0x00000803). None accepts any unsigned-byte IDX file.
+
+    Returns
+    -------
+    numpy.ndarray, uint8
+        Array of the shape given in the header.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    DatasetError
+        If the magic number is wrong or the data size does not match the header.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"IDX file not found: {path}")
+    data = _read_bytes(path)
+    if len(data) < 4:
+        raise DatasetError(f"{path}: file too short for an IDX header ({len(data)} bytes)")
+    magic = int.from_bytes(data[:4], "big")
+    dims_count = data[3]
+    if ndim is not None and magic != _IDX_UBYTE | ndim:
+        raise DatasetError(
+            f"{path}: wrong magic number 0x{magic:08X}, expected 0x{_IDX_UBYTE | ndim:08X} "
+            f"(unsigned-byte IDX with {ndim} dimension(s))"
+        )
+    if ndim is None and (magic & 0xFFFFFF00 != _IDX_UBYTE or dims_count == 0):
+        raise DatasetError(
+            f"{path}: wrong magic number 0x{magic:08X}, expected 0x000008NN "
+            f"(unsigned-byte IDX with NN dimensions)"
+        )
+    header_size = 4 + 4 * dims_count
+    if len(data) < header_size:
+        raise DatasetError(
+            f"{path}: truncated header: {dims_count} dimension(s) need {header_size} bytes, "
+            f"the file has {len(data)}"
+        )
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims_count))
+    expected = int(np.prod(shape, dtype=np.int64))
+    actual = len(data) - header_size
+    if actual < expected:
+        raise DatasetError(
+            f"{path}: truncated data: header says shape {shape} ({expected} bytes) "
+            f"but only {actual} bytes follow"
+        )
+    if actual > expected:
+        raise DatasetError(
+            f"{path}: {actual - expected} unexpected trailing bytes after the "
+            f"{expected} bytes of shape {shape}"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def _find_file(directory: Path, name: str) -> Path:
+    """Return ``directory/name`` or ``directory/name.gz``, whichever exists."""
+    for candidate in (directory / name, directory / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"dataset file not found: {directory / name} (nor {name}.gz)")
+
+
+def _check_directory(directory: PathLike) -> Path:
+    if not isinstance(directory, str | os.PathLike):
+        raise TypeError(f"directory must be a str or path, got {type(directory).__name__}")
+    path = Path(directory)
+    if not path.is_dir():
+        raise FileNotFoundError(f"dataset directory not found: {path}")
+    return path
+
+
+def _load_idx_pair(directory: Path, prefix: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    images_path = _find_file(directory, f"{prefix}-images-idx3-ubyte")
+    labels_path = _find_file(directory, f"{prefix}-labels-idx1-ubyte")
+    images = read_idx(images_path, ndim=3)
+    labels = read_idx(labels_path, ndim=1)
+    if len(images) != len(labels):
+        raise DatasetError(
+            f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels"
+        )
+    _check_labels(labels, num_classes, labels_path)
+    return _to_unit_float(images)[:, None, :, :], labels.astype(np.int64)  # (N, 1, H, W)
+
+
+def _load_idx_dataset(directory: PathLike, classes: list[str], name: str) -> Split:
+    root = _check_directory(directory)
+    x_train, y_train = _load_idx_pair(root, "train", len(classes))
+    x_test, y_test = _load_idx_pair(root, "t10k", len(classes))
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DatasetError(
+            f"{root}: training images are {x_train.shape[2:]} but test images are "
+            f"{x_test.shape[2:]}"
+        )
+    return Split(x_train, y_train, x_test, y_test, list(classes), name)
+
+
+def load_mnist(directory: PathLike) -> Split:
+    """Load MNIST from its four IDX files.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        Folder holding ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+        ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each raw or
+        gzipped (``.gz`` appended).
+
+    Returns
+    -------
+    Split
+        The official split (60000 / 10000 images), shape ``(N, 1, 28, 28)``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder or one of the files is missing.
+    DatasetError
+        If a file is malformed, image and label counts differ, or a label is
+        not in ``0..9``; the message names the file.
+
+    See Also
+    --------
+    read_idx, load_fashion_mnist
+    """
+    return _load_idx_dataset(directory, MNIST_CLASSES, "mnist")
+
+
+def load_fashion_mnist(directory: PathLike) -> Split:
+    """Load Fashion-MNIST from its four IDX files.
+
+    Same files and format as :func:`load_mnist`; only the class names differ
+    (``"T-shirt/top"``, ``"Trouser"``, ...).
+    """
+    return _load_idx_dataset(directory, FASHION_MNIST_CLASSES, "fashion-mnist")
+
+
+# ---------------------------------------------------------------------------
+# CIFAR-10 (binary version)
+
+_CIFAR_RECORD = 1 + 3 * 32 * 32
+_CIFAR_TRAIN_FILES = [f"data_batch_{i}.bin" for i in range(1, 6)]
+_CIFAR_TEST_FILES = ["test_batch.bin"]
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    data = path.read_bytes()
+    if len(data) == 0 or len(data) % _CIFAR_RECORD:
+        raise DatasetError(
+            f"{path}: size {len(data)} bytes is not a positive multiple of the "
+            f"{_CIFAR_RECORD}-byte CIFAR-10 record (1 label byte + 3072 pixel bytes)"
+        )
+    records = np.frombuffer(data, dtype=np.uint8).reshape(-1, _CIFAR_RECORD)
+    labels = records[:, 0]
+    _check_labels(labels, len(CIFAR10_CLASSES), path)
+    return records[:, 1:].reshape(-1, 3, 32, 32), labels.astype(np.int64)  # pixels are CHW
+
+
+def _read_cifar_files(directory: Path, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    paths = [directory / name for name in names]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"CIFAR-10 file(s) not found: {', '.join(missing)}")
+    batches = [_read_cifar_batch(p) for p in paths]
+    pixels = np.concatenate([b[0] for b in batches])
+    labels = np.concatenate([b[1] for b in batches])
+    return _to_unit_float(pixels), labels
+
+
+def load_cifar10(directory: PathLike) -> Split:
+    """Load the binary version of CIFAR-10.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        Folder holding ``data_batch_1.bin`` ... ``data_batch_5.bin`` and
+        ``test_batch.bin`` (the ``cifar-10-batches-bin`` folder of the
+        archive, or its parent). Each file is a sequence of 3073-byte records:
+        one label byte, then 3072 pixel bytes in ``(3, 32, 32)`` order.
+        The Python (pickled) version is not supported: nothing is unpickled.
+
+    Returns
+    -------
+    Split
+        The official split (50000 / 10000 images), shape ``(N, 3, 32, 32)``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder or any of the six files is missing (all are named).
+    DatasetError
+        If a file's size is not a multiple of 3073 bytes or a label is not in
+        ``0..9``; the message names the file.
+    """
+    root = _check_directory(directory)
+    nested = root / "cifar-10-batches-bin"
+    if not (root / _CIFAR_TEST_FILES[0]).exists() and nested.is_dir():
+        root = nested
+    x_train, y_train = _read_cifar_files(root, _CIFAR_TRAIN_FILES)
+    x_test, y_test = _read_cifar_files(root, _CIFAR_TEST_FILES)
+    return Split(x_train, y_train, x_test, y_test, list(CIFAR10_CLASSES), "cifar10")
+
+
+# ---------------------------------------------------------------------------
+# A folder of images, one sub-folder per class
+
+_SINGLE_BAND_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+def _image_files(folder: Path) -> list[Path]:
+    from PIL import Image
+
+    extensions = {ext.lower() for ext in Image.registered_extensions()}
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions
+    )
+
+
+def _parse_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = (size, size)
+    if (
+        not isinstance(size, Sequence)
+        or len(size) != 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)
+    ):
+        raise ValueError(f"size must be a positive int or a (height, width) pair, got {size!r}")
+    return (size[0], size[1])
+
+
+def load_image_folder(
+    directory: PathLike,
+    size: int | tuple[int, int] | None = None,
+    grayscale: bool | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> Split:
+    """Load a folder of images with one sub-folder per class.
+
+    Class names are the sorted names of the sub-folders (hidden ones are
+    skipped); every file whose extension Pillow knows is read as an image, and
+    other files are ignored.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        Root folder, e.g. ``root/cat/1.png``, ``root/dog/2.jpg``.
+    size : int or (int, int), optional
+        Target ``(height, width)`` (an int means a square). Images of another
+        size are resized bilinearly. Default: the size of the first image.
+    grayscale : bool, optional
+        Convert to one channel (True) or three RGB channels (False). Default:
+        grayscale when the first image has a single band (mode ``"L"``, ...).
+    test_fraction : float, default 0.2
+        Fraction of each class kept for the test set (see :func:`train_test_split`).
+    seed : int, default 0
+        Seed of the split.
+
+    Returns
+    -------
+    Split
+        Images of shape ``(N, 1 or 3, height, width)``; ``name`` is the folder's name.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``directory`` does not exist.
+    DatasetError
+        If there are no class folders, a class folder holds no image, or an
+        image cannot be read; the message names the folder or file.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    root = _check_directory(directory)
+    target = _parse_size(size)
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DatasetError(f"{root}: no class sub-folders found (expected root/CLASS/IMAGE)")
+    files: list[tuple[Path, int]] = []
+    for label, folder in enumerate(class_dirs):
+        images = _image_files(folder)
+        if not images:
+            raise DatasetError(f"{folder}: class folder contains no image files")
+        files.extend((path, label) for path in images)
+
+    pixels = None
+    for i, (path, _) in enumerate(files):
+        try:
+            with Image.open(path) as img:
+                img.load()
+                if grayscale is None:
+                    grayscale = img.mode in _SINGLE_BAND_MODES
+                img = img.convert("L" if grayscale else "RGB")
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise DatasetError(f"{path}: cannot read image ({exc})") from exc
+        if target is None:
+            target = (img.height, img.width)
+        if (img.height, img.width) != target:
+            img = img.resize((target[1], target[0]), Image.Resampling.BILINEAR)
+        array = np.asarray(img, dtype=np.uint8)
+        if pixels is None:
+            channels = 1 if grayscale else 3
+            pixels = np.empty((len(files), channels, *target), dtype=np.uint8)
+        # (H, W) for "L", (H, W, 3) for "RGB"; store as (C, H, W)
+        pixels[i] = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+    labels = np.array([label for _, label in files], dtype=np.int64)
+    x = _to_unit_float(pixels)
+    classes = [p.name for p in class_dirs]
+    return Split(*train_test_split(x, labels, test_fraction, seed), classes, root.name)
+
+
+# ---------------------------------------------------------------------------
+# Choosing a dataset by name
+
+_SPEC_FORMS = "'digits', 'mnist:DIR', 'fashion-mnist:DIR', 'cifar10:DIR' or 'folder:DIR'"
+
+
+def load_dataset(spec: str) -> Split:
+    """Load a dataset described by a short string.
+
+    Parameters
+    ----------
+    spec : str
+        One of ``"digits"``, ``"mnist:DIR"``, ``"fashion-mnist:DIR"``,
+        ``"cifar10:DIR"`` or ``"folder:DIR"``, where ``DIR`` is the folder
+        holding the files. Only the first ``:`` separates the name.
+
+    Returns
+    -------
+    Split
+
+    Raises
+    ------
+    ValueError
+        If the spec names no known dataset or lacks a required ``DIR``.
+
+    Examples
+    --------
+    >>> load_dataset("digits").name
+    'digits'
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"spec must be a string such as {_SPEC_FORMS}, got {type(spec).__name__}")
+    name, sep, directory = spec.partition(":")
+    key = name.strip().lower()
+    if key == "digits":
+        if sep:
+            raise ValueError(f"dataset spec 'digits' takes no directory, got {spec!r}")
+        return load_digits()
+    loaders = {
+        "mnist": load_mnist,
+        "fashion-mnist": load_fashion_mnist,
+        "fashion_mnist": load_fashion_mnist,
+        "cifar10": load_cifar10,
+        "cifar-10": load_cifar10,
+        "folder": load_image_folder,
+    }
+    if key not in loaders:
+        raise ValueError(f"unknown dataset spec {spec!r}; expected {_SPEC_FORMS}")
+    if not directory:
+        raise ValueError(f"dataset spec {spec!r} needs a directory: expected '{key}:DIR'")
+    return loaders[key](directory)

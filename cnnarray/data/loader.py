@@ -1,0 +1,166 @@
+"""Mini-batch iteration over in-memory arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..backend import Backend, asarray, get_backend
+
+__all__ = ["DataLoader"]
+
+Transform = Callable[[Any, Any], Any]
+
+
+class DataLoader:
+    """Iterate over ``(x, y)`` in mini-batches, optionally shuffled and augmented.
+
+    The data stay in host memory; each batch is sliced (or gathered, when
+    shuffling) on the CPU, moved to ``backend`` and then passed through
+    ``transform`` on that device.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, ...)
+        Samples, e.g. images of shape ``(N, C, H, W)``.
+    y : array_like, shape (N,) or (N, ...)
+        Targets, one per sample.
+    batch_size : int, default 64
+        Samples per batch; the last batch may be smaller unless ``drop_last``.
+    shuffle : bool, default False
+        Draw a new permutation at the start of every epoch (every call to
+        ``iter``).
+    seed : int, optional
+        Seed of the NumPy generators used for shuffling and for ``transform``;
+        each epoch gets its own pair, derived from ``seed`` and the epoch
+        number (see :meth:`generators`). The same seed gives the same sequence
+        of epochs, on any backend. None draws fresh entropy once, at construction.
+    drop_last : bool, default False
+        Skip the last batch when it has fewer than ``batch_size`` samples.
+    backend : str or Backend, optional
+        Where batches go (``"cpu"``, ``"cuda"``, ...; see
+        :func:`cnnarray.backend.get_backend`). None leaves them as NumPy arrays.
+    transform : callable, optional
+        ``transform(xb, rng) -> xb`` applied to every image batch after it has
+        been moved, e.g. a :class:`cnnarray.data.augment.Compose`. ``rng`` is
+        the epoch's ``numpy.random.Generator`` for transforms.
+
+    Attributes
+    ----------
+    epoch : int
+        Number of epochs started so far, i.e. the index of the next epoch. Set
+        it to replay or resume from a given epoch.
+
+    Examples
+    --------
+    >>> x = np.zeros((10, 1, 4, 4), dtype=np.float32)
+    >>> y = np.arange(10)
+    >>> loader = DataLoader(x, y, batch_size=4)
+    >>> len(loader), [len(yb) for _, yb in loader]
+    (3, [4, 4, 2])
+    """
+
+    def __init__(
+        self,
+        x: Any,
+        y: Any,
+        batch_size: int = 64,
+        shuffle: bool = False,
+        seed: int | None = None,
+        drop_last: bool = False,
+        backend: str | Backend | None = None,
+        transform: Transform | None = None,
+    ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+            raise TypeError(
+                f"batch_size must be an int >= 1, got {type(batch_size).__name__} {batch_size!r}"
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size}")
+        for name, value in (("shuffle", shuffle), ("drop_last", drop_last)):
+            if not isinstance(value, bool | np.bool_):
+                raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+        if transform is not None and not callable(transform):
+            raise TypeError(
+                f"transform must be a callable transform(x, rng) or None, "
+                f"got {type(transform).__name__}"
+            )
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+                raise TypeError(f"seed must be None or an int >= 0, got {type(seed).__name__}")
+            if seed < 0:
+                raise ValueError(f"seed must be None or an int >= 0, got {seed}")
+        x = np.asarray(x) if not hasattr(x, "shape") else x
+        y = np.asarray(y) if not hasattr(y, "shape") else y
+        if x.ndim == 0 or y.ndim == 0:
+            raise ValueError(
+                f"x and y must have a leading sample axis, got shapes {x.shape} and {y.shape}"
+            )
+        if len(x) != len(y):
+            raise ValueError(
+                f"x and y must hold the same number of samples, got len(x)={len(x)} "
+                f"and len(y)={len(y)}"
+            )
+        self.x = x
+        self.y = y
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.seed = seed
+        self.drop_last = bool(drop_last)
+        self.backend = None if backend is None else get_backend(backend)
+        self.transform = transform
+        self.epoch = 0
+        # Fixed once, so that seed=None still gives reproducible epochs within this loader.
+        self._entropy = np.random.SeedSequence(seed).entropy
+
+    @property
+    def num_samples(self) -> int:
+        """Number of samples per epoch, before dropping an incomplete batch."""
+        return len(self.x)
+
+    def __len__(self) -> int:
+        """Number of batches per epoch."""
+        full, rest = divmod(len(self.x), self.batch_size)
+        return full if self.drop_last or rest == 0 else full + 1
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        """Start a new epoch and return an iterator over its ``(xb, yb)`` batches."""
+        epoch = self.epoch
+        self.epoch += 1
+        return self._batches(epoch)
+
+    def generators(self, epoch: int) -> tuple[np.random.Generator, np.random.Generator]:
+        """Return the shuffling and the transform generator of epoch ``epoch``.
+
+        Both depend only on ``seed`` and ``epoch`` (not on how far earlier
+        epochs were iterated), so setting :attr:`epoch` replays an epoch, e.g.
+        when resuming training.
+        """
+        children = np.random.SeedSequence(self._entropy, spawn_key=(epoch,)).spawn(2)
+        return np.random.default_rng(children[0]), np.random.default_rng(children[1])
+
+    def _batches(self, epoch: int) -> Iterator[tuple[Any, Any]]:
+        shuffle_rng, transform_rng = self.generators(epoch)
+        order = shuffle_rng.permutation(len(self.x)) if self.shuffle else None
+        for b in range(len(self)):
+            start = b * self.batch_size
+            stop = min(start + self.batch_size, len(self.x))
+            if order is None:
+                xb, yb = self.x[start:stop], self.y[start:stop]
+            else:
+                index = order[start:stop]
+                xb, yb = self.x[index], self.y[index]
+            if self.backend is not None:
+                xb = asarray(xb, backend=self.backend)
+                yb = asarray(yb, backend=self.backend)
+            if self.transform is not None:
+                xb = self.transform(xb, transform_rng)
+            yield xb, yb
+
+    def __repr__(self) -> str:
+        return (
+            f"DataLoader(samples={len(self.x)}, batch_size={self.batch_size}, "
+            f"batches={len(self)}, shuffle={self.shuffle}, backend={self.backend})"
+        )
