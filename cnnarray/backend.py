@@ -22,8 +22,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import itertools
+import os
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, TypeVar
@@ -40,6 +43,8 @@ __all__ = [
     "cuda_unavailable_reason",
     "dispatch",
     "get_backend",
+    "parallel_for",
+    "set_num_threads",
     "synchronize",
     "to_numpy",
 ]
@@ -302,6 +307,40 @@ def to_numpy(array: Any) -> numpy.ndarray:
 def synchronize(backend: str | Backend | None = None) -> None:
     """Wait for queued GPU work on ``backend`` (default: auto) to finish."""
     get_backend(backend).synchronize()
+
+
+_num_threads = min(os.cpu_count() or 1, 8)
+_pool: ThreadPoolExecutor | None = None
+
+
+def set_num_threads(n: int) -> None:
+    """Set how many threads the CPU backend uses for its copy passes (default: cores, <= 8)."""
+    global _num_threads, _pool
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    _num_threads, _pool = n, None
+
+
+def parallel_for(xp: ModuleType, total: int, body: Callable[[slice], None], work: int) -> None:
+    """Call ``body(part)`` on slices ``part`` that split ``range(total)``.
+
+    On the CPU the slices run on a thread pool: NumPy releases the GIL in
+    copies and ufuncs, which are single-threaded on their own, so passes that
+    are not BLAS calls use every core. On a GPU, ``body(slice(0, total))`` runs
+    once, since one kernel launch already uses the whole device. ``work`` is the
+    number of elements touched; small jobs run in the calling thread.
+    """
+    global _pool
+    threads = min(_num_threads, total)
+    if xp is not numpy or threads < 2 or work < 1 << 17:
+        body(slice(0, total))
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_num_threads, thread_name_prefix="cnnarray")
+    bounds = [total * i // threads for i in range(threads + 1)]
+    futures = [_pool.submit(body, slice(a, b)) for a, b in itertools.pairwise(bounds) if b > a]
+    for future in futures:
+        future.result()
 
 
 F = TypeVar("F", bound=Callable[..., Any])

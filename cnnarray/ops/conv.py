@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import _args
-from ..backend import array_namespace, dispatch
+from ..backend import array_namespace, dispatch, parallel_for
 
 __all__ = [
     "conv2d",
@@ -191,22 +191,30 @@ def _pad(xp: Any, x: Any, geo: _Geometry) -> Any:
 
 def _im2col(xp: Any, x: Any, geo: _Geometry) -> Any:
     """Gather every window of ``x`` (N, C, H, W) into cols (C, kh, kw, N, out_h, out_w)."""
-    xpad = _pad(xp, x, geo).transpose(1, 0, 2, 3)  # (C, N, Hp, Wp), a view
     cols = xp.empty((x.shape[1], geo.kh, geo.kw, x.shape[0], geo.out_h, geo.out_w), x.dtype)
-    for i, j, rows, columns in geo.windows():
-        cols[:, i, j] = xpad[:, :, rows, columns]
+
+    def fill(part: slice) -> None:
+        xpad = _pad(xp, x[:, part], geo).transpose(1, 0, 2, 3)  # (C, N, Hp, Wp), a view
+        for i, j, rows, columns in geo.windows():
+            cols[part, i, j] = xpad[:, :, rows, columns]
+
+    parallel_for(xp, x.shape[1], fill, work=cols.size)
     return cols
 
 
-def _col2im(xp: Any, cols: Any, geo: _Geometry) -> Any:
-    """Adjoint of :func:`_im2col`: add cols (C, kh, kw, N, oh, ow) back into (N, C, H, W)."""
-    c, n = cols.shape[0], cols.shape[3]
+def _col2im(xp: Any, cols: Any, geo: _Geometry, out: Any) -> None:
+    """Adjoint of :func:`_im2col`: add cols (C, kh, kw, N, oh, ow) back into out (N, C, H, W)."""
     hp, wp = geo.h + geo.pt + geo.pb, geo.w + geo.pl + geo.pr
-    grad = xp.zeros((c, n, hp, wp), dtype=cols.dtype)
-    for i, j, rows, columns in geo.windows():
-        grad[:, :, rows, columns] += cols[:, i, j]
-    grad = grad[:, :, geo.pt : geo.pt + geo.h, geo.pl : geo.pl + geo.w]
-    return xp.ascontiguousarray(grad.transpose(1, 0, 2, 3))
+
+    def add(part: slice) -> None:
+        part_cols = cols[part]
+        grad = xp.zeros((part_cols.shape[0], part_cols.shape[3], hp, wp), dtype=cols.dtype)
+        for i, j, rows, columns in geo.windows():
+            grad[:, :, rows, columns] += part_cols[:, i, j]
+        grad = grad[:, :, geo.pt : geo.pt + geo.h, geo.pl : geo.pl + geo.w]
+        out[:, part] = grad.transpose(1, 0, 2, 3)
+
+    parallel_for(xp, cols.shape[0], add, work=cols.size)
 
 
 def _chunks(geo: _Geometry, itemsize: int, buffers: int, limit: int | None) -> list[slice]:
@@ -364,6 +372,6 @@ def conv2d_backward(
         del cols
         grad_cols = xp.matmul(w2.transpose(0, 2, 1), dy)  # (g, C_in/g*kh*kw, m)
         grad_cols = grad_cols.reshape(geo.c_in, geo.kh, geo.kw, -1, geo.out_h, geo.out_w)
-        grad_x[part] = _col2im(xp, grad_cols, geo)
+        _col2im(xp, grad_cols, geo, grad_x[part])
     grad_bias = None if bias is None else grad_out.sum(axis=(0, 2, 3)).reshape(b_shape)
     return grad_x.reshape(x_shape), grad_w.reshape(w_shape), grad_bias

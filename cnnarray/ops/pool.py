@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import _args
-from ..backend import array_namespace, dispatch
+from ..backend import array_namespace, dispatch, parallel_for
 
 __all__ = ["avg_pool2d", "avg_pool2d_backward", "max_pool2d", "max_pool2d_backward"]
 
@@ -45,6 +45,16 @@ class _PoolGeometry:
         hp = max(self.h + 2 * self.ph, (self.out_h - 1) * self.sh + self.dh * (self.kh - 1) + 1)
         wp = max(self.w + 2 * self.pw, (self.out_w - 1) * self.sw + self.dw * (self.kw - 1) + 1)
         return hp, wp
+
+    @property
+    def tiles(self) -> bool:
+        """True when the windows cover the padded input exactly once."""
+        hp, wp = self.padded_shape
+        return (
+            (self.sh, self.sw) == (self.kh, self.kw)
+            and (self.dh, self.dw) == (1, 1)
+            and (hp, wp) == (self.out_h * self.kh, self.out_w * self.kw)
+        )
 
     def windows(self) -> list[tuple[slice, slice]]:
         """Row-major list of the padded-input slices read by each kernel offset."""
@@ -88,29 +98,37 @@ def _geometry(
 
 
 def _pad(xp: Any, x: Any, geo: _PoolGeometry, fill: float) -> Any:
+    """Pad maps (M, H, W) to the padded shape with ``fill``."""
     hp, wp = geo.padded_shape
     if (hp, wp) == (geo.h, geo.w):
         return x
-    out = xp.full((geo.n, geo.c, hp, wp), fill, dtype=x.dtype)
-    out[:, :, geo.ph : geo.ph + geo.h, geo.pw : geo.pw + geo.w] = x
+    out = xp.full((x.shape[0], hp, wp), fill, dtype=x.dtype)
+    out[:, geo.ph : geo.ph + geo.h, geo.pw : geo.pw + geo.w] = x
     return out
 
 
 def _prepare(x: Any, geo: _PoolGeometry) -> tuple[Any, Any]:
+    """Return ``xp`` and x as float maps of shape (N*C, H, W): pooling treats each alike."""
     xp = array_namespace(x)
     dtype = _args.float_dtype(xp, x=x)
-    return xp, x.astype(dtype, copy=False).reshape(geo.n, geo.c, geo.h, geo.w)
+    return xp, x.astype(dtype, copy=False).reshape(geo.n * geo.c, geo.h, geo.w)
 
 
 def _grad_in(xp: Any, grad_out: Any, x: Any, geo: _PoolGeometry) -> Any:
     _args.check_shape(grad_out, "grad_out", geo.out_shape)
     _args.float_dtype(xp, grad_out=grad_out, x=x)
-    return grad_out.astype(x.dtype, copy=False).reshape(geo.n, geo.c, geo.out_h, geo.out_w)
+    return grad_out.astype(x.dtype, copy=False).reshape(geo.n * geo.c, geo.out_h, geo.out_w)
 
 
-def _crop(xp: Any, grad: Any, geo: _PoolGeometry) -> Any:
-    grad = grad[:, :, geo.ph : geo.ph + geo.h, geo.pw : geo.pw + geo.w]
-    return xp.ascontiguousarray(grad).reshape((geo.n, geo.c, geo.h, geo.w)[int(geo.unbatched) :])
+def _run(xp: Any, x: Any, out_hw: tuple[int, int], geo: _PoolGeometry, body: Any) -> Any:
+    """Allocate the (N*C, *out_hw) result, fill it by ``body(part, out[part])`` in parallel."""
+    out = xp.empty((x.shape[0], *out_hw), dtype=x.dtype)
+    parallel_for(xp, x.shape[0], lambda part: body(part, out[part]), work=x.size)
+    return out
+
+
+def _unflatten(out: Any, geo: _PoolGeometry) -> Any:
+    return out.reshape((geo.n, geo.c, *out.shape[1:])[int(geo.unbatched) :])
 
 
 @dispatch("x")
@@ -160,12 +178,15 @@ def max_pool2d(
     """
     geo = _geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
     xp, x = _prepare(x, geo)
-    xpad = _pad(xp, x, geo, -float("inf"))
     windows = geo.windows()
-    out = xp.array(xpad[:, :, windows[0][0], windows[0][1]], copy=True)
-    for rows, cols in windows[1:]:
-        xp.maximum(out, xpad[:, :, rows, cols], out=out)
-    return out.reshape(geo.out_shape)
+
+    def body(part: slice, out: Any) -> None:
+        xpad = _pad(xp, x[part], geo, -float("inf"))
+        out[...] = xpad[:, windows[0][0], windows[0][1]]
+        for rows, cols in windows[1:]:
+            xp.maximum(out, xpad[:, rows, cols], out=out)
+
+    return _unflatten(_run(xp, x, (geo.out_h, geo.out_w), geo, body), geo)
 
 
 @dispatch("grad_out", "x")
@@ -200,20 +221,41 @@ def max_pool2d_backward(
     geo = _geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
     xp, x = _prepare(x, geo)
     grad_out = _grad_in(xp, grad_out, x, geo)
-    xpad = _pad(xp, x, geo, -float("inf"))
     windows = geo.windows()
-    best = xp.array(xpad[:, :, windows[0][0], windows[0][1]], copy=True)
-    for rows, cols in windows[1:]:
-        xp.maximum(best, xpad[:, :, rows, cols], out=best)
-    grad = xp.zeros(xpad.shape, dtype=x.dtype)
-    pending = xp.ones(best.shape, dtype=bool)  # windows whose maximum is not found yet
-    for rows, cols in windows:
-        patch = xpad[:, :, rows, cols]
-        hit = (patch == best) | (patch != patch)  # patch != patch: NaN, the max of its window
-        hit &= pending
-        pending &= ~hit
-        grad[:, :, rows, cols] += xp.where(hit, grad_out, 0)
-    return _crop(xp, grad, geo)
+    # When the windows tile the padded input exactly, every input element gets
+    # the gradient of one window and the slices can be written, not added.
+    tiled = geo.tiles
+    padded = geo.padded_shape != (geo.h, geo.w)
+
+    def body(part: slice, grad_x: Any) -> None:
+        xpad, g = _pad(xp, x[part], geo, -float("inf")), grad_out[part]
+        best = xp.array(xpad[:, windows[0][0], windows[0][1]], copy=True)
+        for rows, cols in windows[1:]:
+            xp.maximum(best, xpad[:, rows, cols], out=best)
+        grad = xp.zeros(xpad.shape, x.dtype) if padded else grad_x
+        if not (tiled or padded):
+            grad[...] = 0
+        pending = xp.ones(best.shape, dtype=bool)  # windows whose maximum is not found yet
+        hit = xp.empty(best.shape, dtype=bool)
+        for rows, cols in windows:
+            xp.equal(xpad[:, rows, cols], best, out=hit)
+            hit &= pending
+            pending ^= hit  # hit is a subset of pending: this clears the windows just found
+            if tiled:
+                xp.multiply(g, hit, out=grad[:, rows, cols])
+            else:
+                grad[:, rows, cols] += g * hit
+        if pending.any():
+            # Only windows whose maximum is NaN are left: the gradient goes to the first NaN.
+            for rows, cols in windows:
+                patch = xpad[:, rows, cols]
+                xp.logical_and(patch != patch, pending, out=hit)
+                pending ^= hit
+                grad[:, rows, cols] += g * hit
+        if padded:
+            grad_x[...] = grad[:, geo.ph : geo.ph + geo.h, geo.pw : geo.pw + geo.w]
+
+    return _unflatten(_run(xp, x, (geo.h, geo.w), geo, body), geo)
 
 
 def _avg_divisor(
@@ -296,13 +338,17 @@ def avg_pool2d(
     _avg_args(count_include_pad, divisor_override)
     geo = _geometry(x, kernel_size, stride, padding, 1, ceil_mode)
     xp, x = _prepare(x, geo)
-    xpad = _pad(xp, x, geo, 0.0)
     windows = geo.windows()
-    out = xp.array(xpad[:, :, windows[0][0], windows[0][1]], copy=True)
-    for rows, cols in windows[1:]:
-        out += xpad[:, :, rows, cols]
-    out /= _avg_divisor(xp, geo, count_include_pad, divisor_override, x.dtype)
-    return out.reshape(geo.out_shape)
+    divisor = _avg_divisor(xp, geo, count_include_pad, divisor_override, x.dtype)
+
+    def body(part: slice, out: Any) -> None:
+        xpad = _pad(xp, x[part], geo, 0.0)
+        out[...] = xpad[:, windows[0][0], windows[0][1]]
+        for rows, cols in windows[1:]:
+            out += xpad[:, rows, cols]
+        out /= divisor
+
+    return _unflatten(_run(xp, x, (geo.out_h, geo.out_w), geo, body), geo)
 
 
 @dispatch("grad_out", "x")
@@ -331,8 +377,14 @@ def avg_pool2d_backward(
     geo = _geometry(x, kernel_size, stride, padding, 1, ceil_mode)
     xp, x = _prepare(x, geo)
     grad_out = _grad_in(xp, grad_out, x, geo)
-    share = grad_out / _avg_divisor(xp, geo, count_include_pad, divisor_override, x.dtype)
-    grad = xp.zeros((geo.n, geo.c, *geo.padded_shape), dtype=x.dtype)
-    for rows, cols in geo.windows():
-        grad[:, :, rows, cols] += share
-    return _crop(xp, grad, geo)
+    divisor = _avg_divisor(xp, geo, count_include_pad, divisor_override, x.dtype)
+    windows = geo.windows()
+
+    def body(part: slice, grad_x: Any) -> None:
+        share = grad_out[part] / divisor
+        grad = xp.zeros((share.shape[0], *geo.padded_shape), dtype=x.dtype)
+        for rows, cols in windows:
+            grad[:, rows, cols] += share
+        grad_x[...] = grad[:, geo.ph : geo.ph + geo.h, geo.pw : geo.pw + geo.w]
+
+    return _unflatten(_run(xp, x, (geo.h, geo.w), geo, body), geo)
