@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -134,6 +136,352 @@ def check(
         err_console.print(f"{len(failed)} of {len(results)} checks FAILED on {backend}")
         raise typer.Exit(1)
     console.print(f"all {len(results)} checks passed on {backend}")
+
+
+def _dataset(spec: str):
+    from .data import load_dataset
+
+    try:
+        return load_dataset(spec)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--dataset'") from None
+
+
+def _history_table(history: list) -> Table:
+    table = Table(title="training summary")
+    for column in ("epoch", "lr", "train loss", "train acc", "test loss", "test acc", "s",
+                   "img/s"):  # fmt: skip
+        table.add_column(column, justify="right")
+    for h in history:
+        table.add_row(str(h.epoch), f"{h.lr:.3g}", f"{h.train_loss:.4f}",
+                      f"{100 * h.train_accuracy:.2f}%", f"{h.test_loss:.4f}",
+                      f"{100 * h.test_accuracy:.2f}%", f"{h.seconds:.2f}",
+                      f"{h.images_per_second:.0f}")  # fmt: skip
+    return table
+
+
+def _plot_curves(history: list, path: Path) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_write_bytes
+
+    epochs = [h.epoch for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [h.train_loss for h in history], label="train")
+    ax_loss.plot(epochs, [h.test_loss for h in history], label="test")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss", yscale="log")
+    ax_acc.plot(epochs, [100 * h.train_accuracy for h in history], label="train")
+    ax_acc.plot(epochs, [100 * h.test_accuracy for h in history], label="test")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+@app.command()
+def train(
+    device: DeviceOption = "auto",
+    dataset: Annotated[
+        str,
+        typer.Option(help="digits | mnist:DIR | fashion-mnist:DIR | cifar10:DIR | folder:DIR"),
+    ] = "digits",
+    model: Annotated[str, typer.Option(help="lenet5 | small_cnn | vgg_small")] = "small_cnn",
+    epochs: Annotated[int, typer.Option(min=1, help="Total epochs to train.")] = 40,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    lr: Annotated[float, typer.Option(min=0.0, help="Initial learning rate.")] = 2e-3,
+    optimizer: Annotated[str, typer.Option(help="sgd | adam | adamw")] = "adam",
+    schedule: Annotated[str, typer.Option(help="none | cosine | step")] = "cosine",
+    augment: Annotated[
+        str, typer.Option(help="Comma-separated: none, shift, crop, flip, noise.")
+    ] = "shift",
+    weight_decay: Annotated[float, typer.Option(min=0.0)] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, shuffling, augmentation.")] = 0,
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (safetensors).")] = Path(
+        "model.safetensors"
+    ),
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue the run saved in this checkpoint.")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write loss/accuracy curves as PNG.")] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the per-epoch history as JSON.")
+    ] = None,
+) -> None:
+    """Train a CNN (default: small_cnn on the bundled 8x8 digits) and save a checkpoint.
+
+    Ctrl-C saves a checkpoint of the last finished epoch before exiting; --resume
+    continues from it.
+    """
+    import json
+    from dataclasses import asdict
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from . import train as training
+    from .io import CheckpointError, atomic_write_bytes
+
+    backend = _backend(device)
+    data = _dataset(dataset)
+    config = training.TrainConfig(dataset=dataset, model=model, epochs=epochs,
+                                  batch_size=batch_size, lr=lr, optimizer=optimizer,
+                                  weight_decay=weight_decay, schedule=schedule, augment=augment,
+                                  seed=seed)  # fmt: skip
+    try:
+        if resume is not None:
+            state = training.resume(resume, data, backend, epochs=epochs)
+            console.print(f"resuming {resume} at epoch {state.epoch} of {state.config.epochs}")
+        else:
+            state = training.new_state(config, data, backend)
+    except CheckpointError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--resume'") from None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    console.print(f"training {state.config.model} on {data!r} on {backend}")
+    progress = Progress(
+        TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.1%}"),
+        TextColumn("{task.fields[speed]:.0f} img/s"), TimeElapsedColumn(), console=console,
+    )  # fmt: skip
+    task = {}
+    clock = {}
+
+    def start(epoch: int, batches: int) -> None:
+        task["id"] = progress.add_task("", total=batches, epoch=epoch + 1, loss=0.0, acc=0.0,
+                                       speed=0.0)  # fmt: skip
+        clock.update(t=time.perf_counter(), seen=0)
+
+    def batch(i: int, loss: float, acc: float) -> None:
+        clock["seen"] += state.config.batch_size
+        speed = clock["seen"] / max(time.perf_counter() - clock["t"], 1e-9)
+        progress.update(task["id"], advance=1, loss=loss, acc=acc, speed=speed)
+
+    def end(stats: training.EpochStats) -> None:
+        progress.update(task["id"], loss=stats.train_loss, acc=stats.test_accuracy,
+                        speed=stats.images_per_second)  # fmt: skip
+
+    callbacks = training.Callbacks(start, batch, end)
+    try:
+        with progress:
+            training.fit(state, data, backend, callbacks)
+    except KeyboardInterrupt:
+        if state.history:
+            training.save(state, out)
+            err_console.print(f"interrupted: saved epoch {state.epoch} to {out}; "
+                              f"continue with --resume {out}")  # fmt: skip
+        raise typer.Exit(130) from None
+    training.save(state, out)
+    console.print(_history_table(state.history))
+    final = state.history[-1]
+    total = sum(h.seconds for h in state.history)
+    console.print(f"test accuracy {100 * final.test_accuracy:.2f}% after {state.epoch} epochs "
+                  f"({total:.1f} s of training); saved {out}")  # fmt: skip
+    if plot is not None:
+        _plot_curves(state.history, plot)
+        console.print(f"wrote {plot}")
+    if json_path is not None:
+        doc = {"test_accuracy": final.test_accuracy, "epochs": state.epoch,
+               "train_seconds": total, "device": str(backend), "config": asdict(state.config),
+               "history": [asdict(h) for h in state.history]}  # fmt: skip
+        atomic_write_bytes(json_path, json.dumps(doc, indent=2).encode())
+        console.print(f"wrote {json_path}")
+
+
+def _load_model(path: Path, backend: Backend):
+    from . import train as training
+    from .io import CheckpointError
+
+    try:
+        return training.load_model(path, backend)
+    except (CheckpointError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="'MODEL'") from None
+
+
+@app.command()
+def evaluate(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint file.")],
+    device: DeviceOption = "auto",
+    dataset: Annotated[
+        str | None, typer.Option(help="Dataset spec; default: the one it was trained on.")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write the confusion matrix as PNG.")] = None,
+) -> None:
+    """Report test accuracy and the confusion matrix of a saved model."""
+    import numpy as np
+
+    from . import train as training
+
+    backend = _backend(device)
+    model, spec, metadata = _load_model(model_path, backend)
+    spec_dataset = dataset or metadata.get("config", {}).get("dataset", "digits")
+    data = _dataset(spec_dataset)
+    if list(data.input_shape) != spec["input_shape"]:
+        raise typer.BadParameter(
+            f"the model takes inputs of shape {spec['input_shape']}, "
+            f"{spec_dataset} has {list(data.input_shape)}", param_hint="'--dataset'")  # fmt: skip
+    loss, accuracy, pred = training.evaluate(model, data.x_test, data.y_test, backend)
+    k = len(spec["classes"])
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (data.y_test, pred), 1)
+    table = Table(title=f"confusion matrix ({spec_dataset}, rows: true, columns: predicted)")
+    table.add_column("")
+    for name in spec["classes"]:
+        table.add_column(str(name)[:6], justify="right")
+    for name, row in zip(spec["classes"], confusion, strict=True):
+        table.add_row(str(name), *[str(v) for v in row])
+    console.print(table)
+    console.print(f"test accuracy {100 * accuracy:.2f}% ({int(np.trace(confusion))}/"
+                  f"{len(pred)}), mean loss {loss:.4f}")  # fmt: skip
+    if plot is not None:
+        _plot_confusion(confusion, spec["classes"], plot)
+        console.print(f"wrote {plot}")
+
+
+def _plot_confusion(confusion, classes: list, path: Path) -> None:
+    import io
+
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_write_bytes
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    im = ax.imshow(confusion, cmap="Blues")
+    ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted",
+           ylabel="true", title="confusion matrix")  # fmt: skip
+    ax.set_xticklabels(classes, rotation=45, ha="right")
+    ax.set_yticklabels(classes)
+    for (i, j), v in np.ndenumerate(confusion):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                color="white" if v > confusion.max() / 2 else "black")  # fmt: skip
+    fig.colorbar(im)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _load_images(paths: list[Path], input_shape: list[int]):
+    """Read image files into (N, C, H, W) float32 in [0, 1] at the model's input size."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    channels, h, w = input_shape
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                img = img.convert("L" if channels == 1 else "RGB").resize((w, h))
+                arr = np.asarray(img, dtype=np.float32) / 255.0
+        except FileNotFoundError:
+            raise typer.BadParameter(f"{path} does not exist", param_hint="'IMAGE'") from None
+        except (UnidentifiedImageError, OSError) as exc:
+            raise typer.BadParameter(f"{path} is not a readable image: {exc}",
+                                     param_hint="'IMAGE'") from None  # fmt: skip
+        images.append(arr[None] if channels == 1 else arr.transpose(2, 0, 1))
+    return np.stack(images)
+
+
+@app.command()
+def predict(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint file.")],
+    images: Annotated[list[Path], typer.Argument(metavar="IMAGE...", help="Image files.")],
+    device: DeviceOption = "auto",
+    top: Annotated[int, typer.Option("--top", "-k", min=1, help="Classes to show.")] = 3,
+) -> None:
+    """Print the top-k classes with their probabilities for each image file.
+
+    Images are converted to the model's channels (grayscale or RGB), resized to
+    its input size and scaled to [0, 1], as the training data were.
+    """
+    import numpy as np
+
+    from . import train as training
+
+    backend = _backend(device)
+    model, spec, _ = _load_model(model_path, backend)
+    x = _load_images(images, spec["input_shape"])
+    probs = training.predict_proba(model, x, backend)
+    classes = spec["classes"]
+    table = Table(title=f"predictions of {model_path.name}")
+    table.add_column("image")
+    for rank in range(min(top, len(classes))):
+        table.add_column(f"#{rank + 1}")
+    for path, p in zip(images, probs, strict=True):
+        order = np.argsort(-p)[:top]
+        table.add_row(str(path), *[f"{classes[i]} ({p[i]:.1%})" for i in order])
+    console.print(table)
+
+
+@app.command()
+def demo(
+    image: Annotated[
+        Path | None, typer.Argument(help="Image file; default: a photograph matplotlib ships.")
+    ] = None,
+    device: DeviceOption = "auto",
+    stride: Annotated[int, typer.Option(min=1, help="Stride of the convolution.")] = 1,
+    pool: Annotated[int, typer.Option(min=1, help="Pooling window (and stride).")] = 2,
+    out: Annotated[Path, typer.Option(help="PNG grid to write.")] = Path("demo.png"),
+) -> None:
+    """Walk through a CNN layer on a real 512x512 grayscale photograph.
+
+    Applies edge detectors and random filters with the given stride, then ReLU,
+    max and average pooling; prints each stage's shape and time and draws all
+    maps, with their shapes, in one PNG.
+    """
+    from . import demo as walkthrough
+
+    backend = _backend(device)
+    try:
+        gray = walkthrough.load_grayscale(image)
+    except (FileNotFoundError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="'IMAGE'") from None
+    stages = walkthrough.run_demo(backend, gray, stride=stride, pool=pool)
+    table = Table(title=f"demo on {backend}")
+    for column in ("stage", "shape", "time (ms)"):
+        table.add_column(column)
+    for s in stages:
+        table.add_row(s.name, str(tuple(s.output.shape)), f"{1e3 * s.seconds:.2f}")
+    console.print(table)
+    walkthrough.save_grid(stages, out)
+    console.print(f"wrote {out}")
+
+
+@app.command()
+def visualize(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint file.")],
+    image: Annotated[
+        Path | None, typer.Argument(help="Image file; default: the first test image.")
+    ] = None,
+    device: DeviceOption = "auto",
+    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("filters.png"),
+) -> None:
+    """Draw a trained model's first-layer filters and the activation maps of an image."""
+    from . import visualize as vis
+
+    backend = _backend(device)
+    model, spec, metadata = _load_model(model_path, backend)
+    if image is None:
+        data = _dataset(metadata.get("config", {}).get("dataset", "digits"))
+        x, title = data.x_test[:1], f"first test image of {data.name}"
+    else:
+        x, title = _load_images([image], spec["input_shape"]), str(image)
+    vis.save_filters_and_maps(model, backend, x, out, title)
+    console.print(f"wrote {out}")
 
 
 def main() -> None:
