@@ -1,0 +1,229 @@
+"""Ready-made networks: LeNet-5, a small CNN for 8x8 digits, and a small VGG.
+
+Every builder takes ``backend``, ``dtype`` and ``seed`` (one generator feeds
+all layers in order, so a seed fixes the whole model) and returns a
+:class:`~cnnarray.nn.Sequential`, whose :meth:`~cnnarray.nn.Module.spec`
+rebuilds it without the builder.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .init import make_rng
+from .layers import (
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+)
+from .module import Module
+
+__all__ = ["MODELS", "build_model", "lenet5", "small_cnn", "vgg_small"]
+
+
+def _pool_out(size: int) -> int:
+    return size // 2
+
+
+def _check_sizes(in_channels: Any, num_classes: Any, input_size: Any) -> None:
+    for name, value in (
+        ("in_channels", in_channels),
+        ("num_classes", num_classes),
+        ("input_size", input_size),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def lenet5(
+    in_channels: int = 1,
+    num_classes: int = 10,
+    input_size: int = 28,
+    *,
+    backend: Any = None,
+    dtype: Any = "float32",
+    seed: int | None = None,
+) -> Sequential:
+    """Build LeNet-5 (LeCun et al., 1998) with ReLU and max pooling.
+
+    ``Conv(6, 5x5) - ReLU - MaxPool(2) - Conv(16, 5x5) - ReLU - MaxPool(2) - Flatten -
+    Linear(120) - ReLU - Linear(84) - ReLU - Linear(num_classes)``.
+
+    Padding adapts to ``input_size``: the first convolution pads 2 ("same")
+    below 32 pixels, so 28x28 MNIST behaves like the original 32x32 input, and
+    the second pads 2 when the map reaching it is smaller than 10 pixels, so
+    that small images such as 8x8 digits still fit (8 -> 8 -> 4 -> 4 -> 2,
+    64 features into the first Linear). Sizes 28 and 32 give the classic
+    16 * 5 * 5 = 400 features.
+
+    Parameters
+    ----------
+    in_channels : int, default 1
+    num_classes : int, default 10
+    input_size : int, default 28
+        Height and width of the (square) input images; at least 4.
+    backend, dtype, seed
+        Where the weights live, their dtype, and the seed of their initialisation.
+    """
+    _check_sizes(in_channels, num_classes, input_size)
+    pad1 = 0 if input_size >= 32 else 2
+    size1 = _pool_out(input_size + 2 * pad1 - 4)
+    pad2 = 0 if size1 >= 10 else 2
+    size2 = _pool_out(size1 + 2 * pad2 - 4)
+    if size1 < 1 or size2 < 1:
+        raise ValueError(f"lenet5 needs input_size of at least 4, got {input_size}")
+    kw = {"backend": backend, "dtype": dtype, "rng": make_rng(seed)}
+    return Sequential(
+        Conv2d(in_channels, 6, 5, padding=pad1, **kw),
+        ReLU(),
+        MaxPool2d(2),
+        Conv2d(6, 16, 5, padding=pad2, **kw),
+        ReLU(),
+        MaxPool2d(2),
+        Flatten(),
+        Linear(16 * size2 * size2, 120, **kw),
+        ReLU(),
+        Linear(120, 84, **kw),
+        ReLU(),
+        Linear(84, num_classes, **kw),
+    )
+
+
+def small_cnn(
+    in_channels: int = 1,
+    num_classes: int = 10,
+    input_size: int = 8,
+    *,
+    dropout: float = 0.0,
+    backend: Any = None,
+    dtype: Any = "float32",
+    seed: int | None = None,
+) -> Sequential:
+    """Build a compact CNN for small images such as the 8x8 scikit-learn digits.
+
+    ``Conv(16, 3x3, pad 1) - ReLU - Conv(32, 3x3, pad 1) - ReLU - MaxPool(2) - Flatten -
+    Linear(64) - ReLU - [Dropout(dropout)] - Linear(num_classes)``; for 8x8
+    inputs the first Linear sees 32 * 4 * 4 = 512 features (about 38k parameters
+    in all).
+
+    Parameters
+    ----------
+    in_channels, num_classes, input_size
+        As in :func:`lenet5`; input_size at least 2.
+    dropout : float, default 0.0
+        Probability of the Dropout before the last layer; 0 leaves it out.
+    backend, dtype, seed
+        As in :func:`lenet5`.
+    """
+    _check_sizes(in_channels, num_classes, input_size)
+    size = _pool_out(input_size)
+    if size < 1:
+        raise ValueError(f"small_cnn needs input_size of at least 2, got {input_size}")
+    kw = {"backend": backend, "dtype": dtype, "rng": make_rng(seed)}
+    layers: list[Module] = [
+        Conv2d(in_channels, 16, 3, padding=1, **kw),
+        ReLU(),
+        Conv2d(16, 32, 3, padding=1, **kw),
+        ReLU(),
+        MaxPool2d(2),
+        Flatten(),
+        Linear(32 * size * size, 64, **kw),
+        ReLU(),
+    ]
+    if dropout:
+        layers.append(Dropout(dropout))
+    layers.append(Linear(64, num_classes, **kw))
+    return Sequential(*layers)
+
+
+def vgg_small(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 32,
+    *,
+    widths: Sequence[int] = (32, 64, 128),
+    hidden: int = 256,
+    dropout: float = 0.0,
+    backend: Any = None,
+    dtype: Any = "float32",
+    seed: int | None = None,
+) -> Sequential:
+    """Build a small VGG-style network for 32x32 colour images (CIFAR-10).
+
+    ``features``: for each width, ``[Conv(width, 3x3, pad 1, no bias) - BatchNorm - ReLU] x 2 -
+    MaxPool(2)``, halving the size (32 -> 16 -> 8 -> 4 with the default widths);
+    ``classifier``: ``Flatten - Linear(hidden) - ReLU - [Dropout] - Linear(num_classes)``.
+    Parameter names read like torchvision's: ``features.0.weight``,
+    ``classifier.1.bias``.
+
+    Parameters
+    ----------
+    in_channels, num_classes, input_size
+        As in :func:`lenet5`; input_size at least ``2 ** len(widths)``.
+    widths : sequence of int, default (32, 64, 128)
+        Channels of each block.
+    hidden : int, default 256
+        Width of the hidden fully connected layer.
+    dropout : float, default 0.0
+        Probability of the Dropout in the classifier; 0 leaves it out.
+    backend, dtype, seed
+        As in :func:`lenet5`.
+    """
+    _check_sizes(in_channels, num_classes, input_size)
+    if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+        raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths!r}")
+    size = input_size // 2 ** len(widths)
+    if size < 1:
+        raise ValueError(
+            f"vgg_small with {len(widths)} blocks halves the input {len(widths)} times and "
+            f"needs input_size of at least {2 ** len(widths)}, got {input_size}"
+        )
+    kw = {"backend": backend, "dtype": dtype, "rng": make_rng(seed)}
+    features: list[Module] = []
+    channels = in_channels
+    for width in widths:
+        for _ in range(2):
+            features += [
+                Conv2d(channels, width, 3, padding=1, bias=False, **kw),
+                BatchNorm2d(width, backend=backend, dtype=dtype),
+                ReLU(),
+            ]
+            channels = width
+        features.append(MaxPool2d(2))
+    classifier: list[Module] = [Flatten(), Linear(channels * size * size, hidden, **kw), ReLU()]
+    if dropout:
+        classifier.append(Dropout(dropout))
+    classifier.append(Linear(hidden, num_classes, **kw))
+    return Sequential(
+        OrderedDict(features=Sequential(*features), classifier=Sequential(*classifier))
+    )
+
+
+MODELS: dict[str, Callable[..., Sequential]] = {
+    "lenet5": lenet5,
+    "small_cnn": small_cnn,
+    "vgg_small": vgg_small,
+}
+
+
+def build_model(name: str, **kwargs: Any) -> Sequential:
+    """Build the model registered in :data:`MODELS` as ``name`` with keyword arguments.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnarray import nn
+    >>> model = nn.build_model("small_cnn", num_classes=10, seed=0)
+    >>> model(np.zeros((2, 1, 8, 8), "float32")).shape
+    (2, 10)
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return MODELS[name](**kwargs)

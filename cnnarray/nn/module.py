@@ -1,0 +1,399 @@
+"""``Module`` and ``Parameter``: the containers every layer is built from.
+
+A module holds parameters (trainable arrays with a gradient), buffers (state
+that is saved but not trained, such as BatchNorm's running statistics) and
+child modules, all found by attribute assignment as in PyTorch. Its
+``forward`` computes an output and, in training mode, keeps what ``backward``
+will need; ``backward`` takes the gradient of the loss with respect to the
+output, adds the parameters' gradients into ``param.grad`` and returns the
+gradient with respect to the input. The math itself lives in
+:mod:`cnnarray.ops`.
+
+Architectures are described by :meth:`Module.spec`, a JSON-able dict of type
+names and constructor arguments, and rebuilt by :func:`from_spec`: a
+checkpoint stores that spec and the :meth:`Module.state_dict` arrays, and
+never needs pickle.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple, TypeVar
+
+from ..backend import asarray, backend_of, get_backend
+from .init import make_rng
+
+__all__ = ["IncompatibleKeys", "Module", "Parameter", "from_spec", "register"]
+
+
+class Parameter:
+    """A trainable array.
+
+    Attributes
+    ----------
+    data : array
+        The value. Optimisers update it in place.
+    grad : array or None
+        Gradient of the loss with respect to ``data``, accumulated by the
+        layers' ``backward`` until :meth:`Module.zero_grad` resets it to None.
+    """
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+        self.grad: Any = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> Any:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+    def accumulate(self, grad: Any) -> None:
+        """Add ``grad`` to ``self.grad`` (which starts as None)."""
+        if self.grad is None:
+            self.grad = grad
+        else:
+            self.grad += grad
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.shape}, dtype={self.dtype}, on {backend_of(self.data)})"
+
+
+class IncompatibleKeys(NamedTuple):
+    """What :meth:`Module.load_state_dict` did not match."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+M = TypeVar("M", bound="Module")
+
+
+class Module:
+    """Base class of layers and models.
+
+    Subclasses call ``super().__init__()`` first, assign their parameters,
+    buffers (:meth:`register_buffer`) and children as attributes, and define
+    :meth:`forward` and :meth:`backward`.
+
+    Attributes
+    ----------
+    training : bool
+        True (the default) after :meth:`train`, False after :meth:`eval`.
+        Layers remember what backward needs only in training mode; Dropout
+        and BatchNorm2d behave differently in the two modes.
+    """
+
+    training: bool
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_param_names", [])
+        object.__setattr__(self, "_buffer_names", [])
+        object.__setattr__(self, "_module_names", [])
+        self.training = True
+        self._cache: tuple[Any, ...] | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if "_param_names" not in self.__dict__:
+            raise AttributeError(
+                f"cannot assign {name!r} before Module.__init__() has run; call "
+                f"super().__init__() first in {type(self).__name__}.__init__"
+            )
+        for names in (self._param_names, self._module_names):
+            if name in names:
+                names.remove(name)
+        if isinstance(value, Parameter):
+            self._param_names.append(name)
+        elif isinstance(value, Module):
+            self._module_names.append(name)
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, value: Any) -> None:
+        """Add a saved, untrained array (e.g. running statistics) called ``name``."""
+        if name not in self._buffer_names:
+            self._buffer_names.append(name)
+        setattr(self, name, value)
+
+    # -- computation -------------------------------------------------------
+
+    def forward(self, x: Any) -> Any:
+        """Return the output for input ``x``; in training mode keep what backward needs."""
+        raise NotImplementedError(f"{type(self).__name__} does not define forward")
+
+    def backward(self, grad: Any) -> Any:
+        """Return the gradient with respect to the last input; add parameter gradients."""
+        raise NotImplementedError(f"{type(self).__name__} does not define backward")
+
+    def __call__(self, x: Any) -> Any:
+        return self.forward(x)
+
+    def _save(self, *arrays: Any) -> None:
+        """Keep ``arrays`` for backward, in training mode only."""
+        self._cache = arrays if self.training else None
+
+    def _saved(self) -> tuple[Any, ...]:
+        """Return and forget what the last forward kept."""
+        if self._cache is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward needs a forward pass in training mode first "
+                f"(training={self.training}); each backward uses up what its forward saved"
+            )
+        cache, self._cache = self._cache, None
+        return cache
+
+    # -- traversal -----------------------------------------------------------
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        """Yield ``(name, module)`` for the direct children, in assignment order."""
+        for name in self._module_names:
+            yield name, getattr(self, name)
+
+    def children(self) -> Iterator[Module]:
+        """Yield the direct children."""
+        for _, child in self.named_children():
+            yield child
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """Yield ``(dotted name, module)`` for this module ("") and all below it."""
+        yield prefix, self
+        for name, child in self.named_children():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator[Module]:
+        """Yield this module and all below it."""
+        for _, module in self.named_modules():
+            yield module
+
+    def _named(self, kind: str) -> Iterator[tuple[str, Any]]:
+        for prefix, module in self.named_modules():
+            for name in getattr(module, kind):
+                yield (f"{prefix}.{name}" if prefix else name), getattr(module, name)
+
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        """Yield ``(dotted name, Parameter)``, e.g. ``("features.0.weight", p)``."""
+        return self._named("_param_names")
+
+    def parameters(self) -> list[Parameter]:
+        """Return the list of all parameters (what an optimiser takes)."""
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self) -> Iterator[tuple[str, Any]]:
+        """Yield ``(dotted name, array)`` for every buffer."""
+        return self._named("_buffer_names")
+
+    def buffers(self) -> list[Any]:
+        """Return the list of all buffers."""
+        return [b for _, b in self.named_buffers()]
+
+    # -- state -----------------------------------------------------------------
+
+    def zero_grad(self) -> None:
+        """Reset every parameter's gradient to None."""
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self: M, mode: bool = True) -> M:
+        """Set training mode (``mode=True``) or evaluation mode on every module; return self.
+
+        What the last forward saved for backward is dropped.
+        """
+        if not isinstance(mode, bool):
+            raise TypeError(f"mode must be a bool, got {mode!r}")
+        for module in self.modules():
+            module.training = mode
+            module._cache = None
+        return self
+
+    def eval(self: M) -> M:
+        """Set evaluation mode; same as ``train(False)``."""
+        return self.train(False)
+
+    def to(self: M, backend: Any) -> M:
+        """Move parameters, gradients and buffers to ``backend`` ("cpu", "cuda", ...); return self.
+
+        What the last forward saved for backward is dropped.
+        """
+        target = get_backend(backend)
+        for module in self.modules():
+            for name in module._param_names:
+                p = getattr(module, name)
+                p.data = target.asarray(p.data)
+                if p.grad is not None:
+                    p.grad = target.asarray(p.grad)
+            for name in module._buffer_names:
+                setattr(module, name, target.asarray(getattr(module, name)))
+            module._cache = None
+        return self
+
+    def state_dict(self) -> OrderedDict[str, Any]:
+        """Return every parameter and buffer by dotted name.
+
+        The arrays are the module's own, not copies (as in PyTorch): copy them
+        to keep a snapshot while training goes on.
+        """
+        state: OrderedDict[str, Any] = OrderedDict()
+        for prefix, module in self.named_modules():
+            for name in module._param_names:
+                state[f"{prefix}.{name}" if prefix else name] = getattr(module, name).data
+            for name in module._buffer_names:
+                state[f"{prefix}.{name}" if prefix else name] = getattr(module, name)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
+        """Copy arrays from ``state`` into the parameters and buffers, in place.
+
+        Every entry is checked before anything is copied, so a failed load
+        leaves the module as it was. Arrays may live on any backend; they are
+        copied to where each parameter lives.
+
+        Parameters
+        ----------
+        state : mapping of str to array
+            As returned by :meth:`state_dict` (or read from a checkpoint).
+        strict : bool, default True
+            Require the keys of ``state`` to match exactly.
+
+        Returns
+        -------
+        IncompatibleKeys
+            ``(missing_keys, unexpected_keys)``, both empty when ``strict``.
+
+        Raises
+        ------
+        ValueError
+            If ``strict`` and keys are missing or unexpected, or if an array
+            has another shape or dtype than the one it would replace.
+        """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a mapping of name -> array, got {type(state)}")
+        own = self.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if strict and (missing or unexpected):
+            raise ValueError(
+                f"error loading state into {type(self).__name__}: "
+                f"missing keys {missing}, unexpected keys {unexpected}"
+            )
+        values, problems = {}, []
+        for key, target in own.items():
+            if key not in state:
+                continue
+            value = state[key]
+            if not hasattr(value, "shape"):
+                value = asarray(value)
+            if tuple(value.shape) != tuple(target.shape):
+                problems.append(
+                    f"{key!r} has shape {tuple(value.shape)}, expected {tuple(target.shape)}"
+                )
+            elif value.dtype != target.dtype:
+                problems.append(f"{key!r} has dtype {value.dtype}, expected {target.dtype}")
+            else:
+                values[key] = value
+        if problems:
+            raise ValueError(
+                f"error loading state into {type(self).__name__}: " + "; ".join(problems)
+            )
+        for key, value in values.items():
+            target = own[key]
+            target[...] = backend_of(target).asarray(value)
+        return IncompatibleKeys(missing, unexpected)
+
+    # -- description -------------------------------------------------------------
+
+    def _config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this module (see :meth:`spec`)."""
+        return {}
+
+    def spec(self) -> dict[str, Any]:
+        """Return a JSON-able description: ``{"type": name, "args": {constructor args}}``.
+
+        See Also
+        --------
+        from_spec
+        """
+        return {"type": type(self).__name__, "args": _jsonable(self._config())}
+
+    @classmethod
+    def _from_spec(cls, spec: Mapping[str, Any], rng: Any) -> Module:
+        args = spec.get("args", {})
+        if not isinstance(args, Mapping):
+            raise ValueError(f"spec of {cls.__name__}: 'args' must be an object, got {args!r}")
+        args = dict(args)
+        if "rng" in inspect.signature(cls).parameters:
+            args["rng"] = rng
+        try:
+            return cls(**args)
+        except TypeError as exc:
+            raise ValueError(
+                f"spec of {cls.__name__} has bad arguments {spec['args']}: {exc}"
+            ) from exc
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _jsonable(value: Any) -> Any:
+    """Turn tuples into lists, recursively, so that ``json.loads(json.dumps(x)) == x``."""
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+_REGISTRY: dict[str, type[Module]] = {}
+
+T = TypeVar("T", bound=type[Module])
+
+
+def register(cls: T) -> T:
+    """Class decorator: make ``cls`` buildable by :func:`from_spec` under its class name."""
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def build(spec: Mapping[str, Any], rng: Any) -> Module:
+    """Build one module from its spec, drawing initial weights from ``rng``."""
+    if not isinstance(spec, Mapping) or "type" not in spec:
+        raise ValueError(f"a module spec must be a dict with a 'type' entry, got {spec!r}")
+    cls = _REGISTRY.get(spec["type"])
+    if cls is None:
+        raise ValueError(
+            f"unknown module type {spec['type']!r} in spec; known types: {sorted(_REGISTRY)}"
+        )
+    return cls._from_spec(spec, rng)
+
+
+def from_spec(spec: Mapping[str, Any], *, backend: Any = None, seed: int | None = None) -> Module:
+    """Rebuild a module from :meth:`Module.spec` (weights freshly initialised).
+
+    Parameters
+    ----------
+    spec : dict
+        As returned by ``module.spec()`` (possibly through JSON).
+    backend : str, optional
+        Where to put the parameters (default "cpu").
+    seed : int, optional
+        Seed of the initial weights; load a state dict to restore trained ones.
+
+    Examples
+    --------
+    >>> from cnnarray import nn
+    >>> model = nn.Sequential(nn.Linear(4, 2), nn.ReLU())
+    >>> twin = nn.from_spec(model.spec())
+    >>> twin.load_state_dict(model.state_dict())
+    IncompatibleKeys(missing_keys=[], unexpected_keys=[])
+    """
+    module = build(spec, make_rng(seed))
+    return module if backend is None else module.to(backend)
