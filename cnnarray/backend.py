@@ -210,9 +210,9 @@ def get_backend(name: str | Backend | None = "auto") -> Backend:
     if key == "auto":
         cupy, _ = _probe_cupy()
         return _CPU if cupy is None else _cuda_backend(cupy, 0)
-    kind, _, index = key.partition(":")
+    kind, sep, index = key.partition(":")
     if kind in _CUDA_NAMES:
-        if index == "":
+        if not sep:
             device = 0
         elif index.isdigit():
             device = int(index)

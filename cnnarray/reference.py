@@ -178,7 +178,8 @@ def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilati
                         v = x[b, ch, r, c]
                         if arg is None or v > best or (np.isnan(v) and not np.isnan(best)):
                             best, arg = v, (r, c)
-                gx[b, ch][arg] += g[b, ch, p, q]
+                if arg is not None:  # a window of padding only has no input cell
+                    gx[b, ch][arg] += g[b, ch, p, q]
     return gx[0] if unbatched else gx
 
 

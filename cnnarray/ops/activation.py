@@ -42,12 +42,18 @@ def _grad(grad_out: Any, x: Any) -> tuple[Any, Any, Any]:
 
 
 def _axis(axis: Any, x: Any) -> int:
+    """Validate ``axis``; a 0-d x counts as one axis of length 1 (softmax of a scalar is 1)."""
     ndim = max(x.ndim, 1)
     if isinstance(axis, bool) or not isinstance(axis, int) or not -ndim <= axis < ndim:
         raise ValueError(
-            f"axis must be an int in [{-ndim}, {ndim}) for x of shape {x.shape}, got {axis!r}"
+            f"axis must be an int in [{-ndim}, {ndim}) for x of shape {tuple(x.shape)}, "
+            f"got {axis!r}"
         )
     return axis
+
+
+def _at_least_1d(*arrays: Any) -> tuple[Any, ...]:
+    return tuple(a.reshape(1) if a.ndim == 0 else a for a in arrays)
 
 
 @dispatch("x")
@@ -139,27 +145,30 @@ def softmax(x: Any, axis: int = -1, *, backend: str | None = None) -> Any:
     axis : int, default -1
         Axis that sums to one.
     """
-    axis = _axis(axis, x)
+    axis, shape = _axis(axis, x), x.shape
     xp, x = _float(x)
+    (x,) = _at_least_1d(x)
     e = xp.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+    return (e / e.sum(axis=axis, keepdims=True)).reshape(shape)
 
 
 @dispatch("grad_out", "x")
 def softmax_backward(grad_out: Any, x: Any, axis: int = -1, *, backend: str | None = None) -> Any:
     """Return ``s * (grad_out - sum(grad_out * s, axis))`` with ``s = softmax(x, axis)``."""
-    axis = _axis(axis, x)
+    axis, shape = _axis(axis, x), x.shape
     xp, grad_out, x = _grad(grad_out, x)
+    grad_out, x = _at_least_1d(grad_out, x)
     s = xp.exp(_log_softmax(xp, x, axis))
-    return s * (grad_out - (grad_out * s).sum(axis=axis, keepdims=True))
+    return (s * (grad_out - (grad_out * s).sum(axis=axis, keepdims=True))).reshape(shape)
 
 
 @dispatch("x")
 def log_softmax(x: Any, axis: int = -1, *, backend: str | None = None) -> Any:
     """Return ``x - max - log(sum(exp(x - max), axis))``, stable for large inputs."""
-    axis = _axis(axis, x)
+    axis, shape = _axis(axis, x), x.shape
     xp, x = _float(x)
-    return _log_softmax(xp, x, axis)
+    (x,) = _at_least_1d(x)
+    return _log_softmax(xp, x, axis).reshape(shape)
 
 
 @dispatch("grad_out", "x")
@@ -167,7 +176,8 @@ def log_softmax_backward(
     grad_out: Any, x: Any, axis: int = -1, *, backend: str | None = None
 ) -> Any:
     """Return ``grad_out - softmax(x) * sum(grad_out, axis)``."""
-    axis = _axis(axis, x)
+    axis, shape = _axis(axis, x), x.shape
     xp, grad_out, x = _grad(grad_out, x)
+    grad_out, x = _at_least_1d(grad_out, x)
     s = xp.exp(_log_softmax(xp, x, axis))
-    return grad_out - s * grad_out.sum(axis=axis, keepdims=True)
+    return (grad_out - s * grad_out.sum(axis=axis, keepdims=True)).reshape(shape)

@@ -226,10 +226,21 @@ def _chunks(geo: _Geometry, itemsize: int, buffers: int, limit: int | None) -> l
 
 
 def _prepare(
-    x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any
+    x: Any,
+    weight: Any,
+    bias: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: Any,
+    grad_out: Any = None,
 ) -> tuple[Any, Any, Any, Any, _Geometry]:
+    """Validate everything (grad_out too, when given), then cast and reshape the inputs."""
     geo = _geometry(x, weight, bias, stride, padding, dilation, groups)
     xp = array_namespace(x)
+    if grad_out is not None:
+        _args.check_shape(grad_out, "grad_out", geo.out_shape)
+        _args.float_dtype(xp, grad_out=grad_out, x=x, weight=weight, bias=bias)
     dtype = _args.float_dtype(xp, x=x, weight=weight, bias=bias)
     x, weight, bias = (
         None if a is None else a.astype(dtype, copy=False) for a in (x, weight, bias)
@@ -355,10 +366,10 @@ def conv2d_backward(
     """
     x_shape, w_shape = tuple(x.shape), tuple(weight.shape)
     b_shape = None if bias is None else tuple(bias.shape)
-    xp, x, weight, bias, geo = _prepare(x, weight, bias, stride, padding, dilation, groups)
-    _args.check_shape(grad_out, "grad_out", geo.out_shape)
-    dtype = _args.float_dtype(xp, grad_out=grad_out, x=x)
-    grad_out = grad_out.astype(dtype, copy=False).reshape(geo.n, geo.c_out, geo.out_h, geo.out_w)
+    xp, x, weight, bias, geo = _prepare(
+        x, weight, bias, stride, padding, dilation, groups, grad_out
+    )
+    grad_out = grad_out.astype(x.dtype, copy=False).reshape(geo.n, geo.c_out, geo.out_h, geo.out_w)
     g = geo.groups
     w2 = weight.reshape(g, geo.c_out // g, -1)
     grad_x = xp.empty_like(x)

@@ -103,11 +103,16 @@ def _axis(axis: Any, ndim: int, name: str) -> int:
 def flatten(x: Any, start_axis: int = 1, end_axis: int = -1, *, backend: str | None = None) -> Any:
     """Merge axes ``start_axis..end_axis`` into one, e.g. (N, C, H, W) -> (N, C*H*W).
 
+    A view where possible. The dtype rules of every op apply: float32 and
+    float64 stay, integers become float32, anything else is a TypeError.
+
     See Also
     --------
     torch.flatten
     """
-    return x.reshape(_flat_shape(x, start_axis, end_axis))
+    shape = _flat_shape(x, start_axis, end_axis)
+    xp = array_namespace(x)
+    return x.astype(_args.float_dtype(xp, x=x), copy=False).reshape(shape)
 
 
 @dispatch("grad_out", "x")
@@ -116,4 +121,5 @@ def flatten_backward(
 ) -> Any:
     """Return the gradient of :func:`flatten`: ``grad_out`` reshaped to x's shape."""
     _args.check_shape(grad_out, "grad_out", _flat_shape(x, start_axis, end_axis))
-    return grad_out.reshape(x.shape)
+    dtype = _args.float_dtype(array_namespace(x), grad_out=grad_out, x=x)
+    return grad_out.astype(dtype, copy=False).reshape(x.shape)

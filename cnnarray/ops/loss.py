@@ -131,6 +131,7 @@ def cross_entropy_backward(
     if grad_out is not None:
         expected = shape[:-1] if reduction == "none" else ()
         _args.check_shape(grad_out, "grad_out", expected)
-        g = grad_out.astype(logits2.dtype, copy=False)
+        dtype = _args.float_dtype(xp, logits=logits2, grad_out=grad_out)
+        g = grad_out.astype(dtype, copy=False)
         grad *= g.reshape(-1, 1) if reduction == "none" else g
     return grad.reshape(shape)

@@ -241,17 +241,18 @@ def max_pool2d_backward(
             xp.equal(xpad[:, rows, cols], best, out=hit)
             hit &= pending
             pending ^= hit  # hit is a subset of pending: this clears the windows just found
+            # where, not g * hit: inf * False would be NaN
             if tiled:
-                xp.multiply(g, hit, out=grad[:, rows, cols])
+                grad[:, rows, cols] = xp.where(hit, g, 0)
             else:
-                grad[:, rows, cols] += g * hit
+                grad[:, rows, cols] += xp.where(hit, g, 0)
         if pending.any():
             # Only windows whose maximum is NaN are left: the gradient goes to the first NaN.
             for rows, cols in windows:
                 patch = xpad[:, rows, cols]
                 xp.logical_and(patch != patch, pending, out=hit)
                 pending ^= hit
-                grad[:, rows, cols] += g * hit
+                grad[:, rows, cols] += xp.where(hit, g, 0)
         if padded:
             grad_x[...] = grad[:, geo.ph : geo.ph + geo.h, geo.pw : geo.pw + geo.w]
 

@@ -1,0 +1,250 @@
+"""The benchmark harness on its hidden tiny cases: record shape, outputs, validation.
+
+Timings are only checked to be positive numbers, never compared with anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+
+import numpy as np
+import pytest
+from rich.console import Console
+from rich.table import Table
+
+import cnnarray
+from cnnarray import bench
+
+TINY = ["tiny", "tiny2d", "tinypool", "tinymatmul"]
+RECORD_KEYS = {
+    "case", "mode", "peer", "device", "status", "median_s", "min_s", "max_s", "repeats",
+    "warmup", "times_s", "flop", "gflops", "fraction_of_gemm_ceiling", "ratio_vs_cnnarray",
+    "ratio_vs_torch", "max_abs_diff", "grad_max_abs_diff",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def progress_calls() -> list[tuple[int, int, str]]:
+    return []
+
+
+@pytest.fixture(scope="module")
+def results(progress_calls: list) -> dict:
+    """One run of every tiny case with the CPU-only peers (a few seconds)."""
+    return bench.run_benchmarks(
+        "cpu",
+        TINY,
+        ["scipy", "naive"],
+        repeat=2,
+        progress=lambda done, total, label: progress_calls.append((done, total, label)),
+        budget_s=0.05,
+    )
+
+
+def _by_key(results: dict) -> dict[tuple[str, str, str], dict]:
+    return {(r["case"], r["mode"], r["peer"]): r for r in results["records"]}
+
+
+def test_one_record_per_case_mode_and_peer(results: dict) -> None:
+    keys = [(r["case"], r["mode"], r["peer"]) for r in results["records"]]
+    expected = [
+        (case, mode, peer)
+        for case in TINY
+        for mode in bench.CASES[case].modes
+        for peer in ("cnnarray", "scipy", "naive")
+    ]
+    assert keys == expected
+    for r in results["records"]:
+        assert set(r) == RECORD_KEYS
+
+
+def test_timings_are_positive_and_ordered(results: dict) -> None:
+    ok = [r for r in results["records"] if r["status"] == "ok"]
+    assert {r["peer"] for r in ok} == {"cnnarray", "scipy", "naive"}
+    for r in ok:
+        assert r["repeats"] == len(r["times_s"]) >= 1
+        assert r["warmup"] >= 2
+        assert all(isinstance(t, float) and t > 0 for t in r["times_s"])
+        assert 0 < r["min_s"] <= r["median_s"] <= r["max_s"]
+        assert r["ratio_vs_cnnarray"] > 0
+        assert r["device"] == "cpu"
+
+
+def test_cnnarray_runs_every_case(results: dict) -> None:
+    for case in TINY:
+        for mode in bench.CASES[case].modes:
+            r = _by_key(results)[case, mode, "cnnarray"]
+            assert r["status"] == "ok", r["status"]
+            assert r["ratio_vs_cnnarray"] == 1.0
+            assert r["ratio_vs_torch"] is None  # torch was not compared
+
+
+def test_inapplicable_peers_are_skipped_with_a_reason(results: dict) -> None:
+    table = _by_key(results)
+    for key in [("tinypool", "fwd", "scipy"), ("tinypool", "fwd+bwd", "scipy"),
+                ("tinymatmul", "fwd", "scipy"), ("tinymatmul", "fwd", "naive")]:  # fmt: skip
+        r = table[key]
+        assert r["status"] == "skipped: not applicable"
+        assert r["median_s"] is None and r["repeats"] == 0 and r["times_s"] == []
+
+
+def test_peers_agree_with_cnnarray(results: dict) -> None:
+    compared = 0
+    for r in results["records"]:
+        if r["status"] != "ok" or r["peer"] == "cnnarray" or r["case"] == "tinymatmul":
+            continue
+        assert r["max_abs_diff"] is not None and r["max_abs_diff"] < 1e-4, r
+        if r["mode"] == "fwd+bwd":
+            assert r["grad_max_abs_diff"] is not None and r["grad_max_abs_diff"] < 1e-4, r
+        compared += 1
+    assert compared == 10  # scipy: 2 conv cases x 2 modes; naive: 3 cases x 2 modes
+
+
+def test_flops_and_gemm_ceiling(results: dict) -> None:
+    table = _by_key(results)
+    tiny = bench.CASES["tiny"]
+    out_h, out_w = tiny.out_hw
+    fwd_flop = 2 * tiny.n * tiny.c_out * out_h * out_w * tiny.c_in * tiny.k**2
+    assert table["tiny", "fwd", "cnnarray"]["flop"] == fwd_flop
+    assert table["tiny", "fwd+bwd", "cnnarray"]["flop"] == 3 * fwd_flop
+    assert table["tiny", "fwd", "cnnarray"]["gflops"] > 0
+    assert table["tinypool", "fwd", "cnnarray"]["gflops"] is None
+    ceiling = results["metadata"]["gemm_ceiling"]
+    assert ceiling["peer"] == "cnnarray" and ceiling["gflops"] > 0
+    assert table["tinymatmul", "fwd", "cnnarray"]["fraction_of_gemm_ceiling"] == 1.0
+    assert table["tiny", "fwd", "scipy"]["fraction_of_gemm_ceiling"] > 0
+
+
+def test_metadata(results: dict) -> None:
+    meta = results["metadata"]
+    assert results["schema"] == 1
+    datetime.fromisoformat(meta["date"])
+    assert meta["wall_s"] > 0
+    assert meta["device"] == "cpu" and meta["device_name"]
+    assert meta["versions"]["cnnarray"] == cnnarray.__version__
+    assert meta["versions"]["numpy"] == np.__version__
+    assert meta["threads"]["blas"] >= 1
+    assert meta["worker_env"]["set"] == {"OPENBLAS_THREAD_TIMEOUT": "4"}
+    assert set(meta["cases"]) == set(TINY)
+    assert meta["peers"] == ["cnnarray", "scipy", "naive"]
+    json.dumps(results, allow_nan=False)  # JSON-able as it stands
+
+
+def test_progress_counts_workers_up_to_total(results: dict, progress_calls: list) -> None:
+    workers = 4 + 2 + 3  # cnnarray: every case; scipy: the conv cases; naive: all but matmul
+    assert [c[0] for c in progress_calls] == list(range(workers + 1))
+    assert all(c[1] == workers for c in progress_calls)
+    assert progress_calls[0][2] == "cnnarray on tiny"
+
+
+def test_write_json_is_atomic_and_round_trips(results: dict, tmp_path) -> None:
+    path = tmp_path / "out" / "cpu.json"
+    bench.write_json(results, path)
+    bench.write_json(results, path)  # overwrite in place
+    assert json.loads(path.read_text()) == results
+    assert [p.name for p in path.parent.iterdir()] == ["cpu.json"]  # no temp file left
+
+
+def test_plot_writes_a_png(results: dict, tmp_path) -> None:
+    path = bench.plot(results, tmp_path / "cpu.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["cpu.png"]
+
+
+def test_render_table(results: dict) -> None:
+    table = bench.render_table(results)
+    assert isinstance(table, Table)
+    assert table.row_count == len(results["records"])
+    console = Console(width=200, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert "tinymatmul" in text and "skipped: not applicable" in text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"cases": ["a", "zz"]}, "unknown case 'zz'; valid cases: a, b, c, d, e, pool, matmul"),
+        ({"compare": "torch,jax"}, "unknown peer 'jax'; valid peers: cnnarray, torch, scipy"),
+        ({"repeat": 0}, "repeat must be a positive int, got 0"),
+        ({"device": "tpu"}, "backend must be one of"),
+        ({"thread_timeout": 2}, "thread_timeout must be None or an int from 4 to 30, got 2"),
+    ],
+)
+def test_bad_arguments_raise_before_running(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        bench.run_benchmarks(**{"cases": ["tiny"], **kwargs})
+
+
+def test_slow_peers_are_skipped_by_estimate() -> None:
+    assert bench._skip_reason("naive", bench.CASES["a"], "fwd", 3.0).startswith("skipped: too slow")
+    assert bench._skip_reason("naive", bench.CASES["d"], "fwd", 3.0) is None
+    assert bench._skip_reason("scipy", bench.CASES["c"], "fwd+bwd", 3.0).startswith(
+        "skipped: too slow"
+    )
+    results = bench.run_benchmarks("cpu", ["tiny"], ["naive"], repeat=1, slow_limit_s=0.0)
+    naive = [r for r in results["records"] if r["peer"] == "naive"]
+    assert [r["status"][:17] for r in naive] == ["skipped: too slow"] * 2
+
+
+def test_a_failing_worker_becomes_an_error_record() -> None:
+    results = bench.run_benchmarks("cpu", ["tinymatmul"], [], repeat=1, timeout_s=0.01)
+    (record,) = results["records"]
+    assert record["status"] == "error: worker timed out after 0.01 s"
+    assert record["median_s"] is None
+    assert results["metadata"]["gemm_ceiling"] is None
+
+
+def test_thread_timeout_none_keeps_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "30")
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    results = bench.run_benchmarks("cpu", ["tinymatmul"], [], repeat=1, thread_timeout=None)
+    assert results["records"][0]["status"] == "ok"
+    env = results["metadata"]["worker_env"]
+    assert env["set"] == {} and env["unset"] == ["OPENBLAS_CORETYPE"]
+
+
+def test_inputs_are_seeded_float32() -> None:
+    for name in TINY:
+        first, second = (
+            bench.make_inputs(bench.CASES[name], 3),
+            bench.make_inputs(bench.CASES[name], 3),
+        )
+        assert first.keys() == second.keys()
+        for key, value in first.items():
+            if value is not None:
+                assert value.dtype == np.float32
+                np.testing.assert_array_equal(value, second[key])
+
+
+def test_default_cases_hide_the_tiny_ones() -> None:
+    assert bench.DEFAULT_CASES == ("a", "b", "c", "d", "e", "pool", "matmul")
+
+
+def test_runs_on_each_backend(backend: cnnarray.Backend) -> None:
+    results = bench.run_benchmarks(str(backend), ["tiny"], [], repeat=2, budget_s=0.05)
+    assert results["metadata"]["device"] == str(backend)
+    for r in results["records"]:
+        assert r["status"] == "ok" and r["device"] == str(backend) and r["median_s"] > 0
+
+
+@pytest.mark.slow
+def test_torch_peer_matches_and_uses_blas_threads() -> None:
+    pytest.importorskip("torch")
+    results = bench.run_benchmarks("cpu", ["tiny", "tiny2d"], ["torch"], repeat=2, budget_s=0.05)
+    table = _by_key(results)
+    for case in ("tiny", "tiny2d"):
+        for mode in bench.MODES:
+            cnn, torch_record = table[case, mode, "cnnarray"], table[case, mode, "torch"]
+            assert torch_record["status"] == "ok", torch_record["status"]
+            assert torch_record["ratio_vs_torch"] == 1.0
+            assert math.isclose(cnn["ratio_vs_torch"], cnn["median_s"] / torch_record["median_s"])
+            assert torch_record["max_abs_diff"] < 1e-4
+            if mode == "fwd+bwd":
+                assert torch_record["grad_max_abs_diff"] < 1e-4
+    meta = results["metadata"]
+    assert meta["threads"]["torch"] == meta["threads"]["blas"]
+    assert meta["peer_info"]["torch"]["torch_threads"] == meta["threads"]["blas"]
+    assert meta["versions"]["torch"]

@@ -1,0 +1,241 @@
+"""conv2d and conv2d_backward against the SciPy oracle, finite differences and PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import (
+    ConvCase,
+    assert_close,
+    assert_grad_close,
+    conv_cases,
+    numerical_grad,
+    run_op,
+    vjp_objective,
+)
+from hypothesis import given, settings
+
+import cnnarray
+from cnnarray import reference as ref
+
+# --------------------------------------------------------------------------- oracle
+
+
+@settings(max_examples=50, deadline=None)
+@given(case=conv_cases())
+def test_conv2d_matches_reference(backend, dtype, case: ConvCase):
+    x, w, b = case.arrays(dtype)
+    y = run_op(cnnarray.conv2d, x, w, b, backend=backend, **case.kwargs)
+    assert_close(y, ref.conv2d(x, w, b, **case.kwargs), dtype=dtype, backend=backend)
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=conv_cases())
+def test_conv2d_backward_matches_reference(backend, dtype, case: ConvCase):
+    x, w, b = case.arrays(dtype)
+    g = case.grad_out(ref.conv2d(x, w, b, **case.kwargs).shape, dtype)
+    gx, gw, gb = run_op(cnnarray.conv2d_backward, g, x, w, b, backend=backend, **case.kwargs)
+    rx, rw, rb = ref.conv2d_backward(g, x, w, b, **case.kwargs)
+    assert_close(gx, rx, dtype=dtype, backend=backend, err_msg="grad_x")
+    assert_close(gw, rw, dtype=dtype, backend=backend, err_msg="grad_weight")
+    assert_close(gb, rb, dtype=dtype, backend=backend, err_msg="grad_bias")
+
+
+@settings(max_examples=30, deadline=None)
+@given(case=conv_cases())
+def test_conv2d_output_shape_matches_result(case: ConvCase):
+    x, w, b = case.arrays(np.float64)
+    expected = ref.conv2d(x, w, b, **case.kwargs).shape
+    assert cnnarray.conv2d_output_shape(case.x_shape, case.w_shape, **case.kwargs) == expected
+
+
+EXPLICIT = [
+    # (x shape, weight shape, kwargs)
+    ((2, 3, 7, 7), (4, 3, 3, 3), {}),
+    ((2, 3, 7, 7), (4, 3, 3, 3), {"stride": 2, "padding": 1}),
+    ((1, 4, 8, 6), (6, 2, 3, 2), {"stride": (2, 1), "padding": (1, 0), "groups": 2}),
+    ((1, 4, 9, 9), (4, 1, 3, 3), {"dilation": 2, "padding": "same", "groups": 4}),  # depthwise
+    ((2, 2, 6, 5), (3, 2, 2, 4), {"padding": "same"}),  # even kernel: extra pad bottom/right
+    ((2, 2, 6, 5), (3, 2, 2, 2), {"padding": "valid", "dilation": (1, 3)}),
+    ((3, 5, 5), (2, 3, 1, 1), {}),  # unbatched, 1x1 kernel
+    ((6, 7), (3, 2), {"stride": 2, "padding": 2}),  # one image, one filter
+    ((1, 1, 4, 4), (1, 1, 4, 4), {}),  # kernel covers the whole image
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", EXPLICIT)
+def test_conv2d_explicit_cases(backend, dtype, x_shape, w_shape, kwargs):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(1 if len(w_shape) == 2 else w_shape[0]).astype(dtype)
+    y = run_op(cnnarray.conv2d, x, w, b, backend=backend, **kwargs)
+    desired = ref.conv2d(x, w, b, **kwargs)
+    assert_close(y, desired, dtype=dtype, backend=backend)
+    g = rng.standard_normal(desired.shape).astype(dtype)
+    grads = run_op(cnnarray.conv2d_backward, g, x, w, b, backend=backend, **kwargs)
+    for got, want, name in zip(
+        grads, ref.conv2d_backward(g, x, w, b, **kwargs), "xwb", strict=True
+    ):
+        assert_close(got, want, dtype=dtype, backend=backend, err_msg=f"grad_{name}")
+
+
+def test_conv2d_docstring_example(backend):
+    y = run_op(cnnarray.conv2d, np.arange(16.0).reshape(4, 4), np.ones((3, 3)), backend=backend)
+    assert_close(y, [[45.0, 54.0], [81.0, 90.0]], dtype=np.float64, backend=backend)
+
+
+def test_conv2d_weight_sharing_is_correlation_not_convolution(backend):
+    # A delta at the kernel's top-left picks the pixel at the window's top-left.
+    x = np.arange(25.0).reshape(5, 5)
+    w = np.zeros((3, 3))
+    w[0, 0] = 1
+    assert_close(run_op(cnnarray.conv2d, x, w, backend=backend), x[:3, :3], dtype=np.float64)
+
+
+@pytest.mark.parametrize("limit", [1, 3000, None])
+def test_conv2d_workspace_limit_chunks_give_same_result(backend, limit):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 2, 6, 6))
+    w = rng.standard_normal((3, 2, 3, 3))
+    b = rng.standard_normal(3)
+    g = rng.standard_normal((5, 3, 4, 4))
+    y = run_op(cnnarray.conv2d, x, w, b, workspace_limit=limit, backend=backend)
+    assert_close(y, ref.conv2d(x, w, b), dtype=np.float64, backend=backend)
+    grads = run_op(cnnarray.conv2d_backward, g, x, w, b, workspace_limit=limit, backend=backend)
+    for got, want in zip(grads, ref.conv2d_backward(g, x, w, b), strict=True):
+        assert_close(got, want, dtype=np.float64, backend=backend)
+
+
+def test_workspace_limit_default_roundtrip():
+    old = cnnarray.get_workspace_limit()
+    try:
+        cnnarray.set_workspace_limit(1024)
+        assert cnnarray.get_workspace_limit() == 1024
+        x, w = np.ones((4, 1, 5, 5)), np.ones((1, 1, 3, 3))
+        assert_close(cnnarray.conv2d(x, w), np.full((4, 1, 3, 3), 9.0), dtype=np.float64)
+    finally:
+        cnnarray.set_workspace_limit(old)
+
+
+# --------------------------------------------------------------------------- finite differences
+
+
+@settings(max_examples=15, deadline=None)
+@given(case=conv_cases(max_n=2, max_c=2, max_hw=5))
+def test_conv2d_backward_matches_finite_differences(backend, case: ConvCase):
+    x, w, b = case.arrays(np.float64)
+    kw = case.kwargs
+    g = case.grad_out(ref.conv2d(x, w, b, **kw).shape, np.float64)
+    gx, gw, gb = run_op(cnnarray.conv2d_backward, g, x, w, b, backend=backend, **kw)
+
+    def loss(xx, ww, bb):
+        return vjp_objective(cnnarray.conv2d(xx, ww, bb, backend=backend, **kw), g)
+
+    assert_grad_close(gx, numerical_grad(lambda v: loss(v, w, b), x), "grad_x")
+    assert_grad_close(gw, numerical_grad(lambda v: loss(x, v, b), w), "grad_weight")
+    if b is not None:
+        assert_grad_close(gb, numerical_grad(lambda v: loss(x, w, v), b), "grad_bias")
+
+
+# --------------------------------------------------------------------------- PyTorch
+
+
+def _torch_conv(torch, x, w, b, stride, padding, dilation, groups):
+    """PyTorch conv2d in float64 with autograd; 2-D image/filter get batch and channel axes."""
+    image = w.ndim == 2
+    tx = torch.tensor(x[None, None] if image else x, requires_grad=True)
+    tw = torch.tensor(w[None, None] if image else w, requires_grad=True)
+    tb = None if b is None else torch.tensor(b, requires_grad=True)
+    y = torch.nn.functional.conv2d(tx, tw, tb, stride, padding, dilation, groups)
+    return tx, tw, tb, (y[0, 0] if image else y)
+
+
+@settings(max_examples=30, deadline=None)
+@given(case=conv_cases())
+def test_conv2d_forward_and_backward_match_torch(backend, case: ConvCase):
+    torch = pytest.importorskip("torch")
+    x, w, b = case.arrays(np.float64)
+    kw = case.kwargs
+    tx, tw, tb, ty = _torch_conv(torch, x, w, b, **kw)
+    y = run_op(cnnarray.conv2d, x, w, b, backend=backend, **kw)
+    assert_close(y, ty.detach().numpy(), dtype=np.float64, backend=backend)
+    g = case.grad_out(tuple(ty.shape), np.float64)
+    ty.backward(torch.tensor(g))
+    gx, gw, gb = run_op(cnnarray.conv2d_backward, g, x, w, b, backend=backend, **kw)
+    assert_close(gx, tx.grad.numpy().reshape(x.shape), dtype=np.float64, err_msg="grad_x")
+    assert_close(gw, tw.grad.numpy().reshape(w.shape), dtype=np.float64, err_msg="grad_weight")
+    assert_close(gb, None if tb is None else tb.grad.numpy(), dtype=np.float64, err_msg="grad_b")
+
+
+# --------------------------------------------------------------------------- dtype, NaN, inf
+
+
+def test_conv2d_promotes_integer_images_to_float32(backend):
+    x = np.arange(2 * 3 * 5 * 5, dtype=np.uint8).reshape(2, 3, 5, 5)
+    w = np.ones((2, 3, 3, 3), dtype=np.int64)
+    y = run_op(cnnarray.conv2d, x, w, backend=backend)
+    assert_close(y, ref.conv2d(x, w), dtype=np.float32, backend=backend)
+    w64 = w.astype(np.float64)
+    assert_close(run_op(cnnarray.conv2d, x, w64, backend=backend), ref.conv2d(x, w), dtype="f8")
+
+
+def _reads(x_mask: np.ndarray, w_shape, **kwargs) -> np.ndarray:
+    """Which outputs read a marked input: correlate the mask with an all-ones kernel."""
+    return ref.conv2d(x_mask.astype(np.float64), np.ones(w_shape), **kwargs) > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"stride": 2, "padding": 1}, {"dilation": 2, "padding": "same"}, {"padding": (0, 2)}],
+)
+def test_conv2d_nan_propagates_to_outputs_whose_window_reads_it(backend, dtype, kwargs):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 2, 7, 7)).astype(dtype)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(dtype)
+    w[0] = 0  # NaN * 0 is still NaN
+    x[0, 1, 3, 2] = np.nan
+    y = cnnarray.to_numpy(run_op(cnnarray.conv2d, x, w, backend=backend, **kwargs))
+    nan_expected = _reads(np.isnan(x), w.shape, **kwargs)
+    np.testing.assert_array_equal(np.isnan(y), nan_expected)
+    assert nan_expected[0].any() and not nan_expected[1].any()
+    clean = np.where(np.isnan(x), 0, x)
+    assert_close(
+        np.where(nan_expected, 0, y).astype(dtype),
+        np.where(nan_expected, 0, ref.conv2d(clean, w, **kwargs)),
+        dtype=dtype,
+    )
+
+
+def test_conv2d_inf_propagates(backend):
+    x = np.ones((1, 1, 5, 5))
+    x[0, 0, 0, 0] = np.inf
+    w = np.full((1, 1, 2, 2), 0.5)
+    y = cnnarray.to_numpy(run_op(cnnarray.conv2d, x, w, backend=backend))
+    assert y[0, 0, 0, 0] == np.inf
+    assert np.isfinite(y[0, 0].ravel()[1:]).all()
+
+
+# --------------------------------------------------------------------------- large batches
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv2d_large_batch_matches_per_image_and_reference(backend, dtype, groups):
+    # Big enough (im2col of > 2**17 elements) for the CPU backend's threaded copy passes;
+    # each image alone is below that, so the per-image calls take the single-thread path.
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((8, 8, 20, 20)).astype(dtype)
+    w = rng.standard_normal((6, 8 // groups, 3, 3)).astype(dtype)
+    b = rng.standard_normal(6).astype(dtype)
+    g = rng.standard_normal((8, 6, 20, 20)).astype(dtype)
+    kw = {"padding": 1, "groups": groups}
+    y = run_op(cnnarray.conv2d, x, w, b, backend=backend, **kw)
+    assert_close(y, ref.conv2d(x, w, b, **kw), dtype=dtype, backend=backend)
+    grads = run_op(cnnarray.conv2d_backward, g, x, w, b, backend=backend, **kw)
+    for got, want, name in zip(grads, ref.conv2d_backward(g, x, w, b, **kw), "xwb", strict=True):
+        assert_close(got, want, dtype=dtype, backend=backend, err_msg=f"grad_{name}")
+    for i in range(0, 8, 3):
+        one = cnnarray.conv2d(x[i], w, b, backend=backend, **kw)
+        assert_close(y[i], cnnarray.to_numpy(one), dtype=dtype, err_msg=f"image {i}")
+        gx_i, _, _ = cnnarray.conv2d_backward(g[i], x[i], w, b, backend=backend, **kw)
+        assert_close(grads[0][i], cnnarray.to_numpy(gx_i), dtype=dtype, err_msg=f"grad {i}")
