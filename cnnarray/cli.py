@@ -484,6 +484,56 @@ def visualize(
     console.print(f"wrote {out}")
 
 
+@app.command()
+def bench(
+    device: DeviceOption = "auto",
+    cases: Annotated[
+        str, typer.Option(help="Comma-separated cases: a,b,c,d,e,pool,matmul (default: all).")
+    ] = "",
+    compare: Annotated[
+        str, typer.Option(help="Comma-separated peers to time beside cnnarray: torch,scipy,naive.")
+    ] = "torch",
+    repeat: Annotated[int, typer.Option(min=1, help="Timed calls after warm-up.")] = 7,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write machine-readable results here.")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a bar chart (PNG, log scale).")] = None,
+) -> None:
+    """Time conv2d, max pooling and a GEMM against PyTorch, SciPy and the naive loop.
+
+    Every (peer, case) runs in its own process after warm-up; medians of the
+    repeats, with min and max, GFLOP/s, the fraction of the measured GEMM
+    ceiling and the ratio to each peer measured in this same run.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from . import bench as harness
+
+    backend = _backend(device)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                        console=console)  # fmt: skip
+    task = progress.add_task("starting", total=None)
+
+    def report(done: int, total: int, label: str) -> None:
+        progress.update(task, completed=done, total=total, description=label)
+
+    try:
+        with progress:
+            results = harness.run_benchmarks(str(backend), cases or None,
+                                             [p for p in compare.split(",") if p] or None,
+                                             repeat, report)  # fmt: skip
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    console.print(harness.render_table(results))
+    if json_path is not None:
+        harness.write_json(results, json_path)
+        console.print(f"wrote {json_path}")
+    if plot is not None:
+        harness.plot(results, plot)
+        console.print(f"wrote {plot}")
+
+
 def main() -> None:
     """Entry point of the ``cnnarray`` console script."""
     app()
