@@ -25,6 +25,7 @@ import inspect
 import itertools
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ __all__ = [
     "dispatch",
     "get_backend",
     "parallel_for",
+    "scratch",
     "set_num_threads",
     "synchronize",
     "to_numpy",
@@ -341,6 +343,40 @@ def parallel_for(xp: ModuleType, total: int, body: Callable[[slice], None], work
     futures = [_pool.submit(body, slice(a, b)) for a, b in itertools.pairwise(bounds) if b > a]
     for future in futures:
         future.result()
+
+
+class _Scratch(threading.local):
+    def __init__(self) -> None:
+        self.buffers: dict[str, numpy.ndarray] = {}
+
+
+_scratch = _Scratch()
+
+
+def scratch(xp: ModuleType, name: str, shape: tuple[int, ...], dtype: Any) -> Any:
+    """Return an uninitialised array for temporary use inside one operation.
+
+    On the CPU the memory of each ``name`` is kept per thread and reused by
+    the next call: a fresh multi-megabyte NumPy array costs a page fault per
+    page on first touch, which measured up to 3x the time of the copy that
+    fills it (conv2d, 3 -> 32 channels). CuPy's memory pool already reuses
+    device memory, so on a GPU this is ``xp.empty``. The array is only valid
+    until the next ``scratch`` call with the same name in the same thread:
+    never return it.
+    """
+    if xp is not numpy:
+        return xp.empty(shape, dtype=dtype)
+    dtype = numpy.dtype(dtype)
+    nbytes = int(numpy.prod(shape, dtype=numpy.int64)) * dtype.itemsize
+    buffer = _scratch.buffers.get(name)
+    if buffer is None or buffer.nbytes < nbytes:
+        buffer = _scratch.buffers[name] = numpy.empty(max(nbytes, 1), dtype=numpy.uint8)
+    return buffer[:nbytes].view(dtype).reshape(shape)
+
+
+def release_scratch() -> None:
+    """Free the calling thread's scratch buffers (they are re-made on demand)."""
+    _scratch.buffers.clear()
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import _args
-from ..backend import array_namespace, dispatch, parallel_for
+from ..backend import array_namespace, dispatch, parallel_for, scratch
 
 __all__ = ["avg_pool2d", "avg_pool2d_backward", "max_pool2d", "max_pool2d_backward"]
 
@@ -102,7 +102,8 @@ def _pad(xp: Any, x: Any, geo: _PoolGeometry, fill: float) -> Any:
     hp, wp = geo.padded_shape
     if (hp, wp) == (geo.h, geo.w):
         return x
-    out = xp.full((x.shape[0], hp, wp), fill, dtype=x.dtype)
+    out = scratch(xp, "pool.pad", (x.shape[0], hp, wp), x.dtype)
+    out[...] = fill
     out[:, geo.ph : geo.ph + geo.h, geo.pw : geo.pw + geo.w] = x
     return out
 
@@ -229,21 +230,23 @@ def max_pool2d_backward(
 
     def body(part: slice, grad_x: Any) -> None:
         xpad, g = _pad(xp, x[part], geo, -float("inf")), grad_out[part]
-        best = xp.array(xpad[:, windows[0][0], windows[0][1]], copy=True)
+        m = xpad.shape[0]
+        best = scratch(xp, "pool.best", (m, geo.out_h, geo.out_w), x.dtype)
+        best[...] = xpad[:, windows[0][0], windows[0][1]]
         for rows, cols in windows[1:]:
             xp.maximum(best, xpad[:, rows, cols], out=best)
-        grad = xp.zeros(xpad.shape, x.dtype) if padded else grad_x
-        if not (tiled or padded):
-            grad[...] = 0
-        pending = xp.ones(best.shape, dtype=bool)  # windows whose maximum is not found yet
-        hit = xp.empty(best.shape, dtype=bool)
+        grad = scratch(xp, "pool.grad", xpad.shape, x.dtype) if padded else grad_x
+        grad[...] = 0
+        pending = scratch(xp, "pool.pending", best.shape, bool)  # maximum not found yet
+        pending[...] = True
+        hit = scratch(xp, "pool.hit", best.shape, bool)
         for rows, cols in windows:
             xp.equal(xpad[:, rows, cols], best, out=hit)
             hit &= pending
             pending ^= hit  # hit is a subset of pending: this clears the windows just found
-            # where, not g * hit: inf * False would be NaN
+            # a masked copy, not g * hit: inf * False would be NaN
             if tiled:
-                grad[:, rows, cols] = xp.where(hit, g, 0)
+                xp.copyto(grad[:, rows, cols], g, where=hit)
             else:
                 grad[:, rows, cols] += xp.where(hit, g, 0)
         if pending.any():
