@@ -1,0 +1,177 @@
+"""Train the same network with cnnarray and with PyTorch, side by side.
+
+Same architecture (LeNet-5), same initial weights (PyTorch's copied from
+cnnarray's), same data, same order of mini-batches, same optimiser (Adam) and
+epochs, no augmentation. Each framework trains in its own process with
+``OPENBLAS_THREAD_TIMEOUT=4`` (see benchmarks/README.md) and the same number of
+threads; reported are the test accuracy after the last epoch and the median
+time per epoch.
+
+Datasets: ``digits`` (scikit-learn's 8x8 digits), ``digits28`` (the same
+images upsampled to 28x28 with bilinear interpolation: a stand-in for MNIST
+on a machine that cannot download it), or any ``cnnarray train --dataset``
+spec such as ``mnist:DIR``.
+
+    python benchmarks/train_compare.py --dataset digits --dataset digits28 \\
+        --epochs 15 --json benchmarks/results/train-compare.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+WORKER_ENV = {"OPENBLAS_THREAD_TIMEOUT": "4"}
+
+
+def load(spec: str):
+    import numpy as np
+
+    from cnnarray.data import load_dataset
+    from cnnarray.data.datasets import Split
+
+    if spec != "digits28":
+        return load_dataset(spec)
+    from scipy.ndimage import zoom
+
+    d = load_dataset("digits")
+
+    def up(x):
+        return np.clip(zoom(x, (1, 1, 3.5, 3.5), order=1), 0, 1).astype(np.float32)
+
+    return Split(up(d.x_train), d.y_train, up(d.x_test), d.y_test, d.classes, "digits28")
+
+
+def batches(n: int, batch_size: int, seed: int, epoch: int):
+    import numpy as np
+
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def run_cnnarray(args, data, weights):
+    from cnnarray import nn, ops, optim
+
+    model = nn.lenet5(data.input_shape[0], data.num_classes, data.input_shape[1], seed=args.seed)
+    model.load_state_dict(weights)
+    opt = optim.Adam(model.parameters(), lr=args.lr)
+    epoch_times = []
+    for epoch in range(args.epochs):
+        model.train()
+        start = time.perf_counter()
+        for idx in batches(len(data.y_train), args.batch_size, args.seed, epoch):
+            xb, yb = data.x_train[idx], data.y_train[idx]
+            logits = model(xb)
+            opt.zero_grad()
+            model.backward(ops.cross_entropy_backward(logits, yb))
+            opt.step()
+        epoch_times.append(time.perf_counter() - start)
+    model.eval()
+    pred = model(data.x_test).argmax(axis=1)
+    return float((pred == data.y_test).mean()), epoch_times
+
+
+def run_torch(args, data, weights):
+    import torch
+
+    torch.set_num_threads(args.threads)
+    c, h, _ = data.input_shape
+    pad1 = 0 if h >= 32 else 2
+    size1 = (h + 2 * pad1 - 4) // 2
+    pad2 = 0 if size1 >= 10 else 2
+    size2 = (size1 + 2 * pad2 - 4) // 2
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(c, 6, 5, padding=pad1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(6, 16, 5, padding=pad2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(16 * size2 * size2, 120), torch.nn.ReLU(),
+        torch.nn.Linear(120, 84), torch.nn.ReLU(), torch.nn.Linear(84, data.num_classes),
+    )  # fmt: skip
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+    epoch_times = []
+    for epoch in range(args.epochs):
+        model.train()
+        start = time.perf_counter()
+        for idx in batches(len(data.y_train), args.batch_size, args.seed, epoch):
+            idx = torch.from_numpy(idx)
+            loss = torch.nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        epoch_times.append(time.perf_counter() - start)
+    model.eval()
+    with torch.no_grad():
+        pred = model(torch.from_numpy(data.x_test)).argmax(dim=1).numpy()
+    return float((pred == data.y_test).mean()), epoch_times
+
+
+def worker(args) -> None:
+    import numpy as np
+
+    from cnnarray import nn, to_numpy
+
+    data = load(args.dataset)
+    init = nn.lenet5(data.input_shape[0], data.num_classes, data.input_shape[1], seed=args.seed)
+    weights = {k: np.array(to_numpy(v)) for k, v in init.state_dict().items()}
+    run = run_cnnarray if args.worker == "cnnarray" else run_torch
+    accuracy, times = run(args, data, weights)
+    print(json.dumps({"accuracy": accuracy, "epoch_seconds": times}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", action="append", help="digits, digits28 or a train spec")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--worker", choices=["cnnarray", "torch"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        args.dataset = args.dataset[0]
+        worker(args)
+        return
+    results = []
+    for dataset in args.dataset or ["digits", "digits28"]:
+        row = {"dataset": dataset, "model": "lenet5", "epochs": args.epochs,
+               "batch_size": args.batch_size, "lr": args.lr, "optimizer": "adam"}  # fmt: skip
+        for framework in ("cnnarray", "torch"):
+            cmd = [sys.executable, __file__, "--worker", framework, "--dataset", dataset,
+                   "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+                   "--lr", str(args.lr), "--seed", str(args.seed),
+                   "--threads", str(args.threads)]  # fmt: skip
+            env = {**os.environ, **WORKER_ENV}
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            times = sorted(r["epoch_seconds"])
+            row[framework] = {"test_accuracy": r["accuracy"],
+                              "median_epoch_s": times[len(times) // 2],
+                              "epoch_seconds": r["epoch_seconds"]}  # fmt: skip
+        row["time_ratio"] = row["cnnarray"]["median_epoch_s"] / row["torch"]["median_epoch_s"]
+        row["accuracy_gap_points"] = 100 * (
+            row["cnnarray"]["test_accuracy"] - row["torch"]["test_accuracy"]
+        )
+        results.append(row)
+        print(f"{dataset}: cnnarray {100 * row['cnnarray']['test_accuracy']:.2f}% "
+              f"{row['cnnarray']['median_epoch_s']:.3f} s/epoch | torch "
+              f"{100 * row['torch']['test_accuracy']:.2f}% "
+              f"{row['torch']['median_epoch_s']:.3f} s/epoch | time ratio "
+              f"{row['time_ratio']:.2f}, accuracy gap "
+              f"{row['accuracy_gap_points']:+.2f} points")  # fmt: skip
+    if args.json:
+        from cnnarray.io import atomic_write_bytes
+
+        doc = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+               "threads": args.threads, "results": results}  # fmt: skip
+        atomic_write_bytes(args.json, json.dumps(doc, indent=2).encode())
+
+
+if __name__ == "__main__":
+    main()
