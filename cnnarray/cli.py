@@ -196,15 +196,17 @@ def train(
         typer.Option(help="digits | mnist:DIR | fashion-mnist:DIR | cifar10:DIR | folder:DIR"),
     ] = "digits",
     model: Annotated[str, typer.Option(help="lenet5 | small_cnn | vgg_small")] = "small_cnn",
-    epochs: Annotated[int, typer.Option(min=1, help="Total epochs to train.")] = 40,
+    epochs: Annotated[int, typer.Option(min=1, help="Total epochs to train.")] = 60,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     lr: Annotated[float, typer.Option(min=0.0, help="Initial learning rate.")] = 2e-3,
-    optimizer: Annotated[str, typer.Option(help="sgd | adam | adamw")] = "adam",
+    optimizer: Annotated[str, typer.Option(help="sgd | adam | adamw")] = "adamw",
     schedule: Annotated[str, typer.Option(help="none | cosine | step")] = "cosine",
     augment: Annotated[
         str, typer.Option(help="Comma-separated: none, shift, crop, flip, noise.")
     ] = "shift",
-    weight_decay: Annotated[float, typer.Option(min=0.0)] = 0.0,
+    weight_decay: Annotated[
+        float, typer.Option(min=0.0, help="L2 (SGD, Adam) or decoupled (AdamW).")
+    ] = 1e-4,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, shuffling, augmentation.")] = 0,
     out: Annotated[Path, typer.Option(help="Checkpoint to write (safetensors).")] = Path(
         "model.safetensors"

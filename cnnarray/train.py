@@ -40,12 +40,12 @@ class TrainConfig:
 
     dataset: str = "digits"
     model: str = "small_cnn"
-    epochs: int = 40
+    epochs: int = 60
     batch_size: int = 16
     lr: float = 2e-3
-    optimizer: str = "adam"
+    optimizer: str = "adamw"
     momentum: float = 0.9
-    weight_decay: float = 0.0
+    weight_decay: float = 1e-4
     schedule: str = "cosine"
     augment: str = "shift"
     label_smoothing: float = 0.0
@@ -138,7 +138,7 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> optim.Optimizer:
                          weight_decay=config.weight_decay)  # fmt: skip
     if config.optimizer == "adam":
         return optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    return optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay or 0.01)
+    return optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def build_scheduler(config: TrainConfig, optimizer: optim.Optimizer) -> optim.LRScheduler | None:
