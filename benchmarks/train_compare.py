@@ -67,7 +67,8 @@ def run_cnnarray(args, data, weights):
             xb, yb = data.x_train[idx], data.y_train[idx]
             logits = model(xb)
             opt.zero_grad()
-            model.backward(ops.cross_entropy_backward(logits, yb))
+            # like PyTorch, which skips the gradient of the images (no requires_grad)
+            model.backward(ops.cross_entropy_backward(logits, yb), input_grad=False)
             opt.step()
         epoch_times.append(time.perf_counter() - start)
     model.eval()

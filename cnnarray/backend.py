@@ -334,7 +334,7 @@ def parallel_for(xp: ModuleType, total: int, body: Callable[[slice], None], work
     """
     global _pool
     threads = min(_num_threads, total)
-    if xp is not numpy or threads < 2 or work < 1 << 17:
+    if xp is not numpy or threads < 2 or work < 1 << 21:
         body(slice(0, total))
         return
     if _pool is None:
@@ -395,9 +395,21 @@ def dispatch(*array_args: str) -> Callable[[F], F]:
 
     def decorate(func: F) -> F:
         signature = inspect.signature(func)
+        names = list(signature.parameters)
+        positions = [(name, names.index(name)) for name in array_args]
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            # Fast path, the common case of a training loop: no backend asked for
+            # and every array argument already a NumPy array; binding the
+            # signature would cost more than a small op.
+            if kwargs.get("backend") is None:
+                for name, pos in positions:
+                    value = args[pos] if pos < len(args) else kwargs.get(name)
+                    if value is not None and type(value) is not numpy.ndarray:
+                        break
+                else:
+                    return func(*args, **kwargs)
             bound = signature.bind(*args, **kwargs)
             requested = bound.arguments.get("backend")
             given = {

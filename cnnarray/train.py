@@ -226,7 +226,7 @@ def fit(state: TrainState, data: Split, backend: Backend, callbacks: Callbacks |
             loss = ops.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
             state.optimizer.zero_grad()
             grad = ops.cross_entropy_backward(logits, yb, label_smoothing=config.label_smoothing)
-            model.backward(grad)
+            model.backward(grad, input_grad=False)
             state.optimizer.step()
             batch_loss, hits = float(loss), int((logits.argmax(axis=1) == yb).sum())
             total_loss += batch_loss * len(yb)

@@ -98,6 +98,8 @@ class Sequential(Module):
     ['0.weight', '0.bias', '2.weight', '2.bias']
     """
 
+    skips_input_grad = True
+
     def __init__(self, *layers: Module | Mapping[str, Module]) -> None:
         super().__init__()
         if len(layers) == 1 and isinstance(layers[0], Mapping):
@@ -139,8 +141,17 @@ class Sequential(Module):
             x = layer(x)
         return x
 
-    def backward(self, grad: Any) -> Any:
-        for layer in reversed(list(self)):
+    def backward(self, grad: Any, input_grad: bool = True) -> Any:
+        """Backpropagate through the layers in reverse order.
+
+        ``input_grad=False`` lets the first layer skip the gradient of the
+        network's input (returned as None) when it can, as a training loop
+        never uses it.
+        """
+        layers = list(self)
+        for i, layer in reversed(list(enumerate(layers))):
+            if i == 0 and not input_grad and layer.skips_input_grad:
+                return layer.backward(grad, input_grad=False)
             grad = layer.backward(grad)
         return grad
 
@@ -207,6 +218,8 @@ class Conv2d(Module):
     torch.nn.Conv2d, cnnarray.ops.conv2d
     """
 
+    skips_input_grad = True
+
     def __init__(
         self,
         in_channels: int,
@@ -268,9 +281,10 @@ class Conv2d(Module):
         self._save(x)
         return conv2d(x, self.weight.data, _data(self.bias), *self._geometry())
 
-    def backward(self, grad: Any) -> Any:
+    def backward(self, grad: Any, input_grad: bool = True) -> Any:
         (x,) = self._saved()
-        gx, gw, gb = conv2d_backward(grad, x, self.weight.data, _data(self.bias), *self._geometry())
+        gx, gw, gb = conv2d_backward(grad, x, self.weight.data, _data(self.bias), *self._geometry(),
+                                     input_grad=input_grad)  # fmt: skip
         self.weight.accumulate(gw)
         if self.bias is not None:
             self.bias.accumulate(gb)

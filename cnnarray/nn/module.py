@@ -130,6 +130,9 @@ class Module:
         """Return the output for input ``x``; in training mode keep what backward needs."""
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
 
+    #: True where ``backward(grad, input_grad=False)`` can skip the input's gradient.
+    skips_input_grad = False
+
     def backward(self, grad: Any) -> Any:
         """Return the gradient with respect to the last input; add parameter gradients."""
         raise NotImplementedError(f"{type(self).__name__} does not define backward")

@@ -379,6 +379,7 @@ def conv2d_backward(
     groups: int = 1,
     *,
     workspace_limit: int | None = None,
+    input_grad: bool = True,
     backend: str | None = None,
 ) -> tuple[Any, Any, Any]:
     """Return the gradients of :func:`conv2d` with respect to x, weight and bias.
@@ -389,10 +390,14 @@ def conv2d_backward(
         Gradient of the loss with respect to the convolution's output.
     x, weight, bias, stride, padding, dilation, groups, workspace_limit, backend
         As given to :func:`conv2d`.
+    input_grad : bool, default True
+        False skips grad_x (returned as None): the first layer of a network
+        does not need the gradient of its images, and col2im is a third of
+        the backward's time.
 
     Returns
     -------
-    grad_x : array, shape of x
+    grad_x : array, shape of x, or None when ``input_grad`` is False
         ``col2im(W^T @ dY)``.
     grad_weight : array, shape of weight
         ``dY @ cols^T``, summed over the batch.
@@ -407,7 +412,7 @@ def conv2d_backward(
     grad_out = grad_out.astype(x.dtype, copy=False).reshape(geo.n, geo.c_out, geo.out_h, geo.out_w)
     g = geo.groups
     w2 = weight.reshape(g, geo.c_out // g, -1)
-    grad_x = xp.empty_like(x)
+    grad_x = xp.empty_like(x) if input_grad else None
     grad_w = xp.zeros_like(w2)
     for part in _chunks(geo, x.dtype.itemsize, 2, workspace_limit):
         cols = _im2col(xp, x[part], geo)
@@ -418,9 +423,12 @@ def conv2d_backward(
         dy[...] = grad_out[part].transpose(1, 0, 2, 3)
         dy = dy.reshape(g, geo.c_out // g, m)
         grad_w += xp.matmul(dy, cols.transpose(0, 2, 1))
+        if not input_grad:
+            continue
         grad_cols = scratch(xp, "conv.grad_cols", (g, cols.shape[1], m), x.dtype)
         xp.matmul(w2.transpose(0, 2, 1), dy, out=grad_cols)  # (g, C_in/g*kh*kw, m)
         grad_cols = grad_cols.reshape(geo.c_in, geo.kh, geo.kw, -1, geo.out_h, geo.out_w)
         _col2im(xp, grad_cols, geo, grad_x[part])
     grad_bias = None if bias is None else grad_out.sum(axis=(0, 2, 3)).reshape(b_shape)
-    return grad_x.reshape(x_shape), grad_w.reshape(w_shape), grad_bias
+    grad_x = None if grad_x is None else grad_x.reshape(x_shape)
+    return grad_x, grad_w.reshape(w_shape), grad_bias
