@@ -239,3 +239,15 @@ def test_conv2d_large_batch_matches_per_image_and_reference(backend, dtype, grou
         assert_close(y[i], cnnarray.to_numpy(one), dtype=dtype, err_msg=f"image {i}")
         gx_i, _, _ = cnnarray.conv2d_backward(g[i], x[i], w, b, backend=backend, **kw)
         assert_close(grads[0][i], cnnarray.to_numpy(gx_i), dtype=dtype, err_msg=f"grad {i}")
+
+
+def test_conv2d_backward_can_skip_the_input_gradient(backend):
+    rng = np.random.default_rng(7)
+    x, w, b = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3)), np.zeros(4)
+    g = rng.standard_normal((2, 4, 6, 6))
+    args = [backend.asarray(a) for a in (g, x, w, b)]
+    full = cnnarray.conv2d_backward(*args, padding=1)
+    gx, gw, gb = cnnarray.conv2d_backward(*args, padding=1, input_grad=False)
+    assert gx is None
+    assert_close(gw, cnnarray.to_numpy(full[1]), dtype=np.float64, backend=backend)
+    assert_close(gb, cnnarray.to_numpy(full[2]), dtype=np.float64, backend=backend)

@@ -713,3 +713,18 @@ def test_nn_and_optim_never_import_an_array_library():
                 continue
             for module in modules:
                 assert module.split(".")[0] not in ("numpy", "cupy"), f"{path.name}: {module}"
+
+
+def test_sequential_backward_without_input_grad_gives_the_same_parameter_grads():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, seed=0, dtype="float64"), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(18, 3, seed=1, dtype="float64"))  # fmt: skip
+    x = np.random.default_rng(0).standard_normal((2, 1, 5, 5))
+    grads = []
+    for input_grad in (True, False):
+        model.zero_grad()
+        out = model(x)
+        gx = model.backward(np.ones_like(out), input_grad=input_grad)
+        assert (gx is None) is (not input_grad)
+        grads.append([p.grad.copy() for p in model.parameters()])
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a, b)
