@@ -235,8 +235,12 @@ def max_pool2d_backward(
         best[...] = xpad[:, windows[0][0], windows[0][1]]
         for rows, cols in windows[1:]:
             xp.maximum(best, xpad[:, rows, cols], out=best)
+        # g * hit is the fast way to route the gradient, but inf * False is NaN:
+        # a gradient with inf or NaN takes the slower where().
+        finite = bool(xp.isfinite(g).all())
         grad = scratch(xp, "pool.grad", xpad.shape, x.dtype) if padded else grad_x
-        grad[...] = 0
+        if not (tiled and finite):  # else every element is written exactly once below
+            grad[...] = 0
         pending = scratch(xp, "pool.pending", best.shape, bool)  # maximum not found yet
         pending[...] = True
         hit = scratch(xp, "pool.hit", best.shape, bool)
@@ -244,11 +248,10 @@ def max_pool2d_backward(
             xp.equal(xpad[:, rows, cols], best, out=hit)
             hit &= pending
             pending ^= hit  # hit is a subset of pending: this clears the windows just found
-            # a masked copy, not g * hit: inf * False would be NaN
-            if tiled:
-                xp.copyto(grad[:, rows, cols], g, where=hit)
+            if tiled and finite:
+                xp.multiply(g, hit, out=grad[:, rows, cols])
             else:
-                grad[:, rows, cols] += xp.where(hit, g, 0)
+                grad[:, rows, cols] += g * hit if finite else xp.where(hit, g, 0)
         if pending.any():
             # Only windows whose maximum is NaN are left: the gradient goes to the first NaN.
             for rows, cols in windows:
