@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -130,7 +131,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="first seed")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per framework, seeds averaged")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--worker", choices=["cnnarray", "torch"], help=argparse.SUPPRESS)
@@ -144,17 +146,21 @@ def main() -> None:
         row = {"dataset": dataset, "model": "lenet5", "epochs": args.epochs,
                "batch_size": args.batch_size, "lr": args.lr, "optimizer": "adam"}  # fmt: skip
         for framework in ("cnnarray", "torch"):
-            cmd = [sys.executable, __file__, "--worker", framework, "--dataset", dataset,
-                   "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-                   "--lr", str(args.lr), "--seed", str(args.seed),
-                   "--threads", str(args.threads)]  # fmt: skip
-            env = {**os.environ, **WORKER_ENV}
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            times = sorted(r["epoch_seconds"])
-            row[framework] = {"test_accuracy": r["accuracy"],
-                              "median_epoch_s": times[len(times) // 2],
-                              "epoch_seconds": r["epoch_seconds"]}  # fmt: skip
+            accuracies, epoch_seconds = [], []
+            for seed in range(args.seed, args.seed + args.seeds):
+                cmd = [sys.executable, __file__, "--worker", framework, "--dataset", dataset,
+                       "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+                       "--lr", str(args.lr), "--seed", str(seed),
+                       "--threads", str(args.threads)]  # fmt: skip
+                env = {**os.environ, **WORKER_ENV}
+                out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                accuracies.append(r["accuracy"])
+                epoch_seconds += r["epoch_seconds"]
+            row[framework] = {"test_accuracy": sum(accuracies) / len(accuracies),
+                              "test_accuracy_per_seed": accuracies,
+                              "median_epoch_s": statistics.median(epoch_seconds),
+                              "epoch_seconds": epoch_seconds}  # fmt: skip
         row["time_ratio"] = row["cnnarray"]["median_epoch_s"] / row["torch"]["median_epoch_s"]
         row["accuracy_gap_points"] = 100 * (
             row["cnnarray"]["test_accuracy"] - row["torch"]["test_accuracy"]
@@ -170,7 +176,7 @@ def main() -> None:
         from cnnarray.io import atomic_write_bytes
 
         doc = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-               "threads": args.threads, "results": results}  # fmt: skip
+               "threads": args.threads, "seeds": args.seeds, "results": results}  # fmt: skip
         atomic_write_bytes(args.json, json.dumps(doc, indent=2).encode())
 
 

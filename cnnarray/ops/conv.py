@@ -32,10 +32,13 @@ __all__ = [
 ]
 
 _workspace_limit = 256 * 2**20
-# Up to this reduction length (C_in/groups * kh * kw) the forward pass uses the
-# per-image column layout: measured 2.2x faster for 3 -> 32 channels, 3x3
-# (K = 27) and slower from K = 288 on (benchmarks/README.md).
+# The forward pass uses the per-image column layout for short reductions
+# (K = C_in/groups * kh * kw up to this: 2.2x faster for 3 -> 32 channels, 3x3)
+# and for small outputs (fewer elements than this: 1.3-1.4x faster on LeNet's
+# layers at batch 32); the channel-major layout's single large GEMM wins from
+# K = 288 with 2**20 outputs on (benchmarks/README.md).
 _PER_IMAGE_MAX_K = 32
+_PER_IMAGE_MAX_OUTPUT = 2**19
 
 
 def set_workspace_limit(nbytes: int) -> None:
@@ -225,21 +228,41 @@ def _im2col(xp: Any, x: Any, geo: _Geometry, per_image: bool = False) -> Any:
     return cols
 
 
-def _col2im(xp: Any, cols: Any, geo: _Geometry, out: Any) -> None:
-    """Adjoint of :func:`_im2col`: add cols (C, kh, kw, N, oh, ow) back into out (N, C, H, W)."""
+def _col2im(xp: Any, cols: Any, geo: _Geometry, out: Any, per_image: bool = False) -> None:
+    """Adjoint of :func:`_im2col`: add the column buffer back into out (N, C, H, W).
+
+    ``cols`` has the channel-major layout (C, kh, kw, N, oh, ow), or the
+    per-image one (N, C, kh, kw, oh, ow) when ``per_image``.
+    """
     hp, wp = geo.h + geo.pt + geo.pb, geo.w + geo.pl + geo.pr
 
     def add(part: slice) -> None:
         part_cols = cols[part]
-        grad = scratch(xp, "conv.col2im", (part_cols.shape[0], part_cols.shape[3], hp, wp),
-                       cols.dtype)  # fmt: skip
+        if per_image:  # (n, C, kh, kw, oh, ow) -> padded (n, C, Hp, Wp)
+            shape = (part_cols.shape[0], part_cols.shape[1], hp, wp)
+        else:  # (c, kh, kw, N, oh, ow) -> padded (c, N, Hp, Wp)
+            shape = (part_cols.shape[0], part_cols.shape[3], hp, wp)
+        grad = scratch(xp, "conv.col2im", shape, cols.dtype)
         grad[...] = 0
         for i, j, rows, columns in geo.windows():
-            grad[:, :, rows, columns] += part_cols[:, i, j]
+            if per_image:
+                grad[:, :, rows, columns] += part_cols[:, :, i, j]
+            else:
+                grad[:, :, rows, columns] += part_cols[:, i, j]
         grad = grad[:, :, geo.pt : geo.pt + geo.h, geo.pl : geo.pl + geo.w]
-        out[:, part] = grad.transpose(1, 0, 2, 3)
+        if per_image:
+            out[part] = grad
+        else:
+            out[:, part] = grad.transpose(1, 0, 2, 3)
 
     parallel_for(xp, cols.shape[0], add, work=cols.size)
+
+
+def _per_image(geo: _Geometry) -> bool:
+    """Choose the column layout: per-image for short reductions or small outputs."""
+    k = geo.c_in // geo.groups * geo.kh * geo.kw
+    out_size = geo.n * geo.c_out * geo.out_h * geo.out_w
+    return k <= _PER_IMAGE_MAX_K or out_size < _PER_IMAGE_MAX_OUTPUT
 
 
 def _chunks(geo: _Geometry, itemsize: int, buffers: int, limit: int | None) -> list[slice]:
@@ -346,7 +369,7 @@ def conv2d(
     g = geo.groups
     w2 = weight.reshape(g, geo.c_out // g, -1)  # (g, C_out/g, C_in/g*kh*kw)
     out = xp.empty((geo.n, geo.c_out, geo.out_h, geo.out_w), dtype=x.dtype)
-    per_image = w2.shape[2] <= _PER_IMAGE_MAX_K
+    per_image = _per_image(geo)
     for part in _chunks(geo, x.dtype.itemsize, 1, workspace_limit):
         cols = _im2col(xp, x[part], geo, per_image)
         if per_image:
@@ -414,7 +437,20 @@ def conv2d_backward(
     w2 = weight.reshape(g, geo.c_out // g, -1)
     grad_x = xp.empty_like(x) if input_grad else None
     grad_w = xp.zeros_like(w2)
+    cg, og, spatial = geo.c_in // g, geo.c_out // g, geo.out_h * geo.out_w
+    per_image = _per_image(geo)
     for part in _chunks(geo, x.dtype.itemsize, 2, workspace_limit):
+        if per_image:
+            # dY needs no transpose here: (n, g, C_out/g, oh*ow) is a view of grad_out
+            cols = _im2col(xp, x[part], geo, True).reshape(-1, g, cg * geo.kh * geo.kw, spatial)
+            dy = grad_out[part].reshape(-1, g, og, spatial)
+            grad_w += xp.matmul(dy, cols.transpose(0, 1, 3, 2)).sum(axis=0)
+            if input_grad:
+                grad_cols = scratch(xp, "conv.grad_cols", cols.shape, x.dtype)
+                xp.matmul(w2.transpose(0, 2, 1), dy, out=grad_cols)  # (n, g, K, oh*ow)
+                grad_cols = grad_cols.reshape(-1, geo.c_in, geo.kh, geo.kw, geo.out_h, geo.out_w)
+                _col2im(xp, grad_cols, geo, grad_x[part], per_image=True)
+            continue
         cols = _im2col(xp, x[part], geo)
         m = cols.shape[3] * geo.out_h * geo.out_w
         cols = cols.reshape(g, -1, m)
