@@ -251,3 +251,33 @@ def test_conv2d_backward_can_skip_the_input_gradient(backend):
     assert gx is None
     assert_close(gw, cnnarray.to_numpy(full[1]), dtype=np.float64, backend=backend)
     assert_close(gb, cnnarray.to_numpy(full[2]), dtype=np.float64, backend=backend)
+
+
+@pytest.mark.parametrize("layout", ["per_image", "channel_major"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"stride": 1, "padding": 1},
+        {"stride": (2, 1), "padding": (0, 2), "dilation": (1, 2), "groups": 2},
+        {"padding": "same", "dilation": 2, "groups": 4},
+    ],
+    ids=["pad1", "stride-dilation-groups", "same-groups4"],
+)
+def test_both_column_layouts_match_the_oracle(monkeypatch, backend, layout, params):
+    from cnnarray.ops import conv
+
+    # conv2d picks the layout by size; force each one so both stay correct.
+    per_image = layout == "per_image"
+    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_K", 10**9 if per_image else 0)
+    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_OUTPUT", 10**12 if per_image else 0)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 4, 9, 8))
+    w = rng.standard_normal((8, 4 // params.get("groups", 1), 3, 3))
+    b = rng.standard_normal(8)
+    y = run_op(cnnarray.conv2d, x, w, b, backend=backend, **params)
+    assert_close(y, ref.conv2d(x, w, b, **params), dtype=np.float64, backend=backend)
+    g = rng.standard_normal(cnnarray.to_numpy(y).shape)
+    got = run_op(cnnarray.conv2d_backward, g, x, w, b, backend=backend, **params)
+    want = ref.conv2d_backward(g, x, w, b, **params)
+    for a, d in zip(got, want, strict=True):
+        assert_close(a, d, dtype=np.float64, backend=backend)
