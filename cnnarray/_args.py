@@ -124,6 +124,27 @@ def pool_out_size(
     return out
 
 
+def window_slices(
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    out: tuple[int, int],
+) -> list[tuple[int, int, slice, slice]]:
+    """Return ``(i, j, rows, cols)`` for each kernel offset, in row-major order.
+
+    ``x_pad[..., rows, cols]`` has shape (..., out_h, out_w) and holds, for
+    every output position, the input element that kernel tap ``(i, j)`` reads:
+    rows ``i * dh + p * sh`` for ``p`` in ``range(out_h)``, likewise columns.
+    """
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out
+    return [
+        (i, j, slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+         slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))
+        for i in range(kh)
+        for j in range(kw)
+    ]  # fmt: skip
+
+
 def check_reduction(reduction: Any) -> str:
     """Return ``reduction`` if it is ``"mean"``, ``"sum"`` or ``"none"``."""
     if reduction not in ("mean", "sum", "none"):

@@ -63,6 +63,7 @@ import numpy as np
 
 from . import __version__
 from .backend import Backend, get_backend, to_numpy
+from .io import atomic_write_bytes, save_figure
 from .ops import conv2d, conv2d_backward, linear, max_pool2d, max_pool2d_backward
 
 __all__ = [
@@ -986,27 +987,11 @@ def _fill_ratios(records: list[dict]) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- output
 
 
-def _chmod_default(path: str) -> None:
-    """Give a mkstemp file (mode 0600) the mode a plain open() would have."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def write_json(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``results`` to ``path`` as JSON, atomically (temp file, then os.replace)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(results, indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        _chmod_default(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, (json.dumps(results, indent=2, allow_nan=False) + "\n").encode())
     return path
 
 
@@ -1055,16 +1040,7 @@ def plot(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     ax.legend()
     meta = results.get("metadata", {})
     ax.set_title(f"cnnarray bench on {meta.get('device', '?')} ({meta.get('device_name', '')})")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=120)
-        _chmod_default(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def _fmt(value: float) -> str:

@@ -161,14 +161,12 @@ def _history_table(history: list) -> Table:
 
 
 def _plot_curves(history: list, path: Path) -> None:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_write_bytes
+    from .io import save_figure
 
     epochs = [h.epoch for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -182,10 +180,7 @@ def _plot_curves(history: list, path: Path) -> None:
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path)
 
 
 @app.command()
@@ -350,15 +345,13 @@ def evaluate(
 
 
 def _plot_confusion(confusion, classes: list, path: Path) -> None:
-    import io
-
     import matplotlib
     import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_write_bytes
+    from .io import save_figure
 
     fig, ax = plt.subplots(figsize=(6, 5))
     im = ax.imshow(confusion, cmap="Blues")
@@ -371,10 +364,7 @@ def _plot_confusion(confusion, classes: list, path: Path) -> None:
                 color="white" if v > confusion.max() / 2 else "black")  # fmt: skip
     fig.colorbar(im)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path)
 
 
 def _load_images(paths: list[Path], input_shape: list[int]):

@@ -113,7 +113,7 @@ def save_grid(stages: list[Stage], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_write_bytes
+    from .io import save_figure
 
     cols = max(s.output.shape[0] for s in stages)
     fig, axes = plt.subplots(len(stages), cols, figsize=(2.6 * cols, 2.8 * len(stages)))
@@ -128,11 +128,4 @@ def save_grid(stages: list[Stage], path: str | Path) -> Path:
             ax.set_title(f"{stage.name}{label}\n{tuple(stage.output[c].shape)}", fontsize=8)
     fig.suptitle("cnnarray demo: filters -> ReLU -> pooling (shape of each map in its title)")
     fig.tight_layout()
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
-    path = Path(path)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return save_figure(fig, path, dpi=80)

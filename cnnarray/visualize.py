@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ import numpy as np
 
 from . import nn
 from .backend import Backend, to_numpy
-from .io import atomic_write_bytes
+from .io import save_figure
 
 
 def first_conv(model: nn.Module) -> tuple[int, nn.Conv2d]:
@@ -74,9 +73,4 @@ def save_filters_and_maps(model: nn.Module, backend: Backend, x: np.ndarray,
             axes[r, k + 1].set_title(f"map {k} {tuple(m[k].shape)}", fontsize=6)
     fig.suptitle(f"first-layer filters and activation maps of {title}", fontsize=9)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    path = Path(path)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return save_figure(fig, path)

@@ -94,16 +94,8 @@ class _Geometry:
 
     def windows(self) -> list[tuple[int, int, slice, slice]]:
         """The ``(i, j, rows, cols)`` slice of the padded input read by each kernel offset."""
-        return [
-            (
-                i,
-                j,
-                slice(i * self.dh, i * self.dh + self.sh * (self.out_h - 1) + 1, self.sh),
-                slice(j * self.dw, j * self.dw + self.sw * (self.out_w - 1) + 1, self.sw),
-            )
-            for i in range(self.kh)
-            for j in range(self.kw)
-        ]
+        return _args.window_slices((self.kh, self.kw), (self.sh, self.sw), (self.dh, self.dw),
+                                   (self.out_h, self.out_w))  # fmt: skip
 
 
 def _geometry(

@@ -58,14 +58,9 @@ class _PoolGeometry:
 
     def windows(self) -> list[tuple[slice, slice]]:
         """Row-major list of the padded-input slices read by each kernel offset."""
-        return [
-            (
-                slice(i * self.dh, i * self.dh + self.sh * (self.out_h - 1) + 1, self.sh),
-                slice(j * self.dw, j * self.dw + self.sw * (self.out_w - 1) + 1, self.sw),
-            )
-            for i in range(self.kh)
-            for j in range(self.kw)
-        ]
+        slices = _args.window_slices((self.kh, self.kw), (self.sh, self.sw),
+                                     (self.dh, self.dw), (self.out_h, self.out_w))  # fmt: skip
+        return [(rows, cols) for _, _, rows, cols in slices]
 
 
 def _geometry(
