@@ -140,3 +140,26 @@ def test_bench_writes_json(tmp_path):
 def test_bench_rejects_an_unknown_case():
     result = invoke("bench", "-d", "cpu", "--cases", "zzz")
     assert result.exit_code == 2
+
+
+def test_ctrl_c_saves_the_last_finished_epoch(monkeypatch, tmp_path):
+    from cnnarray import train as training
+
+    real_fit = training.fit
+
+    def interrupted_fit(state, data, backend, callbacks=None, epochs=None):
+        real_fit(state, data, backend, callbacks, epochs=1)  # one epoch, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "fit", interrupted_fit)
+    out = tmp_path / "interrupted.safetensors"
+    result = invoke("train", "-d", "cpu", "--epochs", "5", "--out", str(out))
+    assert result.exit_code == 130
+    assert "saved epoch 1" in result.output
+    monkeypatch.setattr(training, "fit", real_fit)
+    resumed = tmp_path / "resumed.safetensors"
+    result = invoke("train", "-d", "cpu", "--resume", str(out), "--epochs", "2",
+                    "--out", str(resumed), "--json", str(tmp_path / "r.json"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "resuming" in result.output
+    assert len(json.loads((tmp_path / "r.json").read_text())["history"]) == 2
