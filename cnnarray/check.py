@@ -128,6 +128,24 @@ def _cases(rng: np.random.Generator) -> Iterator[tuple[str, str, Callable, Calla
         yield name, "(4, 6)", fwd, getattr(reference, name), [x], params
         yield (name + "_backward", "(4, 6)", bwd, getattr(reference, name + "_backward"),
                [g, x], params)  # fmt: skip
+    for label, xs, size in (("7x9 -> 3x4", (2, 3, 7, 9), (3, 4)), ("global", (2, 2, 5, 5), 1)):
+        x = rng.standard_normal(xs)
+        g = rng.standard_normal(reference.adaptive_avg_pool2d(x, size).shape)
+        yield ("adaptive_avg_pool2d", label, ops.adaptive_avg_pool2d,
+               reference.adaptive_avg_pool2d, [x], {"output_size": size})  # fmt: skip
+        yield ("adaptive_avg_pool2d_backward", label, ops.adaptive_avg_pool2d_backward,
+               reference.adaptive_avg_pool2d_backward, [g, x], {"output_size": size})  # fmt: skip
+    x = rng.standard_normal((3, 4, 5, 6)) * 2 + 1
+    stats = [rng.standard_normal(4), rng.random(4) + 0.5, rng.standard_normal(4),
+             rng.standard_normal(4)]  # fmt: skip
+    g = rng.standard_normal(x.shape)
+    for training in (True, False):
+        label = "batch statistics" if training else "running statistics"
+        # copies: a training-mode forward updates the running statistics in place
+        yield ("batch_norm2d", label, ops.batch_norm2d, reference.batch_norm2d,
+               [x, *(a.copy() for a in stats)], {"training": training})  # fmt: skip
+        yield ("batch_norm2d_backward", label, ops.batch_norm2d_backward,
+               reference.batch_norm2d_backward, [g, x, *stats], {"training": training})  # fmt: skip
     logits, target = rng.standard_normal((6, 5)) * 2, rng.integers(0, 5, 6)
     for reduction, smoothing in (("mean", 0.0), ("sum", 0.1), ("none", 0.2)):
         params = {"reduction": reduction, "label_smoothing": smoothing}

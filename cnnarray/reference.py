@@ -354,3 +354,80 @@ def cross_entropy_backward(logits, target, reduction="mean", label_smoothing=0.0
         g = np.asarray(grad_out, np.float64)
         grad *= g.reshape(-1, 1) if reduction == "none" else g
     return grad.reshape(logits.shape)
+
+
+def batch_norm2d(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
+                 momentum=0.1, eps=1e-5):  # fmt: skip
+    """Reference batch norm, one channel at a time (running statistics are not updated)."""
+    x = np.asarray(x, np.float64)
+    y = np.empty_like(x)
+    for c in range(x.shape[1]):
+        values = x[:, c]
+        if training or running_mean is None:
+            mean, var = values.mean(), ((values - values.mean()) ** 2).mean()
+        else:
+            mean, var = float(running_mean[c]), float(running_var[c])
+        y[:, c] = (values - mean) / math.sqrt(var + eps)
+        if weight is not None:
+            y[:, c] *= float(weight[c])
+        if bias is not None:
+            y[:, c] += float(bias[c])
+    return y
+
+
+def batch_norm2d_backward(grad_out, x, running_mean=None, running_var=None, weight=None,
+                          bias=None, training=False, eps=1e-5):  # fmt: skip
+    """Reference batch-norm gradients: the explicit Jacobian of each channel, in float64."""
+    x, g = np.asarray(x, np.float64), np.asarray(grad_out, np.float64)
+    gx = np.empty_like(x)
+    gw = None if weight is None else np.empty(x.shape[1])
+    gb = None if bias is None else np.empty(x.shape[1])
+    for c in range(x.shape[1]):
+        v, gc = x[:, c].ravel(), g[:, c].ravel()
+        w = 1.0 if weight is None else float(weight[c])
+        if training or running_mean is None:
+            m = v.size
+            mean, var = v.mean(), ((v - v.mean()) ** 2).mean()
+            s = math.sqrt(var + eps)
+            xhat = (v - mean) / s
+            # d xhat_i / d x_j = (delta_ij - 1/m - xhat_i xhat_j / m) / s
+            jac = (np.eye(m) - 1.0 / m - np.outer(xhat, xhat) / m) / s
+        else:
+            s = math.sqrt(float(running_var[c]) + eps)
+            xhat = (v - float(running_mean[c])) / s
+            jac = np.eye(v.size) / s
+        gx[:, c] = (jac.T @ (gc * w)).reshape(x[:, c].shape)
+        if gw is not None:
+            gw[c] = (gc * xhat).sum()
+        if gb is not None:
+            gb[c] = gc.sum()
+    return gx, gw, gb
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """Reference adaptive average pooling: a loop over PyTorch's windows."""
+    x = np.asarray(x, np.float64)
+    h, w = x.shape[-2:]
+    oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
+    oh, ow = oh or h, ow or w
+    out = np.empty((*x.shape[:-2], oh, ow))
+    for i in range(oh):
+        r0, r1 = i * h // oh, -(-(i + 1) * h // oh)
+        for j in range(ow):
+            c0, c1 = j * w // ow, -(-(j + 1) * w // ow)
+            out[..., i, j] = x[..., r0:r1, c0:c1].mean(axis=(-2, -1))
+    return out
+
+
+def adaptive_avg_pool2d_backward(grad_out, x, output_size):
+    """Reference gradient: each output's gradient shared evenly by its window."""
+    x, g = np.asarray(x, np.float64), np.asarray(grad_out, np.float64)
+    h, w = x.shape[-2:]
+    oh, ow = g.shape[-2:]
+    gx = np.zeros_like(x)
+    for i in range(oh):
+        r0, r1 = i * h // oh, -(-(i + 1) * h // oh)
+        for j in range(ow):
+            c0, c1 = j * w // ow, -(-(j + 1) * w // ow)
+            gx[..., r0:r1, c0:c1] += g[..., i, j][..., None, None] / ((r1 - r0) * (c1 - c0))
+    return gx

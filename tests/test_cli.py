@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ def test_info_lists_the_backends():
 def test_check_on_the_cpu_passes_every_op():
     result = invoke("check", "--device", "cpu")
     assert result.exit_code == 0, result.output
-    assert "all 96 checks passed on cpu" in result.output
+    assert re.search(r"all \d+ checks passed on cpu", result.output), result.output
     assert "FAIL" not in result.output
 
 

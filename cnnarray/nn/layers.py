@@ -19,8 +19,12 @@ from typing import Any
 from .. import _args
 from ..backend import array_namespace, get_backend
 from ..ops import (
+    adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward,
     avg_pool2d,
     avg_pool2d_backward,
+    batch_norm2d,
+    batch_norm2d_backward,
     conv2d,
     conv2d_backward,
     flatten,
@@ -355,27 +359,6 @@ class Linear(Module):
         return gx
 
 
-def _batch_stats(xp: Any, x: Any, eps: float) -> tuple[Any, Any, Any, Any]:
-    """Return ``xhat, mean, biased var, 1/sqrt(var + eps)`` per channel of x (N, C, H, W)."""
-    mean = x.mean(axis=(0, 2, 3))
-    var = x.var(axis=(0, 2, 3))
-    inv_std = 1 / xp.sqrt(var + eps)
-    xhat = (x - mean[:, None, None]) * inv_std[:, None, None]
-    return xhat, mean, var, inv_std
-
-
-def _batch_norm_backward(grad_xhat: Any, xhat: Any, inv_std: Any) -> Any:
-    """Gradient through ``xhat = (x - mean(x)) / sqrt(var(x) + eps)`` with batch statistics.
-
-    ``dx = inv_std * (g - mean(g) - xhat * mean(g * xhat))``, means over (N, H, W):
-    the two means are the paths through the batch mean and the batch variance.
-    """
-    axes = (0, 2, 3)
-    g_mean = grad_xhat.mean(axis=axes, keepdims=True)
-    gx_mean = (grad_xhat * xhat).mean(axis=axes, keepdims=True)
-    return inv_std[:, None, None] * (grad_xhat - g_mean - xhat * gx_mean)
-
-
 @register
 class BatchNorm2d(Module):
     """Normalise each channel of (N, C, H, W) inputs, then scale and shift.
@@ -466,47 +449,31 @@ class BatchNorm2d(Module):
             )
         return x
 
-    def _update_running(self, mean: Any, var: Any, n: int) -> None:
-        self.num_batches_tracked += 1
-        if self.momentum is None:
-            factor = 1.0 / float(self.num_batches_tracked)
-        else:
-            factor = self.momentum
-        # In place, so state_dict() arrays handed out earlier stay live.
-        self.running_mean *= 1 - factor
-        self.running_mean += factor * mean
-        self.running_var *= 1 - factor
-        self.running_var += (factor * n / (n - 1)) * var
-
     def forward(self, x: Any) -> Any:
         x = self._check(x)
-        xp = array_namespace(x)
-        n = x.size // x.shape[1]
-        if self.training or not self.track_running_stats:
-            if self.training and n < 2:
-                raise ValueError(
-                    f"BatchNorm2d needs more than 1 value per channel in training mode, "
-                    f"got x of shape {tuple(x.shape)}"
-                )
-            xhat, mean, var, inv_std = _batch_stats(xp, x, self.eps)
-            if self.training and self.track_running_stats:
-                self._update_running(mean, var, n)
-        else:
-            inv_std = 1 / xp.sqrt(self.running_var + self.eps)
-            xhat = (x - self.running_mean[:, None, None]) * inv_std[:, None, None]
-        self._save(xhat, inv_std)
-        if not self.affine:
-            return xhat
-        return xhat * self.weight.data[:, None, None] + self.bias.data[:, None, None]
+        batch_stats = self.training or not self.track_running_stats
+        factor = self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked += 1
+            if self.momentum is None:  # cumulative moving average
+                factor = 1.0 / float(self.num_batches_tracked)
+        running = (self.running_mean, self.running_var) if self.track_running_stats else (None,) * 2
+        # Running statistics are updated in place, so state_dict() arrays handed out stay live.
+        y = batch_norm2d(x, *running, _data(self.weight), _data(self.bias),
+                         training=batch_stats, momentum=factor or 0.0, eps=self.eps)  # fmt: skip
+        self._save(x, batch_stats)
+        return y
 
     def backward(self, grad: Any) -> Any:
-        xhat, inv_std = self._saved()  # saved in training mode: batch statistics
-        grad_xhat = grad
+        x, batch_stats = self._saved()
+        running = (self.running_mean, self.running_var) if self.track_running_stats else (None,) * 2
+        gx, gw, gb = batch_norm2d_backward(grad, x, *running, _data(self.weight),
+                                           _data(self.bias), training=batch_stats,
+                                           eps=self.eps)  # fmt: skip
         if self.affine:
-            self.weight.accumulate((grad * xhat).sum(axis=(0, 2, 3)))
-            self.bias.accumulate(grad.sum(axis=(0, 2, 3)))
-            grad_xhat = grad * self.weight.data[:, None, None]
-        return _batch_norm_backward(grad_xhat, xhat, inv_std)
+            self.weight.accumulate(gw)
+            self.bias.accumulate(gb)
+        return gx
 
 
 # -- layers without parameters ------------------------------------------------
@@ -638,26 +605,11 @@ class AvgPool2d(Module):
         return avg_pool2d_backward(grad, x, **self._config())
 
 
-def _adaptive_weights(xp: Any, size: int, out: int, dtype: Any) -> Any:
-    """Matrix (out, size) whose row i averages input positions ``[start_i, end_i)``.
-
-    ``start_i = floor(i * size / out)``, ``end_i = ceil((i + 1) * size / out)``,
-    PyTorch's windows (they overlap when ``out`` does not divide ``size``).
-    """
-    weights = xp.zeros((out, size), dtype=dtype)
-    for i in range(out):
-        start, end = i * size // out, -(-(i + 1) * size // out)
-        weights[i, start:end] = 1.0 / (end - start)
-    return weights
-
-
 @register
 class AdaptiveAvgPool2d(Module):
     """Average pooling to a fixed output size, whatever the input size.
 
-    A window's average over rows ``[r0, r1)`` and columns ``[c0, c1)`` is
-    separable, so the layer is ``A_h @ x @ A_w.T`` with the averaging matrices
-    of :func:`_adaptive_weights`, and its backward ``A_h.T @ grad @ A_w``.
+    See :func:`cnnarray.ops.adaptive_avg_pool2d`.
 
     Parameters
     ----------
@@ -683,23 +635,12 @@ class AdaptiveAvgPool2d(Module):
         return {"output_size": self.output_size}
 
     def forward(self, x: Any) -> Any:
-        _args.check_ndim(x, "x", (3, 4), "(N, C, H, W) or (C, H, W)")
-        _args.check_nonempty(x, "x")
-        xp = array_namespace(x)
-        x = x.astype(_args.float_dtype(xp, x=x), copy=False)
-        h, w = x.shape[-2:]
-        out_h, out_w = (
-            s if o is None else o for s, o in zip((h, w), self.output_size, strict=True)
-        )
-        a_h = _adaptive_weights(xp, h, out_h, x.dtype)
-        a_w = _adaptive_weights(xp, w, out_w, x.dtype)
-        self._save(a_h, a_w)
-        return xp.matmul(xp.matmul(a_h, x), a_w.T)  # (N, C, out_h, out_w)
+        self._save(x)
+        return adaptive_avg_pool2d(x, self.output_size)
 
     def backward(self, grad: Any) -> Any:
-        a_h, a_w = self._saved()
-        xp = array_namespace(grad)
-        return xp.matmul(xp.matmul(a_h.T, grad.astype(a_h.dtype, copy=False)), a_w)
+        (x,) = self._saved()
+        return adaptive_avg_pool2d_backward(grad, x, self.output_size)
 
 
 @register

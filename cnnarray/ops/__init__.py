@@ -26,11 +26,23 @@ from .conv import (
 )
 from .linear import flatten, flatten_backward, linear, linear_backward
 from .loss import cross_entropy, cross_entropy_backward
-from .pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
+from .norm import batch_norm2d, batch_norm2d_backward
+from .pool import (
+    adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward,
+    avg_pool2d,
+    avg_pool2d_backward,
+    max_pool2d,
+    max_pool2d_backward,
+)
 
 __all__ = [
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_backward",
     "avg_pool2d",
     "avg_pool2d_backward",
+    "batch_norm2d",
+    "batch_norm2d_backward",
     "conv2d",
     "conv2d_backward",
     "conv2d_output_shape",

@@ -14,7 +14,14 @@ from typing import Any
 from .. import _args
 from ..backend import array_namespace, dispatch, parallel_for, scratch
 
-__all__ = ["avg_pool2d", "avg_pool2d_backward", "max_pool2d", "max_pool2d_backward"]
+__all__ = [
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+]
 
 
 @dataclass(frozen=True)
@@ -390,3 +397,79 @@ def avg_pool2d_backward(
         grad_x[...] = grad[:, geo.ph : geo.ph + geo.h, geo.pw : geo.pw + geo.w]
 
     return _unflatten(_run(xp, x, (geo.h, geo.w), geo, body), geo)
+
+
+def _adaptive_weights(xp: Any, size: int, out: int, dtype: Any) -> Any:
+    """Matrix (out, size) whose row i averages input positions ``[start_i, end_i)``.
+
+    ``start_i = floor(i * size / out)``, ``end_i = ceil((i + 1) * size / out)``,
+    PyTorch's windows (they overlap when ``out`` does not divide ``size``).
+    """
+    weights = xp.zeros((out, size), dtype=dtype)
+    for i in range(out):
+        start, end = i * size // out, -(-(i + 1) * size // out)
+        weights[i, start:end] = 1.0 / (end - start)
+    return weights
+
+
+def _adaptive_setup(x: Any, output_size: Any) -> tuple[Any, Any, Any, Any]:
+    """Validate; return ``xp``, float x and the row and column averaging matrices."""
+    _args.check_ndim(x, "x", (3, 4), "(N, C, H, W) or (C, H, W)")
+    _args.check_nonempty(x, "x")
+    sizes = output_size if isinstance(output_size, tuple | list) else (output_size,) * 2
+    if len(sizes) != 2 or not all(
+        s is None or (isinstance(s, int) and not isinstance(s, bool) and s >= 1) for s in sizes
+    ):
+        raise ValueError(
+            f"output_size must be a positive int or a pair of positive ints or None, "
+            f"got {output_size!r}"
+        )
+    xp = array_namespace(x)
+    x = x.astype(_args.float_dtype(xp, x=x), copy=False)
+    h, w = x.shape[-2:]
+    out_h, out_w = (s if o is None else o for s, o in zip((h, w), sizes, strict=True))
+    return xp, x, _adaptive_weights(xp, h, out_h, x.dtype), _adaptive_weights(xp, w, out_w, x.dtype)
+
+
+@dispatch("x")
+def adaptive_avg_pool2d(
+    x: Any, output_size: int | tuple[int | None, int | None], *, backend: str | None = None
+) -> Any:
+    """Average-pool to a fixed output size, whatever the input size.
+
+    Output row ``i`` averages input rows ``[floor(i * H / out_h), ceil((i + 1) * H / out_h))``
+    (likewise columns), PyTorch's windows. A window average is separable, so
+    this is ``A_h @ x @ A_w.T`` with averaging matrices ``A_h`` (out_h, H) and
+    ``A_w`` (out_w, W): two small GEMMs.
+
+    Parameters
+    ----------
+    x : array, shape (N, C, H, W) or (C, H, W)
+    output_size : int or (int or None, int or None)
+        ``(out_h, out_w)``; None keeps that input size.
+
+    Returns
+    -------
+    array, shape (N, C, out_h, out_w) or (C, out_h, out_w)
+
+    See Also
+    --------
+    torch.nn.functional.adaptive_avg_pool2d
+    """
+    xp, x, a_h, a_w = _adaptive_setup(x, output_size)
+    return xp.matmul(xp.matmul(a_h, x), a_w.T)
+
+
+@dispatch("grad_out", "x")
+def adaptive_avg_pool2d_backward(
+    grad_out: Any,
+    x: Any,
+    output_size: int | tuple[int | None, int | None],
+    *,
+    backend: str | None = None,
+) -> Any:
+    """Return the gradient of :func:`adaptive_avg_pool2d` with respect to x: ``A_h.T @ g @ A_w``."""
+    xp, x, a_h, a_w = _adaptive_setup(x, output_size)
+    _args.check_shape(grad_out, "grad_out", (*x.shape[:-2], a_h.shape[0], a_w.shape[0]))
+    g = grad_out.astype(_args.float_dtype(xp, grad_out=grad_out, x=x), copy=False)
+    return xp.matmul(xp.matmul(a_h.T, g), a_w)
