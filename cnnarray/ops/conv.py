@@ -366,11 +366,10 @@ def conv2d(
         cols = _im2col(xp, x[part], geo, per_image)
         if per_image:
             cols = cols.reshape(-1, g, w2.shape[2], geo.out_h * geo.out_w)
-            y = xp.matmul(w2, cols)  # (n, g, C_out/g, oh*ow): already NCHW
-            y = y.reshape(-1, geo.c_out, geo.out_h, geo.out_w)
+            y = out[part]  # contiguous: the GEMM writes the NCHW result in place
+            xp.matmul(w2, cols, out=y.reshape(cols.shape[0], g, -1, geo.out_h * geo.out_w))
             if bias is not None:
                 y += bias.reshape(-1, 1, 1)
-            out[part] = y
             continue
         m = cols.shape[3] * geo.out_h * geo.out_w
         y = scratch(xp, "conv.gemm", (g, geo.c_out // g, m), x.dtype)
