@@ -1,18 +1,21 @@
 """2-D convolution (cross-correlation, as in deep-learning frameworks) and its gradient.
 
-The forward pass is im2col followed by one GEMM per group:
+The forward pass is im2col followed by GEMMs:
 
-* the padded input is copied into a channel-major column buffer
-  ``cols`` of shape ``(C_in, kh, kw, N, out_h, out_w)``, one strided slice copy
-  per kernel offset ``(i, j)`` (``kh * kw`` copies, no per-pixel loop);
-* ``W (groups, C_out/g, C_in/g*kh*kw) @ cols (groups, C_in/g*kh*kw, N*out_h*out_w)``
-  gives the output of every filter at every position: weight sharing is the
-  GEMM reusing one row of weights against every column.
+* the padded input is copied into a column buffer, one strided slice copy
+  per kernel offset ``(i, j)`` (``kh * kw`` copies, no per-pixel loop), in one
+  of two layouts: channel-major ``(C_in, kh, kw, N, out_h, out_w)``, whose
+  ``W (groups, C_out/g, K) @ cols (groups, K, N*out_h*out_w)`` is one large GEMM
+  per group (K = C_in/g * kh * kw), or per-image ``(N, C_in, kh, kw, out_h, out_w)``,
+  whose batched GEMM ``W @ cols[n]`` lands directly in NCHW. The per-image
+  layout is used for short reductions and small outputs (:func:`_per_image`),
+  where the transposes of the channel-major one cost more than they save.
+  Weight sharing is the GEMM reusing one row of weights against every column.
 
-The backward pass reuses the same buffer: ``grad_weight = dY @ cols^T`` and
-``grad_cols = W^T @ dY``, which col2im adds back into the padded input with the
-same ``kh * kw`` slices (no ``add.at``). Batches are processed in chunks so the
-column buffer never exceeds the workspace limit.
+The backward pass rebuilds the same buffer: ``grad_weight = (cols @ dY^T)^T``
+and ``grad_cols = W^T @ dY``, which col2im adds back into the padded input
+with the same ``kh * kw`` slices (no ``add.at``). Batches are processed in
+chunks so the column buffers never exceed the workspace limit.
 """
 
 from __future__ import annotations
