@@ -472,7 +472,10 @@ def visualize(
         x, title = data.x_test[:1], f"first test image of {data.name}"
     else:
         x, title = _load_images([image], spec["input_shape"]), str(image)
-    vis.save_filters_and_maps(model, backend, x, out, title)
+    try:
+        vis.save_filters_and_maps(model, backend, x, out, title)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'MODEL'") from None
     console.print(f"wrote {out}")
 
 

@@ -56,7 +56,9 @@ def _tensor_digest(tensors: Mapping[str, np.ndarray]) -> str:
     """Return the hex SHA-256 of the tensors' names, dtypes, shapes and little-endian bytes."""
     digest = hashlib.sha256()
     for name in sorted(tensors):
-        array = np.ascontiguousarray(tensors[name])
+        array = np.asarray(tensors[name])
+        # ascontiguousarray alone would turn a 0-d array into shape (1,)
+        array = np.ascontiguousarray(array).reshape(array.shape)
         head = json.dumps([name, array.dtype.name, list(array.shape)])
         digest.update(head.encode())
         digest.update(array.reshape(-1).view(np.uint8))
@@ -74,7 +76,9 @@ def _to_little_endian(name: str, value: Any) -> np.ndarray:
             f"floating-point tensors can be saved"
         )
     # safetensors stores little-endian data; convert here so the digest sees the same bytes
-    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    # (reshape: ascontiguousarray makes 0-d arrays 1-d; counters such as
+    # BatchNorm's num_batches_tracked are 0-d)
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).reshape(array.shape)
 
 
 def _to_json(value: Any, name: str) -> str:

@@ -12,20 +12,27 @@ from .backend import Backend, to_numpy
 from .io import save_figure
 
 
-def first_conv(model: nn.Module) -> tuple[int, nn.Conv2d]:
-    """Return the index and layer of the first Conv2d of a Sequential model."""
-    for i, layer in enumerate(model.children()):
+def layers_in_order(model: nn.Module) -> list[nn.Module]:
+    """The layers a Sequential model applies, nested Sequentials expanded (e.g. vgg_small)."""
+    if not isinstance(model, nn.Sequential):
+        return [model]
+    return [leaf for child in model.children() for leaf in layers_in_order(child)]
+
+
+def first_conv(model: nn.Module) -> nn.Conv2d:
+    """Return the first Conv2d the model applies."""
+    for layer in layers_in_order(model):
         if isinstance(layer, nn.Conv2d):
-            return i, layer
+            return layer
     raise ValueError("the model has no Conv2d layer to visualise")
 
 
 def activations(model: nn.Module, backend: Backend, x: np.ndarray) -> list[tuple[str, Any]]:
-    """Run ``x`` (1, C, H, W) through the model in eval mode; return (layer, output) pairs
-    for every layer up to and including the first pooling layer after the first conv."""
+    """Run ``x`` (1, C, H, W) through the model in eval mode; return (layer, maps) pairs of
+    every layer up to the first pooling layer after the first conv."""
     model.eval()
     out, maps = backend.asarray(x), []
-    for layer in model.children():
+    for layer in layers_in_order(model):
         out = layer(out)
         if out.ndim != 4:
             break
@@ -43,10 +50,10 @@ def save_filters_and_maps(model: nn.Module, backend: Backend, x: np.ndarray,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    _, conv = first_conv(model)
+    conv = first_conv(model)
     weights = to_numpy(conv.weight.data)  # (C_out, C_in, kh, kw)
     maps = activations(model, backend, x)
-    n = weights.shape[0]
+    n = min(weights.shape[0], 16)  # a readable grid: the first 16 filters and maps
     rows = 2 + len(maps)
     fig, axes = plt.subplots(rows, n + 1, figsize=(1.6 * (n + 1), 1.8 * rows), squeeze=False)
     for ax in axes.ravel():

@@ -278,3 +278,11 @@ def test_io_never_uses_pickle():
     assert not any("pickle" in name or name in {"torch", "joblib"} for name in imported)
     assert "pickle" not in source.replace("Nothing here uses pickle", "")
     assert "np.load(" not in source and "allow_pickle" not in source
+
+
+def test_zero_d_tensors_keep_their_shape(tmp_path):
+    # BatchNorm2d's num_batches_tracked is a 0-d int64 buffer
+    path = tmp_path / "scalar.safetensors"
+    save_checkpoint(path, {"count": np.array(7, np.int64), "w": np.ones(3, np.float32)}, {})
+    tensors, _, _ = load_checkpoint(path)
+    assert tensors["count"].shape == () and int(tensors["count"]) == 7
