@@ -191,7 +191,10 @@ def train(
         typer.Option(help="digits | mnist:DIR | fashion-mnist:DIR | cifar10:DIR | folder:DIR"),
     ] = "digits",
     model: Annotated[str, typer.Option(help="lenet5 | small_cnn | vgg_small")] = "small_cnn",
-    epochs: Annotated[int, typer.Option(min=1, help="Total epochs to train.")] = 60,
+    epochs: Annotated[
+        int | None,
+        typer.Option(min=1, help="Total epochs to train [default: 60, or as saved with --resume]."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     lr: Annotated[float, typer.Option(min=0.0, help="Initial learning rate.")] = 2e-3,
     optimizer: Annotated[str, typer.Option(help="sgd | adam | adamw")] = "adamw",
@@ -229,7 +232,8 @@ def train(
 
     backend = _backend(device)
     data = _dataset(dataset)
-    config = training.TrainConfig(dataset=dataset, model=model, epochs=epochs,
+    config = training.TrainConfig(dataset=dataset, model=model,
+                                  epochs=epochs or training.TrainConfig.epochs,
                                   batch_size=batch_size, lr=lr, optimizer=optimizer,
                                   weight_decay=weight_decay, schedule=schedule, augment=augment,
                                   seed=seed)  # fmt: skip
