@@ -1,5 +1,7 @@
 """cnnarray: convolutional-neural-network layers written once for NumPy and CuPy."""
 
+# Subpackages, so that ``import cnnarray`` is enough for ``cnnarray.nn.Conv2d``.
+from . import data, io, nn, optim  # noqa: E402  (after the ops they build on)
 from .backend import (
     Backend,
     BackendUnavailableError,
@@ -19,6 +21,10 @@ __all__ = [
     "Backend",
     "BackendUnavailableError",
     "__version__",
+    "data",
+    "io",
+    "nn",
+    "optim",
     "asarray",
     "available_backends",
     "backend_of",
