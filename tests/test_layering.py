@@ -1,5 +1,5 @@
 """Layer code is written once against ``xp``: no module of cnnarray/ops (nor cnnarray/nn,
-nor cnnarray/data/augment.py) imports numpy or cupy, or asks which one it has.
+cnnarray/optim.py, cnnarray/data/augment.py) imports numpy or cupy, or asks which one it has.
 
 Only cnnarray/backend.py may know about CuPy. The checks read the source with ``ast``,
 so docstrings and comments that mention NumPy or CuPy are fine.
@@ -21,10 +21,9 @@ SHORT_NAMES = ARRAY_MODULES | {"np", "cp"}
 
 def layer_modules() -> list[Path]:
     files = sorted((PACKAGE / "ops").glob("*.py"))
-    if (PACKAGE / "nn").is_dir():
-        files += sorted((PACKAGE / "nn").rglob("*.py"))
-    if (PACKAGE / "data" / "augment.py").is_file():
-        files.append(PACKAGE / "data" / "augment.py")
+    files += sorted((PACKAGE / "nn").rglob("*.py"))
+    files += [PACKAGE / "optim.py", PACKAGE / "data" / "augment.py"]
+    assert all(f.is_file() for f in files), files
     return files
 
 
