@@ -285,6 +285,11 @@ def _plain(value: Any) -> Any:
 def load_model(path: str | Path, backend: Backend) -> tuple[nn.Module, dict, dict]:
     """Rebuild the model in a checkpoint from the file alone; return it, spec and metadata."""
     tensors, spec, metadata = load_checkpoint(path)
+    return _rebuild(path, tensors, spec, backend), spec, metadata
+
+
+def _rebuild(path: str | Path, tensors: dict, spec: dict, backend: Backend) -> nn.Module:
+    """The model of a loaded checkpoint, in eval mode, its ``model.*`` weights loaded."""
     if "model" not in spec:
         raise CheckpointError(f"{path}: the spec has no 'model' entry: not a cnnarray model file")
     try:
@@ -296,7 +301,7 @@ def load_model(path: str | Path, backend: Backend) -> tuple[nn.Module, dict, dic
         model.load_state_dict(state)
     except ValueError as exc:
         raise CheckpointError(f"{path}: weights do not fit the model: {exc}") from exc
-    return model.eval(), spec, metadata
+    return model.eval()
 
 
 def resume(path: str | Path, data: Split, backend: Backend,
@@ -305,7 +310,8 @@ def resume(path: str | Path, data: Split, backend: Backend,
 
     ``epochs`` raises the total number of epochs to train (default: as saved).
     """
-    model, spec, metadata = load_model(path, backend)
+    tensors, spec, metadata = load_checkpoint(path)  # read (and hash-checked) once
+    model = _rebuild(path, tensors, spec, backend)
     if list(data.input_shape) != spec.get("input_shape"):
         raise CheckpointError(
             f"{path}: the model was trained on inputs of shape {spec.get('input_shape')}, "
@@ -315,7 +321,6 @@ def resume(path: str | Path, data: Split, backend: Backend,
     if epochs is not None:
         config.epochs = epochs
     optimizer = build_optimizer(config, model)
-    tensors, _, _ = load_checkpoint(path)
     saved = metadata["optimizer"]
     opt_state: dict[str, dict[str, Any]] = {k: dict(v) for k, v in saved["scalars"].items()}
     for key, value in tensors.items():
