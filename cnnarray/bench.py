@@ -9,7 +9,9 @@ layers, a 2x2 max pool, each timed as ``"fwd"`` (forward only) and
 *peer* (see :data:`PEERS`) is an implementation of the same operation:
 
 ``cnnarray``
-    This library, on the chosen device, through its public ops only.
+    This library, on the chosen device, through its public ops only; conv2d's
+    fwd+bwd passes one :class:`~cnnarray.ops.ColumnCache` to both calls, as
+    :class:`cnnarray.nn.Conv2d` does in training.
 ``torch``
     PyTorch (CPU with as many threads as cnnarray's BLAS, or CUDA).
 ``scipy``
@@ -64,7 +66,7 @@ import numpy as np
 from . import __version__
 from .backend import Backend, get_backend, to_numpy
 from .io import atomic_write_bytes, save_figure
-from .ops import conv2d, conv2d_backward, linear, max_pool2d, max_pool2d_backward
+from .ops import ColumnCache, conv2d, conv2d_backward, linear, max_pool2d, max_pool2d_backward
 
 __all__ = [
     "CASES",
@@ -278,12 +280,15 @@ def _cnnarray_runner(case: Case, mode: str, data: dict, device: str) -> tuple:
     else:
         x, w, b, g = d["x"], d["weight"], d["bias"], d["grad_out"]
         s, p = case.stride, case.padding
+        # fwd+bwd is a training step's pair of calls: nn.Conv2d passes a cache
+        # so the backward reuses the forward's im2col columns.
+        cache = ColumnCache() if mode == "fwd+bwd" else None
 
         def call() -> tuple:
-            y = conv2d(x, w, b, s, p)
+            y = conv2d(x, w, b, s, p, cache=cache)
             if mode == "fwd":
                 return (y,)
-            return (y, *conv2d_backward(g, x, w, b, s, p))
+            return (y, *conv2d_backward(g, x, w, b, s, p, cache=cache))
 
     return call, backend.synchronize, str(backend), to_numpy
 

@@ -414,7 +414,7 @@ def predict(
     probs = training.predict_proba(model, x, backend)
     classes = spec["classes"]
     table = Table(title=f"predictions of {model_path.name}")
-    table.add_column("image")
+    table.add_column("image", overflow="fold")
     for rank in range(min(top, len(classes))):
         table.add_column(f"#{rank + 1}")
     for path, p in zip(images, probs, strict=True):

@@ -404,4 +404,9 @@ def _ops() -> list[OpSpec]:
 
 OPS = _ops()
 # Public names in cnnarray.ops that are not array operations.
-NOT_ARRAY_OPS = {"conv2d_output_shape", "get_workspace_limit", "set_workspace_limit"}
+NOT_ARRAY_OPS = {
+    "ColumnCache",
+    "conv2d_output_shape",
+    "get_workspace_limit",
+    "set_workspace_limit",
+}

@@ -281,3 +281,89 @@ def test_both_column_layouts_match_the_oracle(monkeypatch, backend, layout, para
     want = ref.conv2d_backward(g, x, w, b, **params)
     for a, d in zip(got, want, strict=True):
         assert_close(a, d, dtype=np.float64, backend=backend)
+
+
+# --------------------------------------------------------------------------- column cache
+
+
+@pytest.mark.parametrize("layout", ["per_image", "channel_major"])
+@pytest.mark.parametrize(
+    "params",
+    [{"padding": 1}, {"stride": (2, 1), "padding": (0, 2), "dilation": (1, 2), "groups": 2}],
+    ids=["pad1", "stride-dilation-groups"],
+)
+def test_column_cache_gives_the_oracle_gradients(monkeypatch, backend, dtype, layout, params):
+    from cnnarray.ops import conv
+
+    per_image = layout == "per_image"
+    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_K", 10**9 if per_image else 0)
+    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_OUTPUT", 10**12 if per_image else 0)
+    rng = np.random.default_rng(12)
+    w_shape = (6, 4 // params.get("groups", 1), 3, 3)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in [(3, 4, 9, 8), w_shape, (6,)])
+    xb, wb, bb = (backend.asarray(a) for a in (x, w, b))
+    cache = cnnarray.ColumnCache()
+    y = cnnarray.conv2d(xb, wb, bb, cache=cache, **params)
+    assert cache.nbytes > 0
+    g = rng.standard_normal(cnnarray.to_numpy(y).shape).astype(dtype)
+    got = cnnarray.conv2d_backward(backend.asarray(g), xb, wb, bb, cache=cache, **params)
+    for a, d in zip(got, ref.conv2d_backward(g, x, w, b, **params), strict=True):
+        assert_close(a, d, dtype=dtype, backend=backend)
+
+
+def test_column_cache_is_not_used_for_another_input(backend):
+    # Same shapes, different array: the backward must rebuild the columns.
+    rng = np.random.default_rng(13)
+    x1, x2 = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((2, 3, 6, 6))
+    w, g = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal((2, 4, 6, 6))
+    x1b, x2b, wb, gb = (backend.asarray(a) for a in (x1, x2, w, g))
+    cache = cnnarray.ColumnCache()
+    cnnarray.conv2d(x1b, wb, padding=1, cache=cache)
+    _, gw, _ = cnnarray.conv2d_backward(gb, x2b, wb, padding=1, cache=cache)
+    assert_close(gw, ref.conv2d_backward(g, x2, w, padding=1)[1], dtype=np.float64,
+                 backend=backend)  # fmt: skip
+    # A different geometry with the same x also rebuilds them.
+    cnnarray.conv2d(x1b, wb, padding=1, cache=cache)
+    g0 = backend.asarray(g[:, :, :4, :4])
+    _, gw, _ = cnnarray.conv2d_backward(g0, x1b, wb, padding=0, cache=cache)
+    assert_close(gw, ref.conv2d_backward(g[:, :, :4, :4], x1, w)[1], dtype=np.float64,
+                 backend=backend)  # fmt: skip
+
+
+def test_column_cache_is_used_once_and_never_over_the_workspace_limit():
+    rng = np.random.default_rng(14)
+    x, w = rng.standard_normal((8, 3, 10, 10)), rng.standard_normal((4, 3, 3, 3))
+    g = rng.standard_normal((8, 4, 10, 10))
+    cache = cnnarray.ColumnCache()
+    cnnarray.conv2d(x, w, padding=1, cache=cache)
+    assert cache.nbytes == 8 * 27 * 100 * 8
+    assert cache._x is x
+    first = cnnarray.conv2d_backward(g, x, w, padding=1, cache=cache)
+    assert cache._x is None  # used up: x is no longer kept alive
+    second = cnnarray.conv2d_backward(g, x, w, padding=1, cache=cache)  # rebuilds
+    for a, d in zip(first, second, strict=False):
+        np.testing.assert_array_equal(a, d)
+    # A batch that needs chunking is not cached: the cache never exceeds the limit.
+    cache.release()
+    cnnarray.conv2d(x, w, padding=1, cache=cache, workspace_limit=27 * 100 * 8 * 3)
+    assert cache.nbytes == 0 and cache._x is None
+    with pytest.raises(TypeError, match="cache must be a cnnarray.ColumnCache"):
+        cnnarray.conv2d(x, w, cache={})
+
+
+def test_interrupted_forward_leaves_the_cache_unused(monkeypatch):
+    from cnnarray.ops import conv
+
+    rng = np.random.default_rng(15)
+    x, w = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+    cache = cnnarray.ColumnCache()
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(conv, "_store_nchw", fail)
+    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_K", 0)
+    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_OUTPUT", 0)
+    with pytest.raises(KeyboardInterrupt):
+        cnnarray.conv2d(x, w, padding=1, cache=cache)
+    assert cache._x is None

@@ -19,6 +19,7 @@ from typing import Any
 from .. import _args
 from ..backend import array_namespace, get_backend
 from ..ops import (
+    ColumnCache,
     adaptive_avg_pool2d,
     adaptive_avg_pool2d_backward,
     avg_pool2d,
@@ -217,6 +218,11 @@ class Conv2d(Module):
     ``fan_in = in_channels / groups * kh * kw``: PyTorch's default
     (Kaiming-uniform with ``a = sqrt(5)``).
 
+    In training mode the layer keeps the forward pass's im2col columns in a
+    :class:`cnnarray.ops.ColumnCache` for its backward pass (at most the
+    workspace limit, :func:`cnnarray.ops.set_workspace_limit`); evaluation
+    mode frees them.
+
     See Also
     --------
     torch.nn.Conv2d, cnnarray.ops.conv2d
@@ -264,6 +270,7 @@ class Conv2d(Module):
         self.bias = (
             Parameter(init.uniform((out_channels,), bound, rng, dtype, target)) if bias else None
         )
+        self._columns = ColumnCache()
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -283,12 +290,16 @@ class Conv2d(Module):
 
     def forward(self, x: Any) -> Any:
         self._save(x)
-        return conv2d(x, self.weight.data, _data(self.bias), *self._geometry())
+        if not self.training:
+            self._columns.release()
+            return conv2d(x, self.weight.data, _data(self.bias), *self._geometry())
+        return conv2d(x, self.weight.data, _data(self.bias), *self._geometry(),
+                      cache=self._columns)  # fmt: skip
 
     def backward(self, grad: Any, input_grad: bool = True) -> Any:
         (x,) = self._saved()
         gx, gw, gb = conv2d_backward(grad, x, self.weight.data, _data(self.bias), *self._geometry(),
-                                     input_grad=input_grad)  # fmt: skip
+                                     input_grad=input_grad, cache=self._columns)  # fmt: skip
         self.weight.accumulate(gw)
         if self.bias is not None:
             self.bias.accumulate(gb)

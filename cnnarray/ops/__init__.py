@@ -18,6 +18,7 @@ from .activation import (
     tanh_backward,
 )
 from .conv import (
+    ColumnCache,
     conv2d,
     conv2d_backward,
     conv2d_output_shape,
@@ -37,6 +38,7 @@ from .pool import (
 )
 
 __all__ = [
+    "ColumnCache",
     "adaptive_avg_pool2d",
     "adaptive_avg_pool2d_backward",
     "avg_pool2d",
