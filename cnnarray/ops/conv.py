@@ -308,32 +308,53 @@ def _im2col(xp: Any, x: Any, geo: _Geometry, per_image: bool = False, out: Any =
     return cols
 
 
+def _clipped(tap: int, pad: int, size: int, out: int, step: int) -> tuple[slice, slice] | None:
+    """Outputs along one axis whose window tap ``tap`` (already times the dilation)
+    reads a real pixel, not padding: (slice of outputs, slice of pixels), or None."""
+    lo = max(0, -((tap - pad) // step))  # ceil((pad - tap) / step)
+    hi = min(out, (size - 1 + pad - tap) // step + 1)
+    if lo >= hi:
+        return None
+    start = tap + lo * step - pad
+    return slice(lo, hi), slice(start, start + (hi - lo - 1) * step + 1, step)
+
+
 def _col2im(xp: Any, cols: Any, geo: _Geometry, out: Any, per_image: bool = False) -> None:
-    """Adjoint of :func:`_im2col`: add the column buffer back into out (N, C, H, W).
+    """Adjoint of :func:`_im2col`: write into out (N, C, H, W) the sum of the columns.
 
     ``cols`` has the channel-major layout (C, kh, kw, N, oh, ow), or the
-    per-image one (N, C, kh, kw, oh, ow) when ``per_image``.
+    per-image one (N, C, kh, kw, oh, ow) when ``per_image``. Each kernel tap
+    adds only the outputs whose window read a real pixel, straight into
+    ``out`` (no padded buffer, no copy back); a tap that reads every pixel
+    exactly once (stride 1, "same"-style padding) is assigned instead, which
+    saves zeroing ``out``.
     """
-    hp, wp = geo.h + geo.pt + geo.pb, geo.w + geo.pl + geo.pr
+    taps = []
+    for i in range(geo.kh):
+        for j in range(geo.kw):
+            rows = _clipped(i * geo.dh, geo.pt, geo.h, geo.out_h, geo.sh)
+            columns = _clipped(j * geo.dw, geo.pl, geo.w, geo.out_w, geo.sw)
+            if rows is not None and columns is not None:
+                taps.append((i, j, rows, columns))
+    full = [t for t in taps if t[2][1] == slice(0, geo.h, 1) and t[3][1] == slice(0, geo.w, 1)]
+    if full:  # move it first: it is assigned
+        taps.remove(full[0])
+        taps.insert(0, full[0])
 
     def add(part: slice) -> None:
+        # per-image: (n, C, kh, kw, oh, ow) into (n, C, H, W);
+        # channel-major: (c, kh, kw, N, oh, ow) into the (c, N, H, W) view of out
+        grad = out[part] if per_image else out[:, part].transpose(1, 0, 2, 3)
         part_cols = cols[part]
-        if per_image:  # (n, C, kh, kw, oh, ow) -> padded (n, C, Hp, Wp)
-            shape = (part_cols.shape[0], part_cols.shape[1], hp, wp)
-        else:  # (c, kh, kw, N, oh, ow) -> padded (c, N, Hp, Wp)
-            shape = (part_cols.shape[0], part_cols.shape[3], hp, wp)
-        grad = scratch(xp, "conv.col2im", shape, cols.dtype)
-        grad[...] = 0
-        for i, j, rows, columns in geo.windows():
-            if per_image:
-                grad[:, :, rows, columns] += part_cols[:, :, i, j]
+        if not full:
+            grad[...] = 0
+        for k, (i, j, (src_rows, dst_rows), (src_cols, dst_cols)) in enumerate(taps):
+            tap = part_cols[:, :, i, j] if per_image else part_cols[:, i, j]
+            tap = tap[:, :, src_rows, src_cols]
+            if k == 0 and full:
+                grad[...] = tap
             else:
-                grad[:, :, rows, columns] += part_cols[:, i, j]
-        grad = grad[:, :, geo.pt : geo.pt + geo.h, geo.pl : geo.pl + geo.w]
-        if per_image:
-            out[part] = grad
-        else:
-            out[:, part] = grad.transpose(1, 0, 2, 3)
+                grad[:, :, dst_rows, dst_cols] += tap
 
     parallel_for(xp, cols.shape[0], add, work=cols.size)
 
