@@ -497,6 +497,13 @@ def bench(
         Path | None, typer.Option("--json", help="Write machine-readable results here.")
     ] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a bar chart (PNG, log scale).")] = None,
+    slow_limit: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Skip scipy and naive where one call is estimated to take longer (seconds).",
+        ),
+    ] = 3.0,
 ) -> None:
     """Time conv2d, max pooling and a GEMM against PyTorch, SciPy and the naive loop.
 
@@ -521,7 +528,8 @@ def bench(
         with progress:
             results = harness.run_benchmarks(str(backend), cases or None,
                                              [p for p in compare.split(",") if p] or None,
-                                             repeat, report)  # fmt: skip
+                                             repeat, report,
+                                             slow_limit_s=slow_limit)  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     console.print(harness.render_table(results))

@@ -138,6 +138,15 @@ def test_bench_writes_json(tmp_path):
     assert all(r["status"] == "ok" and r["median_s"] > 0 for r in records)
 
 
+def test_bench_slow_limit_skips_the_slow_peers(tmp_path):
+    out = tmp_path / "bench.json"
+    result = invoke("bench", "-d", "cpu", "--cases", "tiny", "--compare", "naive",
+                    "--repeat", "3", "--slow-limit", "0", "--json", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    naive = [r for r in json.loads(out.read_text())["records"] if r["peer"] == "naive"]
+    assert naive and all(r["status"].startswith("skipped: too slow") for r in naive)
+
+
 def test_bench_rejects_an_unknown_case():
     result = invoke("bench", "-d", "cpu", "--cases", "zzz")
     assert result.exit_code == 2
