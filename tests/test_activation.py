@@ -196,3 +196,21 @@ def test_activations_promote_integers_to_float32(backend):
     for name in ALL:
         forward = getattr(cnnarray, name)
         assert_close(run_op(forward, x, backend=backend), getattr(ref, name)(x), dtype="f4")
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf * 0
+@pytest.mark.parametrize("slope", [0.0, 0.01, 1.0, 1.5, -0.2])
+def test_relu_family_non_finite_values_match_where(backend, dtype, slope):
+    # The fast paths multiply by masks; inf and NaN must still come out as where() gives them.
+    x = np.array([[np.inf, -np.inf, np.nan, -2.0, 3.0, -0.0, 0.0, -1.0]], dtype)
+    g = np.array([[1.0, np.inf, 2.0, np.nan, -np.inf, np.inf, np.nan, 1.0]], dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        want_relu_grad = np.where(x > 0, g, 0)
+        want_leaky = np.where(x > 0, x, x * np.dtype(dtype).type(slope))
+        want_leaky_grad = np.where(x > 0, g, g * np.dtype(dtype).type(slope))
+    got = run_op(cnnarray.relu_backward, g, x, backend=backend)
+    np.testing.assert_array_equal(got, want_relu_grad)
+    got = run_op(cnnarray.leaky_relu, x, slope, backend=backend)
+    np.testing.assert_array_equal(got, want_leaky)
+    got = run_op(cnnarray.leaky_relu_backward, g, x, slope, backend=backend)
+    np.testing.assert_array_equal(got, want_leaky_grad)
