@@ -345,6 +345,21 @@ def parallel_for(xp: ModuleType, total: int, body: Callable[[slice], None], work
         future.result()
 
 
+def fft2(xp: ModuleType) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """Return ``(rfft2, irfft2)`` for arrays of ``xp``, both called as ``f(a, s=shape)``.
+
+    On the CPU these are SciPy's (pocketfft in the input's precision): 2-5x
+    faster than ``numpy.fft`` on float32 images from 64 x 64 to 512 x 512, and
+    on one thread, since ``workers=2`` only gained on some 256 x 256 sizes and
+    lost up to 5x on small ones. On a GPU, ``cupy.fft`` (cuFFT).
+    """
+    if xp is numpy:
+        import scipy.fft
+
+        return scipy.fft.rfft2, scipy.fft.irfft2
+    return xp.fft.rfft2, xp.fft.irfft2
+
+
 class _Scratch(threading.local):
     def __init__(self) -> None:
         self.buffers: dict[str, numpy.ndarray] = {}

@@ -2,7 +2,7 @@
 
 What is measured
 ----------------
-Each *case* is one operation at one size (see :data:`CASES`): five conv2d
+Each *case* is one operation at one size (see :data:`CASES`): six conv2d
 layers, a 2x2 max pool, each timed as ``"fwd"`` (forward only) and
 ``"fwd+bwd"`` (forward, then the gradients of every input), plus a float32
 2048 x 2048 GEMM (``"matmul"``) that sets the machine's GEMM ceiling. Each
@@ -197,6 +197,7 @@ CASES: dict[str, Case] = {
         Case("c", "conv2d", n=32, c_in=64, c_out=128, h=16, w=16, k=3, padding=1),
         Case("d", "conv2d", h=512, w=512, k=3, two_d=True),
         Case("e", "conv2d", n=128, c_in=1, c_out=6, h=28, w=28, k=5),
+        Case("f", "conv2d", h=512, w=512, k=15, padding=7, two_d=True),
         Case("pool", "max_pool2d", n=64, c_in=64, h=32, w=32, k=2, stride=2),
         Case("matmul", "matmul", dim=2048),
         # Small versions of each kind, for the tests.

@@ -59,6 +59,9 @@ _CONV_CASES = [
     ("same", (1, 2, 7, 8), (3, 2, 4, 3), {"padding": "same"}),
     ("unbatched", (3, 6, 7), (2, 3, 2, 2), {"stride": (1, 2), "padding": (1, 0)}),
     ("2-D image", (12, 11), (3, 3), {"stride": 2}),
+    # large kernels over few channels take the FFT path
+    ("2-D image 9x9 same (FFT)", (40, 37), (9, 9), {"padding": "same"}),
+    ("11x11 groups (FFT)", (2, 4, 24, 20), (4, 2, 11, 11), {"padding": 5, "groups": 2}),
 ]
 _POOL_CASES = [
     ("2x2", (2, 3, 8, 8), {"kernel_size": 2}),

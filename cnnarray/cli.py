@@ -487,7 +487,7 @@ def visualize(
 def bench(
     device: DeviceOption = "auto",
     cases: Annotated[
-        str, typer.Option(help="Comma-separated cases: a,b,c,d,e,pool,matmul (default: all).")
+        str, typer.Option(help="Comma-separated cases: a,b,c,d,e,f,pool,matmul (default: all).")
     ] = "",
     compare: Annotated[
         str, typer.Option(help="Comma-separated peers to time beside cnnarray: torch,scipy,naive.")

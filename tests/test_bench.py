@@ -166,7 +166,7 @@ def test_render_table(results: dict) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"cases": ["a", "zz"]}, "unknown case 'zz'; valid cases: a, b, c, d, e, pool, matmul"),
+        ({"cases": ["a", "zz"]}, "unknown case 'zz'; valid cases: a, b, c, d, e, f, pool, matmul"),
         ({"compare": "torch,jax"}, "unknown peer 'jax'; valid peers: cnnarray, torch, scipy"),
         ({"repeat": 0}, "repeat must be a positive int, got 0"),
         ({"device": "tpu"}, "backend must be one of"),
@@ -220,7 +220,7 @@ def test_inputs_are_seeded_float32() -> None:
 
 
 def test_default_cases_hide_the_tiny_ones() -> None:
-    assert bench.DEFAULT_CASES == ("a", "b", "c", "d", "e", "pool", "matmul")
+    assert bench.DEFAULT_CASES == ("a", "b", "c", "d", "e", "f", "pool", "matmul")
 
 
 def test_runs_on_each_backend(backend: cnnarray.Backend) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from helpers import (
@@ -367,3 +369,69 @@ def test_interrupted_forward_leaves_the_cache_unused(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         cnnarray.conv2d(x, w, padding=1, cache=cache)
     assert cache._x is None
+
+
+# --------------------------------------------------------------------------- FFT path
+
+
+@contextlib.contextmanager
+def _fft_everywhere():
+    """Route every stride-1, dilation-1 conv2d through the FFT path."""
+    from cnnarray.ops import _conv_fft
+
+    saved = _conv_fft.FFT_RULES
+    _conv_fft.FFT_RULES = ((1, 10**9),)
+    try:
+        yield
+    finally:
+        _conv_fft.FFT_RULES = saved
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=conv_cases(max_hw=12))
+def test_fft_path_matches_reference(backend, dtype, case: ConvCase):
+    x, w, b = case.arrays(dtype)
+    kwargs = {**case.kwargs, "stride": 1, "dilation": 1}  # the FFT path's geometry
+    with _fft_everywhere():
+        y = run_op(cnnarray.conv2d, x, w, b, backend=backend, **kwargs)
+        ry = ref.conv2d(x, w, b, **kwargs)
+        g = case.grad_out(ry.shape, dtype)
+        got = run_op(cnnarray.conv2d_backward, g, x, w, b, backend=backend, **kwargs)
+    assert_close(y, ry, dtype=dtype, backend=backend)
+    for a, d, name in zip(got, ref.conv2d_backward(g, x, w, b, **kwargs), "xwb", strict=True):
+        assert_close(a, d, dtype=dtype, backend=backend, err_msg=f"grad_{name}")
+
+
+def test_fft_path_input_grad_false_and_finite_differences(backend):
+    rng = np.random.default_rng(16)
+    x, w, b = rng.standard_normal((2, 3, 9, 7)), rng.standard_normal((4, 3, 4, 3)), np.zeros(4)
+    g = rng.standard_normal((2, 4, 9, 7))
+    args = [backend.asarray(a) for a in (g, x, w, b)]
+    with _fft_everywhere():
+        full = cnnarray.conv2d_backward(*args, padding="same")
+        gx, gw, _ = cnnarray.conv2d_backward(*args, padding="same", input_grad=False)
+        num_x = numerical_grad(lambda xx: vjp_objective(cnnarray.conv2d(
+            backend.asarray(xx), args[2], args[3], padding="same"), g), x)  # fmt: skip
+    assert gx is None
+    assert_close(gw, cnnarray.to_numpy(full[1]), dtype=np.float64, backend=backend)
+    assert_grad_close(full[0], num_x)
+
+
+def test_fft_is_chosen_for_large_kernels_over_few_channels(monkeypatch):
+    from cnnarray.ops import _conv_fft
+
+    calls = []
+    real = _conv_fft.correlate
+    monkeypatch.setattr(_conv_fft, "correlate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    image = np.random.default_rng(17).standard_normal((64, 64))
+    blur = np.full((9, 9), 1 / 81)
+    y = cnnarray.conv2d(image, blur, padding="same")  # one image, one filter: FFT
+    assert calls == [1]
+    np.testing.assert_allclose(y, ref.conv2d(image, blur, padding="same"), atol=1e-12)
+    cnnarray.conv2d(image, np.ones((3, 3)))  # 9 taps: im2col
+    cnnarray.conv2d(image, blur, stride=2)  # stride 2: im2col
+    cnnarray.conv2d(np.ones((8, 3, 16, 16)), np.ones((8, 3, 7, 7)))  # 192 products: im2col
+    assert calls == [1]
+    # The spectra must fit the workspace limit, else im2col (which can split the batch).
+    cnnarray.conv2d(image, blur, workspace_limit=1024)
+    assert calls == [1]

@@ -12,6 +12,10 @@ The forward pass is im2col followed by GEMMs:
   where the transposes of the channel-major one cost more than they save.
   Weight sharing is the GEMM reusing one row of weights against every column.
 
+Large kernels over few channels with stride 1 (say a 9x9 filter on one
+image) take the FFT instead (:mod:`cnnarray.ops._conv_fft`), when their
+spectra fit the workspace limit; the rule is measured there.
+
 The backward pass needs the same buffer: ``grad_weight = (cols @ dY^T)^T``
 and ``grad_cols = W^T @ dY``, which col2im adds back into the padded input
 with the same ``kh * kw`` slices (no ``add.at``). It rebuilds the buffer,
@@ -27,6 +31,7 @@ from typing import Any
 
 from .. import _args
 from ..backend import array_namespace, dispatch, parallel_for, scratch
+from . import _conv_fft
 
 __all__ = [
     "ColumnCache",
@@ -387,6 +392,20 @@ def _chunks(geo: _Geometry, itemsize: int, buffers: int, limit: int | None) -> l
     return [slice(s, min(s + step, geo.n)) for s in range(0, geo.n, step)]
 
 
+def _use_fft(geo: _Geometry, itemsize: int, limit: int | None) -> bool:
+    """FFT for large kernels over few channels (stride 1), when its spectra fit the limit."""
+    cg = geo.c_in // geo.groups
+    if not _conv_fft.prefer_fft(geo.n, cg, geo.c_out, geo.kh, geo.kw, (geo.sh, geo.sw),
+                                (geo.dh, geo.dw)):  # fmt: skip
+        return False
+    rows = _conv_fft.fast_length(geo.h + geo.pt + geo.pb)
+    cols = _conv_fft.fast_length(geo.w + geo.pl + geo.pr) // 2 + 1
+    spectra = geo.n * geo.c_in + geo.n * geo.c_out + geo.c_out * cg
+    # complex values are two floats; the transposed copies for the products double it
+    nbytes = 4 * spectra * rows * cols * itemsize
+    return nbytes <= (_workspace_limit if limit is None else _check_limit(limit))
+
+
 def _prepare(
     x: Any,
     weight: Any,
@@ -490,11 +509,19 @@ def conv2d(
     g = geo.groups
     w2 = weight.reshape(g, geo.c_out // g, -1)  # (g, C_out/g, C_in/g*kh*kw)
     out = xp.empty((geo.n, geo.c_out, geo.out_h, geo.out_w), dtype=x.dtype)
+    if cache is not None:
+        cache.clear()
+    if _use_fft(geo, x.dtype.itemsize, workspace_limit):
+        y = _conv_fft.correlate(xp, _pad(xp, x, geo), weight, g, (geo.out_h, geo.out_w))
+        if bias is None:
+            out[...] = y
+        else:
+            xp.add(y, bias.reshape(-1, 1, 1), out=out)
+        return out.reshape(geo.out_shape)
     per_image = _per_image(geo)
     chunks = _chunks(geo, x.dtype.itemsize, 1, workspace_limit)
     keep = None
     if cache is not None:
-        cache.clear()
         if len(chunks) == 1:
             shape = _cols_shape(geo, geo.n, per_image)
             keep = cache._buffer_for(xp, shape, x.dtype)
@@ -570,6 +597,16 @@ def conv2d_backward(
     grad_x = xp.empty_like(x) if input_grad else None
     grad_w = xp.zeros_like(w2)
     cg, og, spatial = geo.c_in // g, geo.c_out // g, geo.out_h * geo.out_w
+    grad_bias = None if bias is None else grad_out.sum(axis=(0, 2, 3)).reshape(b_shape)
+    if _use_fft(geo, x.dtype.itemsize, workspace_limit):
+        if cache is not None:
+            cache.clear()
+        grad_xpad, gw = _conv_fft.correlate_backward(xp, grad_out, _pad(xp, x, geo), weight, g,
+                                                     input_grad)  # fmt: skip
+        if input_grad:
+            grad_x[...] = grad_xpad[:, :, geo.pt : geo.pt + geo.h, geo.pl : geo.pl + geo.w]
+            grad_x = grad_x.reshape(x_shape)
+        return grad_x, gw.reshape(w_shape), grad_bias
     per_image = _per_image(geo)
     saved = None
     if cache is not None:
@@ -604,6 +641,5 @@ def conv2d_backward(
         xp.matmul(w2.transpose(0, 2, 1), dy, out=grad_cols)  # (g, C_in/g*kh*kw, m)
         grad_cols = grad_cols.reshape(geo.c_in, geo.kh, geo.kw, -1, geo.out_h, geo.out_w)
         _col2im(xp, grad_cols, geo, grad_x[part])
-    grad_bias = None if bias is None else grad_out.sum(axis=(0, 2, 3)).reshape(b_shape)
     grad_x = None if grad_x is None else grad_x.reshape(x_shape)
     return grad_x, grad_w.reshape(w_shape), grad_bias
