@@ -11,6 +11,9 @@ The forward pass is im2col followed by GEMMs:
   layout is used for short reductions and small outputs (:func:`_per_image`),
   where the transposes of the channel-major one cost more than they save.
   Weight sharing is the GEMM reusing one row of weights against every column.
+  With one group and a bias, the buffer gets a last row of ones and the
+  weights a bias column, so the GEMM adds the bias and the backward's
+  grad_weight GEMM yields grad_bias as its last column.
 
 Large kernels over few channels with stride 1 (say a 9x9 filter on one
 image) take the FFT instead (:mod:`cnnarray.ops._conv_fft`), when their
@@ -313,6 +316,36 @@ def _im2col(xp: Any, x: Any, geo: _Geometry, per_image: bool = False, out: Any =
     return cols
 
 
+def _operand(xp: Any, x: Any, geo: _Geometry, per_image: bool, ones: bool,
+             buffer: Any = None) -> Any:  # fmt: skip
+    """im2col of ``x`` as the GEMM operand, with a last row of ones when ``ones``.
+
+    Returns (K, n*oh*ow) channel-major or (n, K, oh*ow) per image, K = C_in *
+    kh * kw (+ 1): the row of ones makes the GEMM add the bias (a column of the
+    weights) and gives grad_bias as the last column of grad_weight, saving a
+    pass over the output each way. Only for groups = 1, where that row is
+    shared by every filter. ``buffer`` is the memory to use (scratch by
+    default), of the returned shape.
+    """
+    n, k = x.shape[0], geo.c_in * geo.kh * geo.kw
+    shape = _operand_shape(geo, n, per_image, ones)
+    mat = scratch(xp, "conv.cols", shape, x.dtype) if buffer is None else buffer
+    cols = mat[:, :k] if per_image else mat[:k]
+    _im2col(xp, x, geo, per_image, out=cols.reshape(_cols_shape(geo, n, per_image)))
+    if ones:
+        if per_image:
+            mat[:, k] = 1
+        else:
+            mat[k] = 1
+    return mat
+
+
+def _operand_shape(geo: _Geometry, n: int, per_image: bool, ones: bool) -> tuple[int, ...]:
+    k = geo.c_in * geo.kh * geo.kw + ones
+    spatial = geo.out_h * geo.out_w
+    return (n, k, spatial) if per_image else (k, n * spatial)
+
+
 def _clipped(tap: int, pad: int, size: int, out: int, step: int) -> tuple[slice, slice] | None:
     """Outputs along one axis whose window tap ``tap`` (already times the dilation)
     reads a real pixel, not padding: (slice of outputs, slice of pixels), or None."""
@@ -519,28 +552,30 @@ def conv2d(
             xp.add(y, bias.reshape(-1, 1, 1), out=out)
         return out.reshape(geo.out_shape)
     per_image = _per_image(geo)
+    fold = bias is not None and g == 1  # the bias rides in the GEMM (see _operand)
+    if fold:
+        w2 = xp.concatenate([w2, bias.reshape(1, -1, 1)], axis=2)
     chunks = _chunks(geo, x.dtype.itemsize, 1, workspace_limit)
     keep = None
-    if cache is not None:
-        if len(chunks) == 1:
-            shape = _cols_shape(geo, geo.n, per_image)
-            keep = cache._buffer_for(xp, shape, x.dtype)
+    if cache is not None and len(chunks) == 1:
+        keep = cache._buffer_for(xp, _operand_shape(geo, geo.n, per_image, fold), x.dtype)
+    spatial = geo.out_h * geo.out_w
     for part in chunks:
-        cols = _im2col(xp, x[part], geo, per_image, out=keep)
+        mat = _operand(xp, x[part], geo, per_image, fold, buffer=keep)
         if per_image:
-            cols = cols.reshape(-1, g, w2.shape[2], geo.out_h * geo.out_w)
             y = out[part]  # contiguous: the GEMM writes the NCHW result in place
-            xp.matmul(w2, cols, out=y.reshape(cols.shape[0], g, -1, geo.out_h * geo.out_w))
-            if bias is not None:
+            nb = mat.shape[0]
+            xp.matmul(w2, mat.reshape(nb, g, -1, spatial), out=y.reshape(nb, g, -1, spatial))
+            if bias is not None and not fold:
                 y += bias.reshape(-1, 1, 1)
             continue
-        m = cols.shape[3] * geo.out_h * geo.out_w
+        m = mat.shape[1]
         y = scratch(xp, "conv.gemm", (g, geo.c_out // g, m), x.dtype)
-        xp.matmul(w2, cols.reshape(g, -1, m), out=y)  # (g, C_out/g, n*oh*ow)
+        xp.matmul(w2, mat.reshape(g, -1, m), out=y)  # (g, C_out/g, n*oh*ow)
         y = y.reshape(geo.c_out, -1, geo.out_h, geo.out_w).transpose(1, 0, 2, 3)
-        _store_nchw(xp, y, bias, out[part])
+        _store_nchw(xp, y, None if fold else bias, out[part])
     if keep is not None:  # only now: an interrupted fill must not be used
-        cache._remember(x_in, (geo, per_image, x.dtype))
+        cache._remember(x_in, (geo, per_image, fold, x.dtype))
     return out.reshape(geo.out_shape)
 
 
@@ -595,10 +630,11 @@ def conv2d_backward(
     g = geo.groups
     w2 = weight.reshape(g, geo.c_out // g, -1)
     grad_x = xp.empty_like(x) if input_grad else None
-    grad_w = xp.zeros_like(w2)
     cg, og, spatial = geo.c_in // g, geo.c_out // g, geo.out_h * geo.out_w
-    grad_bias = None if bias is None else grad_out.sum(axis=(0, 2, 3)).reshape(b_shape)
+    grad_bias = None
     if _use_fft(geo, x.dtype.itemsize, workspace_limit):
+        if bias is not None:
+            grad_bias = grad_out.sum(axis=(0, 2, 3)).reshape(b_shape)
         if cache is not None:
             cache.clear()
         grad_xpad, gw = _conv_fft.correlate_backward(xp, grad_out, _pad(xp, x, geo), weight, g,
@@ -608,38 +644,44 @@ def conv2d_backward(
             grad_x = grad_x.reshape(x_shape)
         return grad_x, gw.reshape(w_shape), grad_bias
     per_image = _per_image(geo)
+    fold = bias is not None and g == 1  # as in conv2d: grad_bias is grad_w's last column
+    k = cg * geo.kh * geo.kw
+    grad_w = xp.zeros((g, og, k + fold), dtype=x.dtype)
     saved = None
     if cache is not None:
-        shape = _cols_shape(geo, geo.n, per_image)
-        saved = cache._load(x_in, (geo, per_image, x.dtype), shape, x.dtype)
+        shape = _operand_shape(geo, geo.n, per_image, fold)
+        saved = cache._load(x_in, (geo, per_image, fold, x.dtype), shape, x.dtype)
     chunks = [slice(0, geo.n)] if saved is not None else _chunks(
         geo, x.dtype.itemsize, 2, workspace_limit)  # fmt: skip
     for part in chunks:
-        cols = _im2col(xp, x[part], geo, per_image) if saved is None else saved
+        mat = _operand(xp, x[part], geo, per_image, fold) if saved is None else saved
         if per_image:
             # dY needs no transpose here: (n, g, C_out/g, oh*ow) is a view of grad_out
-            cols = cols.reshape(-1, g, cg * geo.kh * geo.kw, spatial)
+            mat = mat.reshape(-1, g, k + fold, spatial)
             dy = grad_out[part].reshape(-1, g, og, spatial)
-            grad_w += xp.matmul(dy, cols.transpose(0, 1, 3, 2)).sum(axis=0)
+            grad_w += xp.matmul(dy, mat.transpose(0, 1, 3, 2)).sum(axis=0)
             if input_grad:
-                grad_cols = scratch(xp, "conv.grad_cols", cols.shape, x.dtype)
+                grad_cols = scratch(xp, "conv.grad_cols", (mat.shape[0], g, k, spatial), x.dtype)
                 xp.matmul(w2.transpose(0, 2, 1), dy, out=grad_cols)  # (n, g, K, oh*ow)
                 grad_cols = grad_cols.reshape(-1, geo.c_in, geo.kh, geo.kw, geo.out_h, geo.out_w)
                 _col2im(xp, grad_cols, geo, grad_x[part], per_image=True)
             continue
-        m = cols.shape[3] * geo.out_h * geo.out_w
-        cols = cols.reshape(g, -1, m)
-        dy = scratch(xp, "conv.dy", (geo.c_out, cols.shape[2] // (geo.out_h * geo.out_w),
-                                     geo.out_h, geo.out_w), x.dtype)  # fmt: skip
+        m = mat.shape[1]
+        mat = mat.reshape(g, -1, m)
+        dy = scratch(xp, "conv.dy", (geo.c_out, m // spatial, geo.out_h, geo.out_w), x.dtype)
         dy[...] = grad_out[part].transpose(1, 0, 2, 3)
-        dy = dy.reshape(g, geo.c_out // g, m)
+        dy = dy.reshape(g, og, m)
         # cols @ dY^T, then transposed, is ~20% faster than dY @ cols^T with OpenBLAS
-        grad_w += xp.matmul(cols, dy.transpose(0, 2, 1)).transpose(0, 2, 1)
+        grad_w += xp.matmul(mat, dy.transpose(0, 2, 1)).transpose(0, 2, 1)
         if not input_grad:
             continue
-        grad_cols = scratch(xp, "conv.grad_cols", (g, cols.shape[1], m), x.dtype)
+        grad_cols = scratch(xp, "conv.grad_cols", (g, k, m), x.dtype)
         xp.matmul(w2.transpose(0, 2, 1), dy, out=grad_cols)  # (g, C_in/g*kh*kw, m)
         grad_cols = grad_cols.reshape(geo.c_in, geo.kh, geo.kw, -1, geo.out_h, geo.out_w)
         _col2im(xp, grad_cols, geo, grad_x[part])
+    if fold:
+        grad_bias = grad_w[0, :, k].reshape(b_shape)
+    elif bias is not None:
+        grad_bias = grad_out.sum(axis=(0, 2, 3)).reshape(b_shape)
     grad_x = None if grad_x is None else grad_x.reshape(x_shape)
-    return grad_x, grad_w.reshape(w_shape), grad_bias
+    return grad_x, grad_w[:, :, :k].reshape(w_shape), grad_bias
