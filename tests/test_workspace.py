@@ -27,21 +27,24 @@ def _peak_bytes(call) -> int:
     return peak - base
 
 
+@pytest.mark.parametrize("bias", [False, True], ids=["no-bias", "bias"])
 @pytest.mark.parametrize("direction", ["forward", "backward"])
-def test_conv2d_peak_memory_stays_under_workspace_limit(direction):
-    # The one-shot column buffer would be 64 * 16 * 9 * 32 * 32 * 4 B = 36 MiB.
+def test_conv2d_peak_memory_stays_under_workspace_limit(direction, bias):
+    # The one-shot column buffer would be 64 * 16 * 9 * 32 * 32 * 4 B = 36 MiB
+    # (a bias adds a row of ones to it).
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 16, 32, 32), dtype=np.float32)
     w = rng.standard_normal((8, 16, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(8, dtype=np.float32) if bias else None
     limit = 4 * 2**20
     out_bytes = 64 * 8 * 32 * 32 * 4
     if direction == "forward":
-        peak = _peak_bytes(lambda: cnnarray.conv2d(x, w, padding=1, workspace_limit=limit))
+        peak = _peak_bytes(lambda: cnnarray.conv2d(x, w, b, padding=1, workspace_limit=limit))
         produced = out_bytes
     else:
         g = np.ones((64, 8, 32, 32), np.float32)
         peak = _peak_bytes(
-            lambda: cnnarray.conv2d_backward(g, x, w, padding=1, workspace_limit=limit)
+            lambda: cnnarray.conv2d_backward(g, x, w, b, padding=1, workspace_limit=limit)
         )
         produced = x.nbytes + w.nbytes  # grad_x and grad_weight
     one_shot = 64 * 16 * 9 * 32 * 32 * 4

@@ -420,7 +420,8 @@ def _per_image(geo: _Geometry) -> bool:
 def _chunks(geo: _Geometry, itemsize: int, buffers: int, limit: int | None) -> list[slice]:
     """Split the batch so ``buffers`` column buffers fit in the workspace limit."""
     limit = _workspace_limit if limit is None else _check_limit(limit)
-    per_image = buffers * geo.c_in * geo.kh * geo.kw * geo.out_h * geo.out_w * itemsize
+    # one row more than im2col needs: the row of ones of a folded bias
+    per_image = buffers * (geo.c_in * geo.kh * geo.kw + 1) * geo.out_h * geo.out_w * itemsize
     step = max(1, min(geo.n, limit // max(per_image, 1)))
     return [slice(s, min(s + step, geo.n)) for s in range(0, geo.n, step)]
 
