@@ -681,7 +681,7 @@ def conv2d_backward(
         grad_cols = grad_cols.reshape(geo.c_in, geo.kh, geo.kw, -1, geo.out_h, geo.out_w)
         _col2im(xp, grad_cols, geo, grad_x[part])
     if fold:
-        grad_bias = grad_w[0, :, k].reshape(b_shape)
+        grad_bias = grad_w[0, :, k].reshape(b_shape).copy()  # contiguous, not a view of grad_w
     elif bias is not None:
         grad_bias = grad_out.sum(axis=(0, 2, 3)).reshape(b_shape)
     grad_x = None if grad_x is None else grad_x.reshape(x_shape)
