@@ -728,3 +728,18 @@ def test_sequential_backward_without_input_grad_gives_the_same_parameter_grads()
         grads.append([p.grad.copy() for p in model.parameters()])
     for a, b in zip(*grads, strict=True):
         np.testing.assert_allclose(a, b)
+
+
+def test_conv2d_layer_keeps_columns_in_training_and_frees_them_in_eval():
+    layer = nn.Conv2d(3, 4, 3, padding=1, seed=0)
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    y = layer(x)
+    assert layer._columns.nbytes > 0  # the forward's im2col, for the backward
+    plain = cnnarray.conv2d_backward(np.ones_like(y), x, layer.weight.data, layer.bias.data,
+                                     padding=1)  # fmt: skip
+    grad_x = layer.backward(np.ones_like(y))
+    np.testing.assert_allclose(grad_x, plain[0], rtol=1e-6)
+    np.testing.assert_allclose(layer.weight.grad, plain[1], rtol=1e-5)
+    layer.eval()
+    layer(x)
+    assert layer._columns.nbytes == 0
