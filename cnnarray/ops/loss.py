@@ -6,7 +6,6 @@ from typing import Any
 
 from .. import _args
 from ..backend import array_namespace, dispatch
-from .activation import _log_softmax
 
 __all__ = ["cross_entropy", "cross_entropy_backward"]
 
@@ -43,11 +42,16 @@ def _check(logits: Any, target: Any, reduction: Any, label_smoothing: Any) -> tu
     return xp, logits.reshape(-1, classes), target
 
 
-def _target_dist(xp: Any, target: Any, classes: int, smoothing: float, dtype: Any) -> Any:
-    """One-hot targets mixed with the uniform distribution: (1 - eps) * onehot + eps / C."""
-    q = xp.full((target.shape[0], classes), smoothing / classes, dtype=dtype)
-    q[xp.arange(target.shape[0]), target] += 1 - smoothing
-    return q
+def _exp_rows(xp: Any, logits: Any) -> tuple[Any, Any, Any]:
+    """``(m, e, s)``: row maxima (N, 1), ``e = exp(logits - m)`` (N, C), row sums of e (N, 1).
+
+    ``log_softmax = logits - m - log(s)`` and ``softmax = e / s``; subtracting
+    the maximum keeps every exponent at most 0.
+    """
+    m = logits.max(axis=1, keepdims=True)
+    e = logits - m
+    xp.exp(e, out=e)
+    return m, e, e.sum(axis=1, keepdims=True)
 
 
 @dispatch("logits", "target")
@@ -86,8 +90,15 @@ def cross_entropy(
     """
     batch = tuple(logits.shape[:-1]) if hasattr(logits, "shape") else ()
     xp, logits2, target = _check(logits, target, reduction, label_smoothing)
-    q = _target_dist(xp, target, logits2.shape[1], label_smoothing, logits2.dtype)
-    losses = -(q * _log_softmax(xp, logits2, -1)).sum(axis=1)
+    # sum_c q_c = 1, so loss = logsumexp - sum_c q_c logits_c: a gather of the
+    # target's logit (and the row mean when smoothing), no dense q
+    m, _, s = _exp_rows(xp, logits2)
+    rows = xp.arange(target.shape[0])
+    picked = logits2[rows, target]
+    losses = (m[:, 0] - picked) + xp.log(s[:, 0])
+    if label_smoothing:
+        spread = (m[:, 0] - logits2.mean(axis=1)) + xp.log(s[:, 0])
+        losses = (1 - label_smoothing) * losses + label_smoothing * spread
     if reduction == "mean":
         return losses.mean()
     if reduction == "sum":
@@ -124,14 +135,20 @@ def cross_entropy_backward(
     shape = tuple(logits.shape) if hasattr(logits, "shape") else ()
     xp, logits2, target = _check(logits, target, reduction, label_smoothing)
     n, classes = logits2.shape
-    q = _target_dist(xp, target, classes, label_smoothing, logits2.dtype)
-    grad = xp.exp(_log_softmax(xp, logits2, -1)) - q
+    scale = xp.ones((n, 1), dtype=logits2.dtype)  # d loss_n / d output, per row
     if reduction == "mean":
-        grad /= n
+        scale /= n
     if grad_out is not None:
         expected = shape[:-1] if reduction == "none" else ()
         _args.check_shape(grad_out, "grad_out", expected)
         dtype = _args.float_dtype(xp, logits=logits2, grad_out=grad_out)
         g = grad_out.astype(dtype, copy=False)
-        grad *= g.reshape(-1, 1) if reduction == "none" else g
+        scale = scale * (g.reshape(-1, 1) if reduction == "none" else g)
+    # (softmax - q) * scale, in the buffer of exp(logits - m): one pass for
+    # softmax and scale, a scatter for the target, one more when smoothing
+    _, grad, s = _exp_rows(xp, logits2)
+    grad *= scale / s
+    grad[xp.arange(n), target] -= (1 - label_smoothing) * scale[:, 0]
+    if label_smoothing:
+        grad -= (label_smoothing / classes) * scale
     return grad.reshape(shape)
