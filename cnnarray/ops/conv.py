@@ -29,6 +29,7 @@ chunks so the column buffers never exceed the workspace limit.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -363,6 +364,22 @@ def _clipped(tap: int, pad: int, size: int, out: int, step: int) -> tuple[slice,
     return slice(lo, hi), slice(start, start + (hi - lo - 1) * step + 1, step)
 
 
+@functools.lru_cache(maxsize=256)
+def _col2im_taps(geo: _Geometry) -> tuple[list[tuple[int, int, Any, Any]], bool]:
+    """The kernel taps that read real pixels, clipped, for :func:`_col2im` (cached per
+    geometry: a layer calls it with the same one every step). When a tap reads every
+    pixel exactly once it comes first and ``full`` is True."""
+    rows = [_clipped(i * geo.dh, geo.pt, geo.h, geo.out_h, geo.sh) for i in range(geo.kh)]
+    cols = [_clipped(j * geo.dw, geo.pl, geo.w, geo.out_w, geo.sw) for j in range(geo.kw)]
+    taps = [(i, j, r, c) for i, r in enumerate(rows) for j, c in enumerate(cols)
+            if r is not None and c is not None]  # fmt: skip
+    full = [t for t in taps if t[2][1] == slice(0, geo.h, 1) and t[3][1] == slice(0, geo.w, 1)]
+    if full:  # move it first: it is assigned
+        taps.remove(full[0])
+        taps.insert(0, full[0])
+    return taps, bool(full)
+
+
 def _col2im(xp: Any, cols: Any, geo: _Geometry, out: Any, per_image: bool = False) -> None:
     """Adjoint of :func:`_im2col`: write into out (N, C, H, W) the sum of the columns.
 
@@ -373,17 +390,7 @@ def _col2im(xp: Any, cols: Any, geo: _Geometry, out: Any, per_image: bool = Fals
     exactly once (stride 1, "same"-style padding) is assigned instead, which
     saves zeroing ``out``.
     """
-    taps = []
-    for i in range(geo.kh):
-        for j in range(geo.kw):
-            rows = _clipped(i * geo.dh, geo.pt, geo.h, geo.out_h, geo.sh)
-            columns = _clipped(j * geo.dw, geo.pl, geo.w, geo.out_w, geo.sw)
-            if rows is not None and columns is not None:
-                taps.append((i, j, rows, columns))
-    full = [t for t in taps if t[2][1] == slice(0, geo.h, 1) and t[3][1] == slice(0, geo.w, 1)]
-    if full:  # move it first: it is assigned
-        taps.remove(full[0])
-        taps.insert(0, full[0])
+    taps, full = _col2im_taps(geo)
 
     def add(part: slice) -> None:
         # per-image: (n, C, kh, kw, oh, ow) into (n, C, H, W);
