@@ -435,3 +435,32 @@ def test_fft_is_chosen_for_large_kernels_over_few_channels(monkeypatch):
     # The spectra must fit the workspace limit, else im2col (which can split the batch).
     cnnarray.conv2d(image, blur, workspace_limit=1024)
     assert calls == [1]
+
+
+@pytest.mark.parametrize("layout", ["per_image", "channel_major"])
+@pytest.mark.parametrize("view", ["flipped", "transposed", "broadcast", "strided"])
+def test_conv2d_reads_any_strided_input(monkeypatch, backend, view, layout):
+    # im2col reads windows through as_strided on x's own strides: views must work.
+    from cnnarray.ops import conv
+
+    per_image = layout == "per_image"
+    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_K", 10**9 if per_image else 0)
+    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_OUTPUT", 10**12 if per_image else 0)
+    rng = np.random.default_rng(18)
+    base = rng.standard_normal((3, 4, 10, 9))
+    x = {
+        "flipped": base[..., ::-1],
+        "transposed": base.transpose(0, 1, 3, 2),
+        "broadcast": np.broadcast_to(base[:1], base.shape),
+        "strided": rng.standard_normal((3, 8, 20, 9))[:, ::2, ::2],
+    }[view]
+    w, b = rng.standard_normal((5, 4, 3, 2)), rng.standard_normal(5)
+    for kwargs in ({"padding": 1}, {"stride": 2, "dilation": (2, 1)}):
+        y = run_op(cnnarray.conv2d, x, w, b, backend=backend, **kwargs)
+        assert_close(y, ref.conv2d(np.ascontiguousarray(x), w, b, **kwargs), dtype=np.float64,
+                     backend=backend, err_msg=f"{view} {kwargs}")  # fmt: skip
+        g = rng.standard_normal(cnnarray.to_numpy(y).shape)
+        got = run_op(cnnarray.conv2d_backward, g, x, w, b, backend=backend, **kwargs)
+        want = ref.conv2d_backward(g, np.ascontiguousarray(x), w, b, **kwargs)
+        for a, d in zip(got, want, strict=True):
+            assert_close(a, d, dtype=np.float64, backend=backend, err_msg=f"{view} {kwargs}")
