@@ -30,6 +30,7 @@ chunks so the column buffers never exceed the workspace limit.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,14 +122,16 @@ class ColumnCache:
 
     def _buffer_for(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Any:
         """Return an uninitialised buffer of ``shape`` in the cache's memory."""
-        nbytes = dtype.itemsize
-        for size in shape:
-            nbytes *= size
+        nbytes = math.prod(shape) * dtype.itemsize
         buffer = self._buffer
         if buffer is None or buffer.nbytes < nbytes or array_namespace(buffer) is not xp:
-            self._buffer = buffer = None  # free the old one before allocating
-            buffer = self._buffer = xp.empty(max(nbytes, 1), dtype=xp.uint8)
-        return buffer[:nbytes].view(dtype).reshape(shape)
+            self._buffer = None  # free the old one before allocating
+            self._buffer = xp.empty(max(nbytes, 1), dtype=xp.uint8)
+        return self._view(shape, dtype)
+
+    def _view(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """The first bytes of the buffer as an array of ``shape`` and ``dtype``."""
+        return self._buffer[: math.prod(shape) * dtype.itemsize].view(dtype).reshape(shape)
 
     def _remember(self, x: Any, key: tuple[Any, ...]) -> None:
         """Mark the buffer as holding the columns of ``x`` for ``key``."""
@@ -140,10 +143,7 @@ class ColumnCache:
             self.clear()
             return None
         self.clear()
-        nbytes = dtype.itemsize
-        for size in shape:
-            nbytes *= size
-        return self._buffer[:nbytes].view(dtype).reshape(shape)
+        return self._view(shape, dtype)
 
 
 def _check_cache(cache: Any) -> None:
