@@ -285,6 +285,45 @@ def test_both_column_layouts_match_the_oracle(monkeypatch, backend, layout, para
         assert_close(a, d, dtype=np.float64, backend=backend)
 
 
+@pytest.mark.parametrize("layout", ["per_image", "channel_major"])
+@pytest.mark.parametrize(
+    "x_shape, w_shape, params",
+    [
+        ((3, 4, 6, 5), (6, 4, 3, 3), {"padding": 1}),
+        ((2, 4, 7, 6), (4, 2, 4, 2), {"padding": "same", "groups": 2}),  # even: asymmetric
+        ((2, 3, 5, 7), (2, 3, 3, 5), {"padding": "same", "dilation": (2, 1)}),
+        ((2, 2, 2, 3), (3, 2, 5, 5), {"padding": 2}),  # kernel larger than the image
+        ((3, 1, 1, 4), (2, 1, 3, 3), {"padding": "same", "dilation": 3}),  # taps wrap twice
+        ((2, 2, 4, 4), (2, 2, 1, 1), {}),  # 1x1: every tap valid, nothing to zero
+    ],
+    ids=["pad1", "even-same-groups", "dilated-same", "kernel-gt-image", "wrap-twice", "1x1"],
+)
+def test_same_size_col2im_as_one_sum_matches_the_oracle(
+    monkeypatch, backend, layout, x_shape, w_shape, params
+):
+    from cnnarray.ops import conv
+
+    # Stride 1 with an output the input's size takes _col2im_flat: every tap
+    # a flat shift of guarded rows, wrapped reads landing on zeroed entries.
+    per_image = layout == "per_image"
+    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_K", 10**9 if per_image else 0)
+    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_OUTPUT", 10**12 if per_image else 0)
+    monkeypatch.setattr(conv, "_use_fft", lambda *args: False)
+    calls = []
+    flat = conv._col2im_flat
+    monkeypatch.setattr(conv, "_col2im_flat", lambda *a, **k: calls.append(1) or flat(*a, **k))
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    b = rng.standard_normal(w_shape[0])
+    g = rng.standard_normal(ref.conv2d(x, w, b, **params).shape)
+    assert g.shape[2:] == x_shape[2:]
+    got = run_op(cnnarray.conv2d_backward, g, x, w, b, backend=backend, **params)
+    want = ref.conv2d_backward(g, x, w, b, **params)
+    for a, d in zip(got, want, strict=True):
+        assert_close(a, d, dtype=np.float64, backend=backend)
+    assert calls, "the same-size path was not taken"
+
+
 # --------------------------------------------------------------------------- column cache
 
 
