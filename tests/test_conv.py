@@ -298,13 +298,14 @@ def test_both_column_layouts_match_the_oracle(monkeypatch, backend, layout, para
     ],
     ids=["pad1", "even-same-groups", "dilated-same", "kernel-gt-image", "wrap-twice", "1x1"],
 )
-def test_same_size_col2im_as_one_sum_matches_the_oracle(
+def test_same_size_flat_im2col_and_col2im_match_the_oracle(
     monkeypatch, backend, layout, x_shape, w_shape, params
 ):
     from cnnarray.ops import conv
 
-    # Stride 1 with an output the input's size takes _col2im_flat: every tap
-    # a flat shift of guarded rows, wrapped reads landing on zeroed entries.
+    # Stride 1 with an output the input's size takes _im2col_flat (channel-major)
+    # and _col2im_flat: every tap a flat shift of guarded rows, wrapped reads
+    # landing on zeroed entries.
     per_image = layout == "per_image"
     monkeypatch.setattr(conv, "_PER_IMAGE_MAX_K", 10**9 if per_image else 0)
     monkeypatch.setattr(conv, "_PER_IMAGE_MAX_OUTPUT", 10**12 if per_image else 0)
@@ -315,7 +316,9 @@ def test_same_size_col2im_as_one_sum_matches_the_oracle(
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     b = rng.standard_normal(w_shape[0])
-    g = rng.standard_normal(ref.conv2d(x, w, b, **params).shape)
+    y = run_op(cnnarray.conv2d, x, w, b, backend=backend, **params)
+    assert_close(y, ref.conv2d(x, w, b, **params), dtype=np.float64, backend=backend)
+    g = rng.standard_normal(cnnarray.to_numpy(y).shape)
     assert g.shape[2:] == x_shape[2:]
     got = run_op(cnnarray.conv2d_backward, g, x, w, b, backend=backend, **params)
     want = ref.conv2d_backward(g, x, w, b, **params)
