@@ -389,6 +389,14 @@ def scratch(xp: ModuleType, name: str, shape: tuple[int, ...], dtype: Any) -> An
     return buffer[:nbytes].view(dtype).reshape(shape)
 
 
+def reserve_scratch(xp: ModuleType, name: str, nbytes: int) -> None:
+    """Grow the scratch memory of ``name`` to ``nbytes`` now, so later ``scratch``
+    calls of different shapes that fit share it instead of replacing it (no-op on
+    a GPU, where ``scratch`` is the memory pool)."""
+    if xp is numpy:
+        scratch(xp, name, (nbytes,), numpy.uint8)
+
+
 def release_scratch() -> None:
     """Free the calling thread's scratch buffers (they are re-made on demand)."""
     _scratch.buffers.clear()
