@@ -277,7 +277,7 @@ def _pad(xp: Any, x: Any, geo: _Geometry) -> Any:
     if not geo.padded:
         return x
     n, c, h, w = x.shape
-    out = scratch(xp, "conv.pad", (n, c, h + geo.pt + geo.pb, w + geo.pl + geo.pr), x.dtype)
+    out = scratch(xp, "conv.image", (n, c, h + geo.pt + geo.pb, w + geo.pl + geo.pr), x.dtype)
     out[...] = 0
     out[:, :, geo.pt : geo.pt + h, geo.pl : geo.pl + w] = x
     return out
@@ -387,7 +387,7 @@ def _im2col_flat(xp: Any, x: Any, geo: _Geometry, cols: Any) -> None:
 
     def fill(part: slice) -> None:
         count = part.stop - part.start
-        src = scratch(xp, "conv.flat", (count * n * size + 2 * guard,), x.dtype)
+        src = scratch(xp, "conv.image", (count * n * size + 2 * guard,), x.dtype)
         src[:guard] = 0
         src[guard + count * n * size :] = 0
         body = src[guard : guard + count * n * size].reshape(count, n, geo.h, geo.w)
@@ -549,7 +549,7 @@ def _col2im_flat(xp: Any, rows: Any, guard: int, geo: _Geometry, out: Any,
             _zero_invalid(inner.reshape(count, geo.kh, geo.kw, n, geo.out_h, geo.out_w), geo, False)
             shape = (count, geo.kh, geo.kw, n, size)
             strides = (taps * pitch, geo.kw * pitch - s_i, pitch - s_j, size, 1)
-            target = scratch(xp, "conv.col2im", (count, n, size), rows.dtype)
+            target = scratch(xp, "conv.image", (count, n, size), rows.dtype)
         start = first * pitch + guard - s0
         view = xp.lib.stride_tricks.as_strided(
             flat[start:], shape=shape, strides=tuple(item * s for s in strides)
@@ -563,7 +563,8 @@ def _col2im_flat(xp: Any, rows: Any, guard: int, geo: _Geometry, out: Any,
 
 def _store_nchw(xp: Any, y: Any, bias: Any, out: Any) -> None:
     """``out[...] = y + bias``: the (N, C_out, oh, ow) view ``y`` of the GEMM result, copied
-    to NCHW with the bias added in the same pass, over threads on the CPU."""
+    to NCHW with the bias added in the same pass, over threads on the CPU (and any
+    other transposing copy split along the first axis)."""
 
     def store(part: slice) -> None:
         if bias is None:
@@ -852,7 +853,7 @@ def conv2d_backward(
         mat = mat.reshape(g, -1, m)
         # the forward's GEMM result memory: one buffer less in the cache
         dy = scratch(xp, "conv.gemm", (geo.c_out, m // spatial, geo.out_h, geo.out_w), x.dtype)
-        dy[...] = grad_out[part].transpose(1, 0, 2, 3)
+        _store_nchw(xp, grad_out[part].transpose(1, 0, 2, 3), None, dy)  # threaded transpose
         dy = dy.reshape(g, og, m)
         # cols @ dY^T, then transposed, is ~20% faster than dY @ cols^T with OpenBLAS
         grad_w += xp.matmul(mat, dy.transpose(0, 2, 1)).transpose(0, 2, 1)
