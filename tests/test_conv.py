@@ -499,8 +499,11 @@ def test_conv2d_reads_any_strided_input(monkeypatch, backend, view, layout):
         "broadcast": np.broadcast_to(base[:1], base.shape),
         "strided": rng.standard_normal((3, 8, 20, 9))[:, ::2, ::2],
     }[view]
-    w, b = rng.standard_normal((5, 4, 3, 2)), rng.standard_normal(5)
-    for kwargs in ({"padding": 1}, {"stride": 2, "dilation": (2, 1)}):
+    b = rng.standard_normal(5)
+    cases = [((3, 2), {"padding": 1}), ((3, 2), {"stride": 2, "dilation": (2, 1)}),
+             ((3, 3), {"padding": 1})]  # fmt: skip  # the last: same size (flat col2im)
+    for kernel, kwargs in cases:
+        w = rng.standard_normal((5, 4, *kernel))
         y = run_op(cnnarray.conv2d, x, w, b, backend=backend, **kwargs)
         assert_close(y, ref.conv2d(np.ascontiguousarray(x), w, b, **kwargs), dtype=np.float64,
                      backend=backend, err_msg=f"{view} {kwargs}")  # fmt: skip

@@ -799,7 +799,8 @@ def conv2d_backward(
     grad_out = grad_out.astype(x.dtype, copy=False).reshape(geo.n, geo.c_out, geo.out_h, geo.out_w)
     g = geo.groups
     w2 = weight.reshape(g, geo.c_out // g, -1)
-    grad_x = xp.empty_like(x) if input_grad else None
+    # C-contiguous whatever x's layout: col2im writes through reshaped views of it
+    grad_x = xp.empty(x.shape, dtype=x.dtype) if input_grad else None
     cg, og, spatial = geo.c_in // g, geo.c_out // g, geo.out_h * geo.out_w
     grad_bias = None
     if _use_fft(geo, x.dtype.itemsize, workspace_limit):
