@@ -876,7 +876,9 @@ def conv2d_backward(
         # the forward's GEMM result memory: one buffer less in the cache
         dy = _padded_rows(xp, "conv.gemm", geo.c_out, m, x.dtype)
         dy4 = dy.reshape(geo.c_out, -1, geo.out_h, geo.out_w)
-        _store_nchw(xp, grad_out[part].transpose(1, 0, 2, 3), None, dy4)  # threaded transpose
+        _store_nchw(
+            xp, grad_out[part].transpose(1, 0, 2, 3), None, dy4
+        )  # on threads when large enough
         dy = dy.reshape(g, og, m)
         # cols @ dY^T, then transposed, is ~20% faster than dY @ cols^T with OpenBLAS
         grad_w += xp.matmul(mat, dy.transpose(0, 2, 1)).transpose(0, 2, 1)
