@@ -13,7 +13,10 @@ The forward pass is im2col followed by GEMMs:
   Weight sharing is the GEMM reusing one row of weights against every column.
   With one group and a bias, the buffer gets a last row of ones and the
   weights a bias column, so the GEMM adds the bias and the backward's
-  grad_weight GEMM yields grad_bias as its last column.
+  grad_weight GEMM yields grad_bias as its last column. For stride 1 and
+  outputs the size of the input, the channel-major buffer is instead one
+  copy of a view in which every kernel tap is a flat shift of the whole
+  batch (:func:`_im2col_flat`). Channel-major rows sit on padded pitches.
 
 Large kernels over few channels with stride 1 (say a 9x9 filter on one
 image) take the FFT instead (:mod:`cnnarray.ops._conv_fft`), when their
@@ -25,8 +28,10 @@ and ``grad_cols = W^T @ dY``, which col2im adds back into the input with
 the size of the input (3x3 with padding 1, "same"), as one sum over a
 strided view in which every tap is a flat shift. It rebuilds the buffer,
 unless a :class:`ColumnCache` given to both calls kept the forward's (as
-:class:`cnnarray.nn.Conv2d` does in training). Batches are processed in
-chunks so the column buffers never exceed the workspace limit.
+:class:`cnnarray.nn.Conv2d` does in training). The grad columns go into the
+columns' own memory once the grad_weight GEMM has read them, so a call holds
+one column-sized buffer; batches are processed in chunks so it never exceeds
+the workspace limit.
 """
 
 from __future__ import annotations
