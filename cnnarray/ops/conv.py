@@ -310,16 +310,23 @@ def _windows(xp: Any, xpad: Any, geo: _Geometry) -> Any:
 
 
 def _same_size(geo: _Geometry) -> bool:
-    """Stride 1 and an output the size of the input: the case of :func:`_col2im_flat`."""
+    """Stride 1 and an output the size of the input: the case of :func:`_im2col_flat`
+    and :func:`_col2im_flat`."""
     return geo.sh == geo.sw == 1 and geo.out_h == geo.h and geo.out_w == geo.w
 
 
 def _flat_guard(geo: _Geometry) -> int:
-    """Zeros kept on each side of a grad_cols row for :func:`_col2im_flat`: the
-    largest flat shift of a tap, rounded up to 16 values (64-byte rows for float32)."""
+    """Zeros kept on each side of the flat input (:func:`_im2col_flat`) and of each
+    grad-columns row (:func:`_col2im_flat`): the largest flat shift of a tap,
+    rounded up to 16 values (64-byte rows for float32)."""
     # the corner taps: (i*dh - pt)*W + (j*dw - pl), where (kh - 1)*dh = pt + pb
     shifts = (t * geo.w + u for t in (-geo.pt, geo.pb) for u in (-geo.pl, geo.pr))
     return -(-max(abs(s) for s in shifts) // 16) * 16
+
+
+def _guard_width(geo: _Geometry) -> int:
+    """Extra values per grad-columns row: both guards on the flat path, else none."""
+    return 2 * _flat_guard(geo) if _same_size(geo) else 0
 
 
 def _flat_shifts(geo: _Geometry) -> tuple[int, int, int]:
@@ -329,7 +336,7 @@ def _flat_shifts(geo: _Geometry) -> tuple[int, int, int]:
 
 
 def _zero_invalid(cols: Any, geo: _Geometry, per_image: bool) -> None:
-    """Zero the entries of grad columns whose window tap read padding, not a pixel.
+    """Zero the column entries whose window tap read padding, not a pixel.
 
     ``cols`` is (c, kh, kw, N, oh, ow), or (n, C, kh, kw, oh, ow) when ``per_image``.
     One slice per kernel row and column that reaches past an edge.
@@ -528,7 +535,7 @@ def _grad_cols_rows(xp: Any, rows: int, width: int, guard: int, dtype: Any,
 def _workspace_bytes(geo: _Geometry, n: int, per_image: bool, ones: bool, itemsize: int) -> int:
     """Bytes of column memory for ``n`` images: the operand or the grad columns."""
     rows, width = geo.c_in * geo.kh * geo.kw, geo.out_h * geo.out_w
-    guard = 2 * _flat_guard(geo) if _same_size(geo) else 0
+    guard = _guard_width(geo)
     grad = rows * (n * (width + guard) if per_image else n * width + guard)
     return max(math.prod(_operand_shape(geo, n, per_image, ones)), grad) * itemsize
 
@@ -577,7 +584,7 @@ def _col2im_flat(xp: Any, rows: Any, guard: int, geo: _Geometry, out: Any,
         view = xp.lib.stride_tricks.as_strided(
             flat[start:], shape=shape, strides=tuple(item * s for s in strides)
         )
-        view.sum(axis=(1, 2) if not per_image else (2, 3), out=target)
+        view.sum(axis=(2, 3) if per_image else (1, 2), out=target)
         if not per_image:
             out[:, part] = target.reshape(count, n, geo.h, geo.w).transpose(1, 0, 2, 3)
 
@@ -612,7 +619,7 @@ def _chunks(geo: _Geometry, itemsize: int, buffers: int, limit: int | None) -> l
     # grad columns' rows carry guards (_col2im_flat), counted for every image,
     # and each chunk's rows _ROW_PAD spare values
     rows = buffers * (geo.c_in * geo.kh * geo.kw + 1)
-    width = geo.out_h * geo.out_w + (2 * _flat_guard(geo) if _same_size(geo) else 0)
+    width = geo.out_h * geo.out_w + _guard_width(geo)
     per_image = rows * width * itemsize
     step = max(1, min(geo.n, (limit - rows * _ROW_PAD * itemsize) // max(per_image, 1)))
     return [slice(s, min(s + step, geo.n)) for s in range(0, geo.n, step)]
@@ -881,9 +888,8 @@ def conv2d_backward(
         # the forward's GEMM result memory: one buffer less in the cache
         dy = _padded_rows(xp, "conv.gemm", geo.c_out, m, x.dtype)
         dy4 = dy.reshape(geo.c_out, -1, geo.out_h, geo.out_w)
-        _store_nchw(
-            xp, grad_out[part].transpose(1, 0, 2, 3), None, dy4
-        )  # on threads when large enough
+        # the transposing copy of _store_nchw (on threads when large enough)
+        _store_nchw(xp, grad_out[part].transpose(1, 0, 2, 3), None, dy4)
         dy = dy.reshape(g, og, m)
         # cols @ dY^T, then transposed, is ~20% faster than dY @ cols^T with OpenBLAS
         grad_w += xp.matmul(mat, dy.transpose(0, 2, 1)).transpose(0, 2, 1)
