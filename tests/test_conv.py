@@ -255,6 +255,16 @@ def test_conv2d_backward_can_skip_the_input_gradient(backend):
     assert_close(gb, cnnarray.to_numpy(full[2]), dtype=np.float64, backend=backend)
 
 
+def force_layout(monkeypatch, layout: str) -> None:
+    """Make conv2d pick the column layout ``layout`` ("per_image" or
+    "channel_major") whatever the sizes."""
+    from cnnarray.ops import conv
+
+    per_image = layout == "per_image"
+    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_K", 10**9 if per_image else 0)
+    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_OUTPUT", 10**12 if per_image else 0)
+
+
 @pytest.mark.parametrize("layout", ["per_image", "channel_major"])
 @pytest.mark.parametrize(
     "params",
@@ -266,12 +276,8 @@ def test_conv2d_backward_can_skip_the_input_gradient(backend):
     ids=["pad1", "stride-dilation-groups", "same-groups4"],
 )
 def test_both_column_layouts_match_the_oracle(monkeypatch, backend, layout, params):
-    from cnnarray.ops import conv
-
     # conv2d picks the layout by size; force each one so both stay correct.
-    per_image = layout == "per_image"
-    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_K", 10**9 if per_image else 0)
-    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_OUTPUT", 10**12 if per_image else 0)
+    force_layout(monkeypatch, layout)
     rng = np.random.default_rng(11)
     x = rng.standard_normal((3, 4, 9, 8))
     w = rng.standard_normal((8, 4 // params.get("groups", 1), 3, 3))
@@ -306,9 +312,7 @@ def test_same_size_flat_im2col_and_col2im_match_the_oracle(
     # Stride 1 with an output the input's size takes _im2col_flat (channel-major)
     # and _col2im_flat: every tap a flat shift of guarded rows, wrapped reads
     # landing on zeroed entries.
-    per_image = layout == "per_image"
-    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_K", 10**9 if per_image else 0)
-    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_OUTPUT", 10**12 if per_image else 0)
+    force_layout(monkeypatch, layout)
     monkeypatch.setattr(conv, "_use_fft", lambda *args: False)
     calls = []
     flat = conv._col2im_flat
@@ -337,11 +341,7 @@ def test_same_size_flat_im2col_and_col2im_match_the_oracle(
     ids=["pad1", "stride-dilation-groups"],
 )
 def test_column_cache_gives_the_oracle_gradients(monkeypatch, backend, dtype, layout, params):
-    from cnnarray.ops import conv
-
-    per_image = layout == "per_image"
-    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_K", 10**9 if per_image else 0)
-    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_OUTPUT", 10**12 if per_image else 0)
+    force_layout(monkeypatch, layout)
     rng = np.random.default_rng(12)
     w_shape = (6, 4 // params.get("groups", 1), 3, 3)
     x, w, b = (rng.standard_normal(s).astype(dtype) for s in [(3, 4, 9, 8), w_shape, (6,)])
@@ -486,11 +486,8 @@ def test_fft_is_chosen_for_large_kernels_over_few_channels(monkeypatch):
 @pytest.mark.parametrize("view", ["flipped", "transposed", "broadcast", "strided"])
 def test_conv2d_reads_any_strided_input(monkeypatch, backend, view, layout):
     # im2col reads windows through as_strided on x's own strides: views must work.
-    from cnnarray.ops import conv
 
-    per_image = layout == "per_image"
-    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_K", 10**9 if per_image else 0)
-    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_OUTPUT", 10**12 if per_image else 0)
+    force_layout(monkeypatch, layout)
     rng = np.random.default_rng(18)
     base = rng.standard_normal((3, 4, 10, 9))
     x = {
