@@ -23,6 +23,7 @@ import contextlib
 import functools
 import inspect
 import itertools
+import math
 import os
 import sys
 import threading
@@ -382,7 +383,7 @@ def scratch(xp: ModuleType, name: str, shape: tuple[int, ...], dtype: Any) -> An
     if xp is not numpy:
         return xp.empty(shape, dtype=dtype)
     dtype = numpy.dtype(dtype)
-    nbytes = int(numpy.prod(shape, dtype=numpy.int64)) * dtype.itemsize
+    nbytes = math.prod(int(size) for size in shape) * dtype.itemsize  # numpy.prod: 8 us
     buffer = _scratch.buffers.get(name)
     if buffer is None or buffer.nbytes < nbytes:
         buffer = _scratch.buffers[name] = numpy.empty(max(nbytes, 1), dtype=numpy.uint8)
