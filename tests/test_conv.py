@@ -261,8 +261,7 @@ def force_layout(monkeypatch, layout: str) -> None:
     from cnnarray.ops import conv
 
     per_image = layout == "per_image"
-    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_K", 10**9 if per_image else 0)
-    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_OUTPUT", 10**12 if per_image else 0)
+    monkeypatch.setattr(conv, "_per_image", lambda geo, training=False: per_image)
 
 
 @pytest.mark.parametrize("layout", ["per_image", "channel_major"])
@@ -409,8 +408,7 @@ def test_interrupted_forward_leaves_the_cache_unused(monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(conv, "_store_nchw", fail)
-    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_K", 0)
-    monkeypatch.setattr(conv, "_PER_IMAGE_MAX_OUTPUT", 0)
+    force_layout(monkeypatch, "channel_major")
     with pytest.raises(KeyboardInterrupt):
         cnnarray.conv2d(x, w, padding=1, cache=cache)
     assert cache._x is None
@@ -460,6 +458,42 @@ def test_fft_path_input_grad_false_and_finite_differences(backend):
     assert gx is None
     assert_close(gw, cnnarray.to_numpy(full[1]), dtype=np.float64, backend=backend)
     assert_grad_close(full[0], num_x)
+
+
+def test_layout_rule(monkeypatch):
+    from cnnarray.ops import conv
+
+    def per_image(n, c_in, c_out, size, k, training=False):
+        x, w = np.empty((n, c_in, size, size)), np.empty((c_out, c_in, k, k))
+        return conv._per_image(conv._geometry(x, w, None, 1, k // 2, 1, 1), training)
+
+    assert per_image(64, 3, 32, 32, 3)  # K = 27: short reduction
+    assert not per_image(16, 64, 128, 8, 3)  # wide weights: 2x faster channel-major
+    assert not per_image(8, 32, 64, 16, 3, training=True)
+    assert per_image(1, 64, 128, 8, 3) and per_image(1, 64, 128, 8, 3, training=True)
+    assert per_image(32, 6, 16, 14, 5) and per_image(32, 6, 16, 14, 5, training=True)  # LeNet
+    assert not per_image(64, 8, 16, 32, 3)  # narrow weights but 2**20 outputs
+    # 1x1 over 64 channels: per-image for a forward alone, channel-major to train
+    assert per_image(32, 64, 128, 8, 1) and not per_image(32, 64, 128, 8, 1, training=True)
+
+
+def test_training_layout_gives_the_oracle(backend):
+    # A geometry whose forward alone and training step take different layouts
+    # (test_layout_rule): with and without a cache, forward and backward agree.
+    rng = np.random.default_rng(18)
+    x, w, b = (rng.standard_normal(s) for s in [(32, 64, 8, 8), (128, 64, 1, 1), (128,)])
+    g = rng.standard_normal((32, 128, 8, 8))
+    xb, wb, bb, gb = (backend.asarray(a) for a in (x, w, b, g))
+    expected = ref.conv2d(x, w, b)
+    assert_close(cnnarray.conv2d(xb, wb, bb), expected, dtype=np.float64, backend=backend)
+    cache = cnnarray.ColumnCache()
+    assert_close(cnnarray.conv2d(xb, wb, bb, cache=cache), expected, dtype=np.float64,
+                 backend=backend)  # fmt: skip
+    assert cache._x is xb
+    got = cnnarray.conv2d_backward(gb, xb, wb, bb, cache=cache)
+    assert cache._x is None  # the backward read the forward's columns
+    for a, d in zip(got, ref.conv2d_backward(g, x, w, b), strict=True):
+        assert_close(a, d, dtype=np.float64, backend=backend)
 
 
 def test_fft_is_chosen_for_large_kernels_over_few_channels(monkeypatch):

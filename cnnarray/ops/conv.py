@@ -8,7 +8,7 @@ The forward pass is im2col followed by GEMMs:
   ``W (groups, C_out/g, K) @ cols (groups, K, N*out_h*out_w)`` is one large GEMM
   per group (K = C_in/g * kh * kw), or per-image ``(N, C_in, kh, kw, out_h, out_w)``,
   whose batched GEMM ``W @ cols[n]`` lands directly in NCHW. The per-image
-  layout is used for short reductions and small outputs (:func:`_per_image`),
+  layout is used for short reductions and small layers (:func:`_per_image`),
   where the transposes of the channel-major one cost more than they save.
   Weight sharing is the GEMM reusing one row of weights against every column.
   With one group and a bias, the buffer gets a last row of ones and the
@@ -55,13 +55,19 @@ __all__ = [
 ]
 
 _workspace_limit = 256 * 2**20
-# The forward pass uses the per-image column layout for short reductions
-# (K = C_in/groups * kh * kw up to this: 2.2x faster for 3 -> 32 channels, 3x3)
-# and for small outputs (fewer elements than this: 1.3-1.4x faster on LeNet's
-# layers at batch 32); the channel-major layout's single large GEMM wins from
-# K = 288 with 2**20 outputs on (benchmarks/README.md).
+# Column layout rule (_per_image), measured by benchmarks/layout_rule.py (table in
+# benchmarks/README.md). Per-image for short reductions (K = C_in/groups * kh * kw
+# up to this: 2.2x faster for 3 -> 32 channels, 3x3) ...
 _PER_IMAGE_MAX_K = 32
+# ... channel-major for a batch through wide weights (K * C_out/groups at least
+# this: the per-image GEMMs are long and thin, up to 3x slower per step) ...
+_CHANNEL_MAJOR_MIN_WEIGHTS = 2**14
+# ... else per-image below this many outputs for a forward pass alone (1.2-1.4x
+# faster on LeNet's layers at batch 32) ...
 _PER_IMAGE_MAX_OUTPUT = 2**19
+# ... and, for a training step (a ColumnCache, or the backward), below this
+# N * K * C_out/groups: the backward's per-image GEMMs fall behind sooner.
+_PER_IMAGE_MAX_STEP = 2**17
 
 
 def set_workspace_limit(nbytes: int) -> None:
@@ -605,11 +611,23 @@ def _store_nchw(xp: Any, y: Any, bias: Any, out: Any) -> None:
     parallel_for(xp, out.shape[0], store, work=out.size)
 
 
-def _per_image(geo: _Geometry) -> bool:
-    """Choose the column layout: per-image for short reductions or small outputs."""
+def _per_image(geo: _Geometry, training: bool = False) -> bool:
+    """Choose the column layout: per-image for short reductions and small layers.
+
+    ``training`` is True for a forward pass that keeps its columns for the
+    backward (a :class:`ColumnCache`) and for the backward itself: there the
+    channel-major layout wins on smaller layers than for a forward alone. One
+    image keeps the forward's rule in both (one GEMM either way).
+    """
     k = geo.c_in // geo.groups * geo.kh * geo.kw
-    out_size = geo.n * geo.c_out * geo.out_h * geo.out_w
-    return k <= _PER_IMAGE_MAX_K or out_size < _PER_IMAGE_MAX_OUTPUT
+    weights = k * (geo.c_out // geo.groups)
+    if k <= _PER_IMAGE_MAX_K:
+        return True
+    if geo.n > 1 and weights >= _CHANNEL_MAJOR_MIN_WEIGHTS:
+        return False
+    if training and geo.n > 1:
+        return geo.n * weights < _PER_IMAGE_MAX_STEP
+    return geo.n * geo.c_out * geo.out_h * geo.out_w < _PER_IMAGE_MAX_OUTPUT
 
 
 def _chunks(geo: _Geometry, itemsize: int, buffers: int, limit: int | None) -> list[slice]:
@@ -751,7 +769,7 @@ def conv2d(
         else:
             xp.add(y, bias.reshape(-1, 1, 1), out=out)
         return out.reshape(geo.out_shape)
-    per_image = _per_image(geo)
+    per_image = _per_image(geo, training=cache is not None)
     fold = bias is not None and g == 1  # the bias rides in the GEMM (see _operand)
     if fold:
         w2 = xp.concatenate([w2, bias.reshape(1, -1, 1)], axis=2)
@@ -846,7 +864,7 @@ def conv2d_backward(
             grad_x[...] = grad_xpad[:, :, geo.pt : geo.pt + geo.h, geo.pl : geo.pl + geo.w]
             grad_x = grad_x.reshape(x_shape)
         return grad_x, gw.reshape(w_shape), grad_bias
-    per_image = _per_image(geo)
+    per_image = _per_image(geo, training=True)
     fold = bias is not None and g == 1  # as in conv2d: grad_bias is grad_w's last column
     k = cg * geo.kh * geo.kw
     grad_w = xp.zeros((g, og, k + fold), dtype=x.dtype)
