@@ -47,6 +47,21 @@ def test_batch_norm2d_backward_matches_finite_differences(training):
     assert_grad_close(gb, numerical_grad(lambda v: loss(bias=v), b))
 
 
+def test_batch_norm2d_float32_keeps_its_accuracy_when_the_mean_dwarfs_the_spread(backend):
+    # Variance from centred values, not E[x^2] - mean^2 (which would lose every digit here).
+    rng = np.random.default_rng(5)
+    x = (1000 + rng.standard_normal((8, 3, 16, 16))).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    x64 = x.astype(np.float64)
+    y = run_op(cnnarray.batch_norm2d, x, training=True, backend=backend)
+    np.testing.assert_allclose(
+        cnnarray.to_numpy(y), ref.batch_norm2d(x64, training=True), atol=2e-3
+    )
+    gx, _, _ = run_op(cnnarray.batch_norm2d_backward, g, x, training=True, backend=backend)
+    want = ref.batch_norm2d_backward(g.astype(np.float64), x64, training=True)[0]
+    np.testing.assert_allclose(cnnarray.to_numpy(gx), want, atol=2e-3 * np.abs(want).max())
+
+
 def test_batch_norm2d_updates_running_statistics_like_pytorch():
     torch = pytest.importorskip("torch")
     x, rm, rv, w, b = _bn_inputs(np.random.default_rng(4), np.float64)

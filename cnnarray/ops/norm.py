@@ -26,18 +26,28 @@ def _check(x: Any, params: dict[str, Any], eps: Any) -> tuple[Any, Any, dict[str
     return xp, x.astype(dtype, copy=False), cast
 
 
-def _stats(xp: Any, x: Any, running_mean: Any, running_var: Any, training: bool, eps: float):
-    """Return (mean, biased var, 1/sqrt(var + eps)) per channel: the batch's or the running."""
-    if training or running_mean is None or running_var is None:
-        if x.size // x.shape[1] < 2 and training:
-            raise ValueError(
-                f"batch_norm2d needs more than 1 value per channel in training mode, "
-                f"got x of shape {tuple(x.shape)}"
-            )
-        mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
-    else:
-        mean, var = running_mean, running_var
-    return mean, var, 1 / xp.sqrt(var + eps)
+def _channel_sum(xp: Any, a: Any, b: Any = None) -> Any:
+    """Per-channel sum over (N, H, W) of ``a`` (N, C, L), or of ``a * b`` without a
+    temporary: each (image, channel) row first (contiguous, so SIMD partial sums),
+    then the N row sums pairwise."""
+    rows = a.sum(axis=2) if b is None else xp.einsum("ncl,ncl->nc", a, b)
+    return rows.sum(axis=0)
+
+
+def _batch_stats(xp: Any, x: Any, training: bool) -> tuple[Any, Any, Any]:
+    """Mean, biased variance and ``x - mean`` (as (N, C, H*W)) of x over (N, H, W)
+    per channel: two passes (the centred sum of squares, not E[x^2] - mean^2,
+    which cancels badly when |mean| >> std)."""
+    n = x.size // x.shape[1]
+    if n < 2 and training:
+        raise ValueError(
+            f"batch_norm2d needs more than 1 value per channel in training mode, "
+            f"got x of shape {tuple(x.shape)}"
+        )
+    x3 = x.reshape(x.shape[0], x.shape[1], -1)
+    mean = _channel_sum(xp, x3) / n
+    centered = xp.subtract(x3, mean[:, None])
+    return mean, _channel_sum(xp, centered, centered) / n, centered
 
 
 @dispatch("x", "running_mean", "running_var", "weight", "bias")
@@ -81,18 +91,30 @@ def batch_norm2d(
     params = {"running_mean": running_mean, "running_var": running_var, "weight": weight,
               "bias": bias}  # fmt: skip
     xp, x, p = _check(x, params, eps)
-    mean, var, inv_std = _stats(xp, x, p["running_mean"], p["running_var"], training, eps)
+    x3 = x.reshape(x.shape[0], x.shape[1], -1)
+    batch = training or p["running_mean"] is None or p["running_var"] is None
+    if batch:
+        mean, var, y = _batch_stats(xp, x, training)
+    else:
+        mean, var = p["running_mean"], p["running_var"]
     if training and running_mean is not None and running_var is not None:
         n = x.size // x.shape[1]
         running_mean *= 1 - momentum
         running_mean += momentum * mean
         running_var *= 1 - momentum
         running_var += (momentum * n / (n - 1)) * var
-    scale = inv_std if p["weight"] is None else inv_std * p["weight"]
-    y = (x - mean[:, None, None]) * scale[:, None, None]
-    if p["bias"] is not None:
-        y += p["bias"][:, None, None]
-    return y
+    scale = 1 / xp.sqrt(var + eps)
+    if p["weight"] is not None:
+        scale = scale * p["weight"]
+    if batch:  # y holds x - mean: scale it in place, then shift
+        y *= scale[:, None]
+        if p["bias"] is not None:
+            y += p["bias"][:, None]
+    else:  # y = x * scale + (bias - mean * scale)
+        shift = -mean * scale if p["bias"] is None else p["bias"] - mean * scale
+        y = xp.multiply(x3, scale[:, None])
+        y += shift[:, None]
+    return y.reshape(x.shape)
 
 
 @dispatch("grad_out", "x", "running_mean", "running_var", "weight", "bias")
@@ -128,16 +150,29 @@ def batch_norm2d_backward(
     xp, x, p = _check(x, params, eps)
     _args.check_same_shape(grad_out, "grad_out", x, "x")
     g = grad_out.astype(_args.float_dtype(xp, grad_out=grad_out, x=x), copy=False)
-    mean, _, inv_std = _stats(xp, x, p["running_mean"], p["running_var"], training, eps)
-    xhat = (x - mean[:, None, None]) * inv_std[:, None, None]
-    axes = (0, 2, 3)
-    grad_w = None if weight is None else (g * xhat).sum(axis=axes)
-    grad_b = None if bias is None else g.sum(axis=axes)
-    g_hat = g if p["weight"] is None else g * p["weight"][:, None, None]
-    if training or p["running_mean"] is None or p["running_var"] is None:
-        g_mean = g_hat.mean(axis=axes, keepdims=True)
-        gx_mean = (g_hat * xhat).mean(axis=axes, keepdims=True)
-        grad_x = inv_std[:, None, None] * (g_hat - g_mean - xhat * gx_mean)
+    shape, n = x.shape, x.size // x.shape[1]
+    x3, g3 = x.reshape(shape[0], shape[1], -1), g.reshape(shape[0], shape[1], -1)
+    batch = training or p["running_mean"] is None or p["running_var"] is None
+    if batch:
+        mean, var, centered = _batch_stats(xp, x, training)
     else:
-        grad_x = g_hat * inv_std[:, None, None]
-    return grad_x, grad_w, grad_b
+        mean, var = p["running_mean"], p["running_var"]
+        centered = xp.subtract(x3, mean[:, None]) if weight is not None else None
+    inv_std = 1 / xp.sqrt(var + eps)
+    sum_g = _channel_sum(xp, g3)
+    # sum(g * xhat) = sum(g * (x - mean)) * inv_std: grad_weight, and the variance path
+    sum_gxhat = None if centered is None else _channel_sum(xp, g3, centered) * inv_std
+    grad_w = None if weight is None else sum_gxhat
+    grad_b = None if bias is None else sum_g
+    k = inv_std if p["weight"] is None else inv_std * p["weight"]  # dy/dx with fixed stats
+    if not batch:
+        return (g3 * k[:, None]).reshape(shape), grad_w, grad_b
+    # dx = k * (g - mean(g) - xhat * mean(g * xhat)), per channel a linear map of g and
+    # x - mean: k * g + beta * (x - mean) + gamma, written over the centred copy
+    beta = -k * inv_std * sum_gxhat / n
+    gamma = -k * sum_g / n
+    centered *= beta[:, None]
+    centered += gamma[:, None]
+    grad_x = xp.multiply(g3, k[:, None])
+    grad_x += centered
+    return grad_x.reshape(shape), grad_w, grad_b
