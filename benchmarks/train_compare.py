@@ -1,11 +1,12 @@
 """Train the same network with cnnarray and with PyTorch, side by side.
 
-Same architecture (LeNet-5), same initial weights (PyTorch's copied from
-cnnarray's), same data, same order of mini-batches, same optimiser (Adam) and
-epochs, no augmentation. Each framework trains in its own process with
-``OPENBLAS_THREAD_TIMEOUT=4`` (see benchmarks/README.md) and the same number of
-threads; reported are the test accuracy after the last epoch and the median
-time per epoch.
+Same architecture (``--model``: LeNet-5 by default, or the VGG-style
+``vgg_small`` with batch normalisation), same initial weights (PyTorch's
+copied from cnnarray's, names and all), same data, same order of
+mini-batches, same optimiser (Adam) and epochs, no augmentation. Each
+framework trains in its own process with ``OPENBLAS_THREAD_TIMEOUT=4`` (see
+benchmarks/README.md) and the same number of threads; reported are the test
+accuracy after the last epoch and the median time per epoch.
 
 Datasets: ``digits`` (scikit-learn's 8x8 digits), ``digits28`` (the same
 images upsampled to 28x28 with bilinear interpolation: a stand-in for MNIST
@@ -14,6 +15,8 @@ spec such as ``mnist:DIR``.
 
     python benchmarks/train_compare.py --dataset digits --dataset digits28 \\
         --epochs 15 --json benchmarks/results/train-compare.json
+    python benchmarks/train_compare.py --model vgg_small --dataset digits28 \\
+        --epochs 10 --json benchmarks/results/train-compare-vgg.json
 """
 
 from __future__ import annotations
@@ -54,10 +57,19 @@ def batches(n: int, batch_size: int, seed: int, epoch: int):
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def run_cnnarray(args, data, weights):
-    from cnnarray import nn, ops, optim
+def build(name: str, data, seed: int):
+    """The cnnarray model ``name`` for ``data``'s images and classes."""
+    from cnnarray import nn
 
-    model = nn.lenet5(data.input_shape[0], data.num_classes, data.input_shape[1], seed=args.seed)
+    c, size, _ = data.input_shape
+    return nn.build_model(name, in_channels=c, num_classes=data.num_classes, input_size=size,
+                          seed=seed)  # fmt: skip
+
+
+def run_cnnarray(args, data, weights):
+    from cnnarray import ops, optim
+
+    model = build(args.model, data, args.seed)
     model.load_state_dict(weights)
     opt = optim.Adam(model.parameters(), lr=args.lr)
     epoch_times = []
@@ -77,21 +89,44 @@ def run_cnnarray(args, data, weights):
     return float((pred == data.y_test).mean()), epoch_times
 
 
-def run_torch(args, data, weights):
-    import torch
-
-    torch.set_num_threads(args.threads)
+def torch_lenet5(torch, data):
     c, h, _ = data.input_shape
     pad1 = 0 if h >= 32 else 2
     size1 = (h + 2 * pad1 - 4) // 2
     pad2 = 0 if size1 >= 10 else 2
     size2 = (size1 + 2 * pad2 - 4) // 2
-    model = torch.nn.Sequential(
+    return torch.nn.Sequential(
         torch.nn.Conv2d(c, 6, 5, padding=pad1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
         torch.nn.Conv2d(6, 16, 5, padding=pad2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
         torch.nn.Flatten(), torch.nn.Linear(16 * size2 * size2, 120), torch.nn.ReLU(),
         torch.nn.Linear(120, 84), torch.nn.ReLU(), torch.nn.Linear(84, data.num_classes),
     )  # fmt: skip
+
+
+def torch_vgg_small(torch, data):
+    """cnnarray.nn.vgg_small's defaults, layer for layer (so the parameter names match)."""
+    from collections import OrderedDict
+
+    channels, size, _ = data.input_shape
+    features = []
+    for width in (32, 64, 128):
+        for _ in range(2):
+            features += [torch.nn.Conv2d(channels, width, 3, padding=1, bias=False),
+                         torch.nn.BatchNorm2d(width), torch.nn.ReLU()]  # fmt: skip
+            channels = width
+        features.append(torch.nn.MaxPool2d(2))
+    size //= 8
+    classifier = [torch.nn.Flatten(), torch.nn.Linear(channels * size * size, 256),
+                  torch.nn.ReLU(), torch.nn.Linear(256, data.num_classes)]  # fmt: skip
+    parts = {"features": features, "classifier": classifier}
+    return torch.nn.Sequential(OrderedDict((k, torch.nn.Sequential(*v)) for k, v in parts.items()))
+
+
+def run_torch(args, data, weights):
+    import torch
+
+    torch.set_num_threads(args.threads)
+    model = {"lenet5": torch_lenet5, "vgg_small": torch_vgg_small}[args.model](torch, data)
     model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
@@ -115,10 +150,10 @@ def run_torch(args, data, weights):
 def worker(args) -> None:
     import numpy as np
 
-    from cnnarray import nn, to_numpy
+    from cnnarray import to_numpy
 
     data = load(args.dataset)
-    init = nn.lenet5(data.input_shape[0], data.num_classes, data.input_shape[1], seed=args.seed)
+    init = build(args.model, data, args.seed)
     weights = {k: np.array(to_numpy(v)) for k, v in init.state_dict().items()}
     run = run_cnnarray if args.worker == "cnnarray" else run_torch
     accuracy, times = run(args, data, weights)
@@ -128,6 +163,7 @@ def worker(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", action="append", help="digits, digits28 or a train spec")
+    parser.add_argument("--model", default="lenet5", choices=["lenet5", "vgg_small"])
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -143,15 +179,15 @@ def main() -> None:
         return
     results = []
     for dataset in args.dataset or ["digits", "digits28"]:
-        row = {"dataset": dataset, "model": "lenet5", "epochs": args.epochs,
+        row = {"dataset": dataset, "model": args.model, "epochs": args.epochs,
                "batch_size": args.batch_size, "lr": args.lr, "optimizer": "adam"}  # fmt: skip
         for framework in ("cnnarray", "torch"):
             accuracies, epoch_seconds = [], []
             for seed in range(args.seed, args.seed + args.seeds):
                 cmd = [sys.executable, __file__, "--worker", framework, "--dataset", dataset,
-                       "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-                       "--lr", str(args.lr), "--seed", str(seed),
-                       "--threads", str(args.threads)]  # fmt: skip
+                       "--model", args.model, "--epochs", str(args.epochs),
+                       "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+                       "--seed", str(seed), "--threads", str(args.threads)]  # fmt: skip
                 env = {**os.environ, **WORKER_ENV}
                 out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
                 r = json.loads(out.stdout.strip().splitlines()[-1])
