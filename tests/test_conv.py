@@ -460,7 +460,7 @@ def test_fft_path_input_grad_false_and_finite_differences(backend):
     assert_grad_close(full[0], num_x)
 
 
-def test_layout_rule(monkeypatch):
+def test_layout_rule():
     from cnnarray.ops import conv
 
     def per_image(n, c_in, c_out, size, k, training=False):
@@ -471,7 +471,8 @@ def test_layout_rule(monkeypatch):
     assert not per_image(16, 64, 128, 8, 3)  # wide weights: 2x faster channel-major
     assert not per_image(8, 32, 64, 16, 3, training=True)
     assert per_image(1, 64, 128, 8, 3) and per_image(1, 64, 128, 8, 3, training=True)
-    assert per_image(32, 6, 16, 14, 5) and per_image(32, 6, 16, 14, 5, training=True)  # LeNet
+    # LeNet's second layer (6 -> 16 channels, 5x5) at batch 32
+    assert per_image(32, 6, 16, 14, 5) and per_image(32, 6, 16, 14, 5, training=True)
     assert not per_image(64, 8, 16, 32, 3)  # narrow weights but 2**20 outputs
     # 1x1 over 64 channels: per-image for a forward alone, channel-major to train
     assert per_image(32, 64, 128, 8, 1) and not per_image(32, 64, 128, 8, 1, training=True)

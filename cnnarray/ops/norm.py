@@ -91,7 +91,6 @@ def batch_norm2d(
     params = {"running_mean": running_mean, "running_var": running_var, "weight": weight,
               "bias": bias}  # fmt: skip
     xp, x, p = _check(x, params, eps)
-    x3 = x.reshape(x.shape[0], x.shape[1], -1)
     batch = training or p["running_mean"] is None or p["running_var"] is None
     if batch:
         mean, var, y = _batch_stats(xp, x, training)
@@ -112,7 +111,7 @@ def batch_norm2d(
             y += p["bias"][:, None]
     else:  # y = x * scale + (bias - mean * scale)
         shift = -mean * scale if p["bias"] is None else p["bias"] - mean * scale
-        y = xp.multiply(x3, scale[:, None])
+        y = xp.multiply(x.reshape(x.shape[0], x.shape[1], -1), scale[:, None])
         y += shift[:, None]
     return y.reshape(x.shape)
 
@@ -151,12 +150,13 @@ def batch_norm2d_backward(
     _args.check_same_shape(grad_out, "grad_out", x, "x")
     g = grad_out.astype(_args.float_dtype(xp, grad_out=grad_out, x=x), copy=False)
     shape, n = x.shape, x.size // x.shape[1]
-    x3, g3 = x.reshape(shape[0], shape[1], -1), g.reshape(shape[0], shape[1], -1)
+    g3 = g.reshape(shape[0], shape[1], -1)
     batch = training or p["running_mean"] is None or p["running_var"] is None
     if batch:
         mean, var, centered = _batch_stats(xp, x, training)
     else:
         mean, var = p["running_mean"], p["running_var"]
+        x3 = x.reshape(shape[0], shape[1], -1)
         centered = xp.subtract(x3, mean[:, None]) if weight is not None else None
     inv_std = 1 / xp.sqrt(var + eps)
     sum_g = _channel_sum(xp, g3)
