@@ -290,6 +290,7 @@ def test_both_column_layouts_match_the_oracle(monkeypatch, backend, layout, para
         assert_close(a, d, dtype=np.float64, backend=backend)
 
 
+@pytest.mark.parametrize("mask_words", [None, 1], ids=["one-mask", "mask-per-image"])
 @pytest.mark.parametrize("layout", ["per_image", "channel_major"])
 @pytest.mark.parametrize(
     "x_shape, w_shape, params",
@@ -304,14 +305,17 @@ def test_both_column_layouts_match_the_oracle(monkeypatch, backend, layout, para
     ids=["pad1", "even-same-groups", "dilated-same", "kernel-gt-image", "wrap-twice", "1x1"],
 )
 def test_same_size_flat_im2col_and_col2im_match_the_oracle(
-    monkeypatch, backend, layout, x_shape, w_shape, params
+    monkeypatch, backend, layout, mask_words, x_shape, w_shape, params
 ):
     from cnnarray.ops import conv
 
     # Stride 1 with an output the input's size takes _im2col_flat (channel-major)
     # and _col2im_flat: every tap a flat shift of guarded rows, wrapped reads
-    # landing on zeroed entries.
+    # landing on masked or zeroed entries. mask_words=1 makes _im2col_flat's
+    # mask cover one image, applied image by image.
     force_layout(monkeypatch, layout)
+    if mask_words is not None:
+        monkeypatch.setattr(conv, "_MASK_MAX_WORDS", mask_words)
     monkeypatch.setattr(conv, "_use_fft", lambda *args: False)
     calls = []
     flat = conv._col2im_flat
@@ -328,6 +332,39 @@ def test_same_size_flat_im2col_and_col2im_match_the_oracle(
     for a, d in zip(got, want, strict=True):
         assert_close(a, d, dtype=np.float64, backend=backend)
     assert calls, "the same-size path was not taken"
+
+
+@pytest.mark.parametrize("mask_words", [None, 1], ids=["one-mask", "mask-per-image"])
+def test_flat_im2col_reads_of_padding_stay_zero_whatever_memory_and_pixels_hold(
+    monkeypatch, backend, dtype, mask_words
+):
+    from cnnarray.backend import scratch
+    from cnnarray.ops import conv
+
+    # _im2col_flat leaves the guards around its flat input uninitialised and ANDs
+    # every tap with a mask. With NaN left in that scratch memory and inf / NaN
+    # pixels on the edges of the images (where taps wrap into the neighbouring
+    # row or image), exactly the outputs whose window reads a non-finite pixel
+    # may be non-finite, and the others match the oracle.
+    force_layout(monkeypatch, "channel_major")
+    monkeypatch.setattr(conv, "_use_fft", lambda *args: False)
+    if mask_words is not None:
+        monkeypatch.setattr(conv, "_MASK_MAX_WORDS", mask_words)
+    if backend == "cpu":  # small calls run in this thread: poison its scratch
+        scratch(np, "conv.image", (1 << 12,), dtype)[...] = np.nan
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((3, 2, 5, 6)).astype(dtype)
+    w = (rng.uniform(0.5, 1.5, (4, 2, 3, 3)) * rng.choice([-1, 1], (4, 2, 3, 3))).astype(dtype)
+    x[0, 0, :, -1] = np.inf  # the last column: wrapped into by the next row's x = 0
+    x[1, 1, 0, :] = np.nan  # the first row: wrapped into by the previous image
+    x[2, 0, -1, 0] = -np.inf  # the last pixel of the batch, next to the guard
+    with np.errstate(invalid="ignore"):  # inf - inf in the GEMM
+        y = cnnarray.to_numpy(run_op(cnnarray.conv2d, x, w, backend=backend, padding=1))
+    bad = _reads(~np.isfinite(x), w.shape, padding=1)
+    np.testing.assert_array_equal(~np.isfinite(y), bad)
+    clean = np.where(np.isfinite(x), x, 0)
+    assert_close(np.where(bad, 0, y).astype(dtype),
+                 np.where(bad, 0, ref.conv2d(clean, w, padding=1)), dtype=dtype)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- column cache
