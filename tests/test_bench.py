@@ -248,3 +248,25 @@ def test_torch_peer_matches_and_uses_blas_threads() -> None:
     assert meta["threads"]["torch"] == meta["threads"]["blas"]
     assert meta["peer_info"]["torch"]["torch_threads"] == meta["threads"]["blas"]
     assert meta["versions"]["torch"]
+
+
+def test_train_profile_worker_times_every_kind_of_layer() -> None:
+    # benchmarks/train_profile.py's cnnarray worker on LeNet-5 and the 8x8 digits, one
+    # epoch: a row per kind of layer and pass, each under the whole step's time.
+    import pathlib
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).parents[1] / "benchmarks" / "train_profile.py"
+    cmd = [sys.executable, str(script), "--worker", "cnnarray", "--model", "lenet5",
+           "--dataset", "digits", "--epochs", "1", "--warmup", "0", "--threads", "1"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    from cnnarray.data import load_dataset
+
+    assert result["steps"] == math.ceil(len(load_dataset("digits").y_train) / 32)
+    kinds = result["kinds"]
+    for layer in ("Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear"):
+        assert kinds[f"{layer} forward"] > 0 and kinds[f"{layer} backward"] > 0, layer
+    assert kinds["Adam step"] > 0
+    assert sum(kinds.values()) < result["step_ms"]

@@ -1,0 +1,204 @@
+"""Where a training step's time goes, per kind of layer, in cnnarray and in PyTorch.
+
+The loop of ``train_compare.py`` (same model, weights, data, mini-batches,
+Adam), one process per framework with ``OPENBLAS_THREAD_TIMEOUT=4``. The first
+``--warmup`` epochs are not measured; over the next ``--epochs`` it reports
+milliseconds per step for each kind of layer, forward and backward, and for
+the optimiser step. cnnarray's figures time each layer's ``forward`` and
+``backward`` calls; PyTorch's are the self CPU time of its operators under
+``torch.profiler`` (which adds a little overhead of its own), summed per kind;
+operators outside :data:`TORCH_OPS` (fills, copies, the loss) are left out, so
+PyTorch's rows are lower bounds. The step time is each framework's wall time
+per step in the measured epochs (PyTorch's from a run without the profiler).
+
+    python benchmarks/train_profile.py --model vgg_small --dataset digits28
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+import time
+
+import train_compare as tc
+
+# PyTorch operator -> (kind, pass); operators not listed are left out.
+TORCH_OPS = {
+    "aten::mkldnn_convolution": ("Conv2d", "forward"),
+    "aten::convolution_backward": ("Conv2d", "backward"),
+    "aten::native_batch_norm": ("BatchNorm2d", "forward"),
+    "aten::native_batch_norm_backward": ("BatchNorm2d", "backward"),
+    "aten::max_pool2d_with_indices": ("MaxPool2d", "forward"),
+    "aten::max_pool2d_with_indices_backward": ("MaxPool2d", "backward"),
+    "aten::clamp_min": ("ReLU", "forward"),
+    "aten::relu": ("ReLU", "forward"),
+    "aten::threshold_backward": ("ReLU", "backward"),
+    "aten::addmm": ("Linear", "forward"),
+    "aten::mm": ("Linear", "backward"),
+}
+
+
+def _epochs(args, data, step):
+    """Run ``step(idx)`` over the warm-up and measured epochs; return the measured
+    epochs' mini-batch count and wall time."""
+    steps, seconds = 0, 0.0
+    for epoch in range(args.warmup + args.epochs):
+        start = time.perf_counter()
+        order = tc.batches(len(data.y_train), args.batch_size, args.seed, epoch)
+        for idx in order:
+            step(idx, epoch >= args.warmup)
+        if epoch >= args.warmup:
+            steps += len(order)
+            seconds += time.perf_counter() - start
+    return steps, seconds
+
+
+def profile_cnnarray(args, data, weights) -> dict:
+    from cnnarray import ops, optim
+
+    model = tc.build(args.model, data, args.seed)
+    model.load_state_dict(weights)
+    model.train()
+    opt = optim.Adam(model.parameters(), lr=args.lr)
+    totals: dict[tuple[str, str], float] = collections.defaultdict(float)
+    measuring = [False]
+
+    def timed(method, kind):
+        def call(*a, **k):
+            start = time.perf_counter()
+            out = method(*a, **k)
+            if measuring[0]:
+                totals[kind] += time.perf_counter() - start
+            return out
+
+        return call
+
+    for module in model.modules():
+        if next(module.children(), None) is None:  # a leaf layer
+            for name in ("forward", "backward"):
+                setattr(module, name, timed(getattr(module, name), (type(module).__name__, name)))
+    opt_step = timed(opt.step, ("Adam", "step"))
+
+    def step(idx, measure):
+        measuring[0] = measure
+        logits = model(data.x_train[idx])
+        opt.zero_grad()
+        model.backward(ops.cross_entropy_backward(logits, data.y_train[idx]), input_grad=False)
+        opt_step()
+
+    steps, seconds = _epochs(args, data, step)
+    return {"steps": steps, "step_ms": 1e3 * seconds / steps,
+            "kinds": {f"{k} {p}": 1e3 * v / steps for (k, p), v in totals.items()}}  # fmt: skip
+
+
+def profile_torch(args, data, weights) -> dict:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(args.threads)
+    builder = {"lenet5": tc.torch_lenet5, "vgg_small": tc.torch_vgg_small}[args.model]
+
+    def setup():
+        model = builder(torch, data)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+        model.train()
+        return model, torch.optim.Adam(model.parameters(), lr=args.lr)
+
+    x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+
+    def stepper(model, opt):
+        def step(idx, measure):
+            idx = torch.from_numpy(idx)
+            loss = torch.nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        return step
+
+    steps, seconds = _epochs(args, data, stepper(*setup()))  # the wall time, unprofiled
+    model, opt = setup()
+    step = stepper(model, opt)
+    for epoch in range(args.warmup):
+        for idx in tc.batches(len(data.y_train), args.batch_size, args.seed, epoch):
+            step(idx, False)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for epoch in range(args.warmup, args.warmup + args.epochs):
+            for idx in tc.batches(len(data.y_train), args.batch_size, args.seed, epoch):
+                step(idx, True)
+    totals: dict[str, float] = collections.defaultdict(float)
+    for event in prof.key_averages():
+        if event.key.startswith("Optimizer.step#"):  # a parent record: its total
+            totals["Adam step"] += event.cpu_time_total
+        elif event.key in TORCH_OPS:
+            totals[" ".join(TORCH_OPS[event.key])] += event.self_cpu_time_total
+    return {"steps": steps, "step_ms": 1e3 * seconds / steps,
+            "kinds": {k: v / 1e3 / steps for k, v in totals.items()}}  # fmt: skip
+
+
+def worker(args) -> None:
+    import numpy as np
+
+    from cnnarray import to_numpy
+
+    data = tc.load(args.dataset)
+    init = tc.build(args.model, data, args.seed)
+    weights = {k: np.array(to_numpy(v)) for k, v in init.state_dict().items()}
+    run = profile_cnnarray if args.worker == "cnnarray" else profile_torch
+    print(json.dumps(run(args, data, weights)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="digits28", help="digits, digits28 or a train spec")
+    parser.add_argument("--model", default="vgg_small", choices=["lenet5", "vgg_small"])
+    parser.add_argument("--epochs", type=int, default=2, help="measured epochs")
+    parser.add_argument("--warmup", type=int, default=1, help="epochs before measuring")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--worker", choices=["cnnarray", "torch"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.epochs < 1 or args.warmup < 0:
+        parser.error("--epochs must be at least 1 and --warmup at least 0")
+    if args.worker:
+        worker(args)
+        return
+    results = {}
+    for framework in ("cnnarray", "torch"):
+        cmd = [sys.executable, __file__, "--worker", framework, "--dataset", args.dataset,
+               "--model", args.model, "--epochs", str(args.epochs), "--warmup", str(args.warmup),
+               "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+               "--seed", str(args.seed), "--threads", str(args.threads)]  # fmt: skip
+        env = {**os.environ, **tc.WORKER_ENV}
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        results[framework] = json.loads(out.stdout.strip().splitlines()[-1])
+    ours, theirs = results["cnnarray"], results["torch"]
+    kinds = sorted(set(ours["kinds"]) | set(theirs["kinds"]),
+                   key=lambda k: -ours["kinds"].get(k, 0))  # fmt: skip
+    print(f"{args.model} on {args.dataset}, batch {args.batch_size}: ms per step "
+          f"({ours['steps']} steps measured)\n")  # fmt: skip
+    print("| layer | pass | cnnarray | PyTorch | ratio |\n|---|---|---|---|---|")
+    for kind in kinds:
+        a, b = ours["kinds"].get(kind, 0.0), theirs["kinds"].get(kind, 0.0)
+        ratio = f"{a / b:.1f}" if b else ""
+        print(f"| {kind.replace(' ', ' | ')} | {a:.2f} | {b:.2f} | {ratio} |")
+    a, b = ours["step_ms"], theirs["step_ms"]
+    print(f"| whole step | | {a:.1f} | {b:.1f} | {a / b:.1f} |")
+    if args.json:
+        from cnnarray.io import atomic_write_bytes
+
+        doc = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+               "model": args.model, "dataset": args.dataset, "batch_size": args.batch_size,
+               "threads": args.threads, "results": results}  # fmt: skip
+        atomic_write_bytes(args.json, json.dumps(doc, indent=2).encode())
+
+
+if __name__ == "__main__":
+    main()
