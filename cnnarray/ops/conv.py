@@ -323,9 +323,10 @@ def _same_size(geo: _Geometry) -> bool:
 
 
 def _flat_guard(geo: _Geometry) -> int:
-    """Zeros kept on each side of the flat input (:func:`_im2col_flat`) and of each
-    grad-columns row (:func:`_col2im_flat`): the largest flat shift of a tap,
-    rounded up to 16 values (64-byte rows for float32)."""
+    """Spare values on each side of the flat input (:func:`_im2col_flat`, whose mask
+    clears what a tap reads there) and of each grad-columns row (zeroed,
+    :func:`_col2im_flat`): the largest flat shift of a tap, rounded up to 16
+    values (64-byte rows for float32)."""
     # the corner taps: (i*dh - pt)*W + (j*dw - pl), where (kh - 1)*dh = pt + pb
     shifts = (t * geo.w + u for t in (-geo.pt, geo.pb) for u in (-geo.pl, geo.pr))
     return -(-max(abs(s) for s in shifts) // 16) * 16
