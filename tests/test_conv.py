@@ -290,7 +290,7 @@ def test_both_column_layouts_match_the_oracle(monkeypatch, backend, layout, para
         assert_close(a, d, dtype=np.float64, backend=backend)
 
 
-@pytest.mark.parametrize("mask_words", [None, 1], ids=["one-mask", "mask-per-image"])
+@pytest.mark.parametrize("mask_images", [None, 1, 2], ids=["one-mask", "mask-1", "mask-2"])
 @pytest.mark.parametrize("layout", ["per_image", "channel_major"])
 @pytest.mark.parametrize(
     "x_shape, w_shape, params",
@@ -305,17 +305,19 @@ def test_both_column_layouts_match_the_oracle(monkeypatch, backend, layout, para
     ids=["pad1", "even-same-groups", "dilated-same", "kernel-gt-image", "wrap-twice", "1x1"],
 )
 def test_same_size_flat_im2col_and_col2im_match_the_oracle(
-    monkeypatch, backend, layout, mask_words, x_shape, w_shape, params
+    monkeypatch, backend, layout, mask_images, x_shape, w_shape, params
 ):
     from cnnarray.ops import conv
 
     # Stride 1 with an output the input's size takes _im2col_flat (channel-major)
     # and _col2im_flat: every tap a flat shift of guarded rows, wrapped reads
-    # landing on masked or zeroed entries. mask_words=1 makes _im2col_flat's
-    # mask cover one image, applied image by image.
+    # landing on masked or zeroed entries. mask_images makes _im2col_flat's mask
+    # cover that many images, applied a group at a time (2 of a batch of 3: a
+    # short last group).
     force_layout(monkeypatch, layout)
-    if mask_words is not None:
-        monkeypatch.setattr(conv, "_MASK_MAX_WORDS", mask_words)
+    if mask_images is not None:
+        words = mask_images * w_shape[2] * w_shape[3] * x_shape[2] * x_shape[3]
+        monkeypatch.setattr(conv, "_MASK_MAX_WORDS", words)
     monkeypatch.setattr(conv, "_use_fft", lambda *args: False)
     calls = []
     flat = conv._col2im_flat
@@ -334,9 +336,9 @@ def test_same_size_flat_im2col_and_col2im_match_the_oracle(
     assert calls, "the same-size path was not taken"
 
 
-@pytest.mark.parametrize("mask_words", [None, 1], ids=["one-mask", "mask-per-image"])
+@pytest.mark.parametrize("mask_images", [None, 1, 2], ids=["one-mask", "mask-1", "mask-2"])
 def test_flat_im2col_reads_of_padding_stay_zero_whatever_memory_and_pixels_hold(
-    monkeypatch, backend, dtype, mask_words
+    monkeypatch, backend, dtype, mask_images
 ):
     from cnnarray.backend import scratch
     from cnnarray.ops import conv
@@ -348,8 +350,8 @@ def test_flat_im2col_reads_of_padding_stay_zero_whatever_memory_and_pixels_hold(
     # may be non-finite, and the others match the oracle.
     force_layout(monkeypatch, "channel_major")
     monkeypatch.setattr(conv, "_use_fft", lambda *args: False)
-    if mask_words is not None:
-        monkeypatch.setattr(conv, "_MASK_MAX_WORDS", mask_words)
+    if mask_images is not None:  # the mask covers that many 5x6 images of 3x3 taps
+        monkeypatch.setattr(conv, "_MASK_MAX_WORDS", mask_images * 9 * 5 * 6)
     if backend == "cpu":  # small calls run in this thread: poison its scratch
         scratch(np, "conv.image", (1 << 12,), dtype)[...] = np.nan
     rng = np.random.default_rng(21)
