@@ -16,6 +16,7 @@ from helpers import (
     vjp_objective,
 )
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import cnnarray
 from cnnarray import reference as ref
@@ -334,6 +335,29 @@ def test_same_size_flat_im2col_and_col2im_match_the_oracle(
     for a, d in zip(got, want, strict=True):
         assert_close(a, d, dtype=np.float64, backend=backend)
     assert calls, "the same-size path was not taken"
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=conv_cases(), per_image_mask=st.booleans())
+def test_channel_major_columns_match_the_oracle(backend, dtype, case: ConvCase, per_image_mask):
+    from cnnarray.ops import conv
+
+    # Any geometry through the channel-major column layout, so every same-size
+    # one takes the flat, masked im2col and the flat col2im; the im2col mask
+    # whole or one image at a time.
+    x, w, b = case.arrays(dtype)
+    g = case.grad_out(ref.conv2d(x, w, b, **case.kwargs).shape, dtype)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conv, "_per_image", lambda geo, training=False: False)
+        mp.setattr(conv, "_use_fft", lambda *args: False)
+        if per_image_mask:
+            mp.setattr(conv, "_MASK_MAX_WORDS", 1)
+        y = run_op(cnnarray.conv2d, x, w, b, backend=backend, **case.kwargs)
+        grads = run_op(cnnarray.conv2d_backward, g, x, w, b, backend=backend, **case.kwargs)
+    assert_close(y, ref.conv2d(x, w, b, **case.kwargs), dtype=dtype, backend=backend)
+    for got, want, name in zip(grads, ref.conv2d_backward(g, x, w, b, **case.kwargs), "xwb",
+                               strict=True):  # fmt: skip
+        assert_close(got, want, dtype=dtype, backend=backend, err_msg=f"grad_{name}")
 
 
 @pytest.mark.parametrize("mask_images", [None, 1, 2], ids=["one-mask", "mask-1", "mask-2"])
