@@ -244,17 +244,26 @@ def max_pool2d_backward(
         if not (tiled and finite):  # else every element is written exactly once below
             grad[...] = 0
         pending = scratch(xp, "pool.pending", best.shape, bool)  # maximum not found yet
-        pending[...] = True
         hit = scratch(xp, "pool.hit", best.shape, bool)
-        for rows, cols in windows:
-            xp.equal(xpad[:, rows, cols], best, out=hit)
-            hit &= pending
-            pending ^= hit  # hit is a subset of pending: this clears the windows just found
-            if tiled and finite:
-                xp.multiply(g, hit, out=grad[:, rows, cols])
+        # Without a NaN maximum, the windows still pending at the last tap have
+        # their maximum there: that tap's hits are the pending windows themselves.
+        rest_at_last = len(windows) > 1 and not bool(xp.isnan(best).any())
+        for t, (rows, cols) in enumerate(windows):
+            found = hit
+            if t == 0:  # nothing found yet: the hits are the equal elements
+                xp.equal(xpad[:, rows, cols], best, out=hit)
+                xp.logical_not(hit, out=pending)
+            elif t == len(windows) - 1 and rest_at_last:
+                found = pending
             else:
-                grad[:, rows, cols] += g * hit if finite else xp.where(hit, g, 0)
-        if pending.any():
+                xp.equal(xpad[:, rows, cols], best, out=hit)
+                hit &= pending
+                pending ^= hit  # hit is a subset of pending: this clears the windows just found
+            if tiled and finite:
+                xp.multiply(g, found, out=grad[:, rows, cols])
+            else:
+                grad[:, rows, cols] += g * found if finite else xp.where(found, g, 0)
+        if not rest_at_last and pending.any():
             # Only windows whose maximum is NaN are left: the gradient goes to the first NaN.
             for rows, cols in windows:
                 patch = xpad[:, rows, cols]
