@@ -43,6 +43,15 @@ def _check_against_reference(backend, dtype, case: PoolCase) -> None:
     assert_close(
         gx, ref_backward(g, x, **case.kwargs), dtype=dtype, backend=backend, err_msg="grad"
     )
+    if case.kind == "max":  # given the forward's result, the same gradient bit for bit
+        _assert_same_with_output(backend, g, x, y, gx, case.kwargs)
+
+
+def _assert_same_with_output(backend, g, x, y, gx, kwargs) -> None:
+    """max_pool2d_backward with ``output=y`` (the window maxima not recomputed) gives ``gx``."""
+    y = cnnarray.to_numpy(y)
+    got = run_op(cnnarray.max_pool2d_backward, g, x, backend=backend, output=y, **kwargs)
+    np.testing.assert_array_equal(cnnarray.to_numpy(got), cnnarray.to_numpy(gx))
 
 
 @settings(max_examples=60, deadline=None)
@@ -160,6 +169,7 @@ def test_max_pool2d_tie_gradient_goes_to_first_maximum_in_row_major_order(backen
         gx = run_op(cnnarray.max_pool2d_backward, g, x, backend=backend, **kwargs)
         desired = np.array(want, dtype=np.float64)[None, None]
         assert_close(gx, desired, dtype=np.float64, backend=backend, err_msg=f"{kwargs}")
+        _assert_same_with_output(backend, g, x, ref.max_pool2d(x, **kwargs), gx, kwargs)
         assert_close(ref.max_pool2d_backward(g, x, **kwargs), desired, dtype=np.float64)
         if torch is not None:
             assert_close(_torch_pool(torch, PoolCase("max", x.shape, kwargs, 0), x, g)[1],
@@ -217,6 +227,7 @@ def test_max_pool2d_nan_and_inf_propagate(backend, dtype, value):
         run_op(cnnarray.max_pool2d_backward, np.ones_like(y), x, 2, backend=backend)
     )
     assert gx.sum() == y.size  # each window's gradient goes to exactly one element
+    _assert_same_with_output(backend, np.ones_like(y), x, y, gx, {"kernel_size": 2})
     if value != value or value == np.inf:
         assert gx[0, 1, 2, 3] == 1
 
@@ -232,6 +243,14 @@ def test_max_pool2d_backward_sends_inf_and_nan_grad_only_to_the_maximum(backend,
     g[0, 0, 1, 1], g[0, 1, 1, 0] = np.inf, np.nan  # windows of several real cells
     gx = run_op(cnnarray.max_pool2d_backward, g, x, backend=backend, **kwargs)
     assert_close(gx, ref.max_pool2d_backward(g, x, **kwargs), dtype=dtype, backend=backend)
+
+
+def test_max_pool2d_backward_output_of_the_wrong_shape_is_a_value_error():
+    x = np.zeros((1, 2, 4, 4))
+    with pytest.raises(
+        ValueError, match=r"output must have shape \(1, 2, 2, 2\), got \(1, 2, 4, 4\)"
+    ):
+        cnnarray.max_pool2d_backward(np.ones((1, 2, 2, 2)), x, 2, output=x)
 
 
 def test_avg_pool2d_nan_propagates(backend, dtype):

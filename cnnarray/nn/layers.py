@@ -561,12 +561,13 @@ class MaxPool2d(Module):
         }
 
     def forward(self, x: Any) -> Any:
-        self._save(x)
-        return max_pool2d(x, **self._config())
+        y = max_pool2d(x, **self._config())
+        self._save(x, y)  # y: the window maxima, not computed again in backward
+        return y
 
     def backward(self, grad: Any) -> Any:
-        (x,) = self._saved()
-        return max_pool2d_backward(grad, x, **self._config())
+        x, y = self._saved()
+        return max_pool2d_backward(grad, x, **self._config(), output=y)
 
 
 @register
