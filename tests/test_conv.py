@@ -291,7 +291,21 @@ def test_both_column_layouts_match_the_oracle(monkeypatch, backend, layout, para
         assert_close(a, d, dtype=np.float64, backend=backend)
 
 
-@pytest.mark.parametrize("mask_images", [None, 1, 2], ids=["one-mask", "mask-1", "mask-2"])
+def _force_im2col(monkeypatch, im2col: str, words_per_image: int) -> None:
+    """Make _im2col_flat mask every image row ("mask"), with a mask of one or two
+    images applied a group at a time ("mask-1", "mask-2": 2 of a batch of 3 leaves a
+    short last group), or copy and zero ("zero", its path for wide images)."""
+    from cnnarray.ops import conv
+
+    if im2col == "zero":
+        monkeypatch.setattr(conv, "_MASK_MAX_ROW_BYTES", 0)
+        return
+    monkeypatch.setattr(conv, "_MASK_MAX_ROW_BYTES", 1 << 30)
+    if im2col != "mask":
+        monkeypatch.setattr(conv, "_MASK_MAX_WORDS", int(im2col[-1]) * words_per_image)
+
+
+@pytest.mark.parametrize("im2col", ["mask", "mask-1", "mask-2", "zero"])
 @pytest.mark.parametrize("layout", ["per_image", "channel_major"])
 @pytest.mark.parametrize(
     "x_shape, w_shape, params",
@@ -306,19 +320,15 @@ def test_both_column_layouts_match_the_oracle(monkeypatch, backend, layout, para
     ids=["pad1", "even-same-groups", "dilated-same", "kernel-gt-image", "wrap-twice", "1x1"],
 )
 def test_same_size_flat_im2col_and_col2im_match_the_oracle(
-    monkeypatch, backend, layout, mask_images, x_shape, w_shape, params
+    monkeypatch, backend, layout, im2col, x_shape, w_shape, params
 ):
     from cnnarray.ops import conv
 
     # Stride 1 with an output the input's size takes _im2col_flat (channel-major)
     # and _col2im_flat: every tap a flat shift of guarded rows, wrapped reads
-    # landing on masked or zeroed entries. mask_images makes _im2col_flat's mask
-    # cover that many images, applied a group at a time (2 of a batch of 3: a
-    # short last group).
+    # landing on masked or zeroed entries.
     force_layout(monkeypatch, layout)
-    if mask_images is not None:
-        words = mask_images * w_shape[2] * w_shape[3] * x_shape[2] * x_shape[3]
-        monkeypatch.setattr(conv, "_MASK_MAX_WORDS", words)
+    _force_im2col(monkeypatch, im2col, w_shape[2] * w_shape[3] * x_shape[2] * x_shape[3])
     monkeypatch.setattr(conv, "_use_fft", lambda *args: False)
     calls = []
     flat = conv._col2im_flat
@@ -338,20 +348,19 @@ def test_same_size_flat_im2col_and_col2im_match_the_oracle(
 
 
 @settings(max_examples=40, deadline=None)
-@given(case=conv_cases(), per_image_mask=st.booleans())
-def test_channel_major_columns_match_the_oracle(backend, dtype, case: ConvCase, per_image_mask):
+@given(case=conv_cases(), im2col=st.sampled_from(["mask", "mask-1", "zero"]))
+def test_channel_major_columns_match_the_oracle(backend, dtype, case: ConvCase, im2col):
     from cnnarray.ops import conv
 
     # Any geometry through the channel-major column layout, so every same-size
-    # one takes the flat, masked im2col and the flat col2im; the im2col mask
-    # whole or one image at a time.
+    # one takes the flat im2col (masked, mask whole or per image, or zeroed) and
+    # the flat col2im.
     x, w, b = case.arrays(dtype)
     g = case.grad_out(ref.conv2d(x, w, b, **case.kwargs).shape, dtype)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(conv, "_per_image", lambda geo, training=False: False)
         mp.setattr(conv, "_use_fft", lambda *args: False)
-        if per_image_mask:
-            mp.setattr(conv, "_MASK_MAX_WORDS", 1)
+        _force_im2col(mp, im2col, 1)
         y = run_op(cnnarray.conv2d, x, w, b, backend=backend, **case.kwargs)
         grads = run_op(cnnarray.conv2d_backward, g, x, w, b, backend=backend, **case.kwargs)
     assert_close(y, ref.conv2d(x, w, b, **case.kwargs), dtype=dtype, backend=backend)
@@ -360,9 +369,9 @@ def test_channel_major_columns_match_the_oracle(backend, dtype, case: ConvCase, 
         assert_close(got, want, dtype=dtype, backend=backend, err_msg=f"grad_{name}")
 
 
-@pytest.mark.parametrize("mask_images", [None, 1, 2], ids=["one-mask", "mask-1", "mask-2"])
+@pytest.mark.parametrize("im2col", ["mask", "mask-1", "mask-2", "zero"])
 def test_flat_im2col_reads_of_padding_stay_zero_whatever_memory_and_pixels_hold(
-    monkeypatch, backend, dtype, mask_images
+    monkeypatch, backend, dtype, im2col
 ):
     from cnnarray.backend import scratch
     from cnnarray.ops import conv
@@ -374,8 +383,7 @@ def test_flat_im2col_reads_of_padding_stay_zero_whatever_memory_and_pixels_hold(
     # may be non-finite, and the others match the oracle.
     force_layout(monkeypatch, "channel_major")
     monkeypatch.setattr(conv, "_use_fft", lambda *args: False)
-    if mask_images is not None:  # the mask covers that many 5x6 images of 3x3 taps
-        monkeypatch.setattr(conv, "_MASK_MAX_WORDS", mask_images * 9 * 5 * 6)
+    _force_im2col(monkeypatch, im2col, 9 * 5 * 6)  # 3x3 taps over 5x6 images
     if backend == "cpu":  # small calls run in this thread: poison its scratch
         scratch(np, "conv.image", (1 << 12,), dtype)[...] = np.nan
     rng = np.random.default_rng(21)

@@ -400,29 +400,41 @@ def _im2col_flat(xp: Any, x: Any, geo: _Geometry, cols: Any) -> None:
     rows of ``N*H*W`` values instead of ``ow``-long slices (20-25 % faster on
     the benchmark's 3x3 layers). The entries whose tap read padding (a read
     that wrapped into a neighbouring row or image, or into a guard) must come
-    out zero: the pass is a bitwise AND of the view with a per-tap mask of
-    all-ones and all-zeros words (:func:`_tap_mask`), exact and NaN- and
-    inf-safe, instead of a copy and then a zeroing pass that touches every
-    cache line of the taps that wrap (25-35 % faster on 7x7 to 28x28 images).
+    out zero. On narrow images the pass is a bitwise AND of the view with a
+    per-tap mask of all-ones and all-zeros words (:func:`_tap_mask`), exact
+    and NaN- and inf-safe, instead of a copy and then a zeroing pass that
+    touches every cache line of the taps that wrap (25-35 % faster on 7x7 to
+    28x28 images); on wide ones, where that zeroing touches few lines and the
+    mask is re-read for every channel, a copy and the zeroing (the AND was
+    1.2-1.4x slower on 64x64).
     """
     n, c = x.shape[:2]
     size, guard, item = geo.h * geo.w, _flat_guard(geo), x.dtype.itemsize
     s0, s_i, s_j = _flat_shifts(geo)
+    masked = geo.w * item <= _MASK_MAX_ROW_BYTES
     words = f"i{item}"  # the integer type of the float's width
-    mask, per = _tap_mask(xp, geo, n, words)
+    if masked:
+        mask, per = _tap_mask(xp, geo, n, words)
 
     def fill(part: slice) -> None:
         count = part.stop - part.start
         src = scratch(xp, "conv.image", (count * n * size + 2 * guard,), x.dtype)
+        if not masked:  # masked, the guards stay uninitialised: the mask clears their reads
+            src[:guard] = 0
+            src[guard + count * n * size :] = 0
         body = src[guard : guard + count * n * size].reshape(count, n, geo.h, geo.w)
         body[...] = x[:, part].transpose(1, 0, 2, 3)
-        # the guards stay uninitialised: the mask clears every entry that reads them
         view = xp.lib.stride_tricks.as_strided(
-            src[guard + s0 :].view(words),
+            src[guard + s0 :].view(words) if masked else src[guard + s0 :],
             shape=(count, geo.kh, geo.kw, n * size),
             strides=(n * size * item, s_i * item, s_j * item, item),
         )
-        rows = cols[part].reshape(view.shape).view(words)
+        rows = cols[part].reshape(view.shape)
+        if not masked:
+            rows[...] = view
+            _zero_invalid(cols[part], geo, False)
+            return
+        rows = rows.view(words)
         for a in range(0, n * size, per * size):  # the mask covers `per` images
             b = min(a + per * size, n * size)
             xp.bitwise_and(view[..., a:b], mask[..., : b - a], out=rows[..., a:b])
@@ -430,6 +442,9 @@ def _im2col_flat(xp: Any, x: Any, geo: _Geometry, cols: Any) -> None:
     parallel_for(xp, c, fill, work=cols.size)
 
 
+# _im2col_flat masks image rows of at most this many bytes (W <= 32 in float32),
+# and copies then zeroes wider ones.
+_MASK_MAX_ROW_BYTES = 128
 # Largest mask of _tap_mask, in words: it is read once per input channel, so it
 # should stay in L2 (1 MB in float32).
 _MASK_MAX_WORDS = 2**18
