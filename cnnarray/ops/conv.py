@@ -406,7 +406,7 @@ def _im2col_flat(xp: Any, x: Any, geo: _Geometry, cols: Any) -> None:
     touches every cache line of the taps that wrap (25-35 % faster on 7x7 to
     28x28 images); on wide ones, where that zeroing touches few lines and the
     mask is re-read for every channel, a copy and the zeroing (the AND was
-    1.2-1.4x slower on 64x64).
+    1.4x slower on 48x48 to 128x128).
     """
     n, c = x.shape[:2]
     size, guard, item = geo.h * geo.w, _flat_guard(geo), x.dtype.itemsize
