@@ -122,11 +122,15 @@ def torch_vgg_small(torch, data):
     return torch.nn.Sequential(OrderedDict((k, torch.nn.Sequential(*v)) for k, v in parts.items()))
 
 
+# The PyTorch twin of each cnnarray model, built layer for layer.
+TORCH_MODELS = {"lenet5": torch_lenet5, "vgg_small": torch_vgg_small}
+
+
 def run_torch(args, data, weights):
     import torch
 
     torch.set_num_threads(args.threads)
-    model = {"lenet5": torch_lenet5, "vgg_small": torch_vgg_small}[args.model](torch, data)
+    model = TORCH_MODELS[args.model](torch, data)
     model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
@@ -147,14 +151,19 @@ def run_torch(args, data, weights):
     return float((pred == data.y_test).mean()), epoch_times
 
 
-def worker(args) -> None:
+def data_and_weights(args):
+    """A worker's dataset and the initial weights both frameworks start from."""
     import numpy as np
 
     from cnnarray import to_numpy
 
     data = load(args.dataset)
     init = build(args.model, data, args.seed)
-    weights = {k: np.array(to_numpy(v)) for k, v in init.state_dict().items()}
+    return data, {k: np.array(to_numpy(v)) for k, v in init.state_dict().items()}
+
+
+def worker(args) -> None:
+    data, weights = data_and_weights(args)
     run = run_cnnarray if args.worker == "cnnarray" else run_torch
     accuracy, times = run(args, data, weights)
     print(json.dumps({"accuracy": accuracy, "epoch_seconds": times}))

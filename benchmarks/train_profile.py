@@ -100,7 +100,7 @@ def profile_torch(args, data, weights) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     torch.set_num_threads(args.threads)
-    builder = {"lenet5": tc.torch_lenet5, "vgg_small": tc.torch_vgg_small}[args.model]
+    builder = tc.TORCH_MODELS[args.model]
 
     def setup():
         model = builder(torch, data)
@@ -141,13 +141,7 @@ def profile_torch(args, data, weights) -> dict:
 
 
 def worker(args) -> None:
-    import numpy as np
-
-    from cnnarray import to_numpy
-
-    data = tc.load(args.dataset)
-    init = tc.build(args.model, data, args.seed)
-    weights = {k: np.array(to_numpy(v)) for k, v in init.state_dict().items()}
+    data, weights = tc.data_and_weights(args)
     run = profile_cnnarray if args.worker == "cnnarray" else profile_torch
     print(json.dumps(run(args, data, weights)))
 
