@@ -30,8 +30,13 @@ drawn from one seed, identical for all peers. The first call's outputs are
 compared with cnnarray's (max abs difference, recorded). After warm-up, the
 call is repeated ``repeat`` times (fewer, but at least 3, when that would take
 longer than ``budget_s``); the device is synchronised before each clock read.
-Reported: median, min and max. Slow peers are skipped when their estimated
-single call exceeds ``slow_limit_s``; the record says so.
+The fast peers (cnnarray, torch) run in ``rounds`` worker processes per case,
+interleaved with each other's (round 1: cnnarray, torch; round 2: torch,
+cnnarray; ...), as pyperf spreads a benchmark over several processes: a slow
+spell of a shared machine then lands on both sides of a ratio instead of on one
+worker. Reported: median, min and max of all timed calls of all rounds. Slow
+peers are skipped when their estimated single call exceeds ``slow_limit_s``;
+the record says so.
 
 Examples
 --------
@@ -82,8 +87,12 @@ __all__ = [
 ]
 
 PEERS = ("cnnarray", "torch", "scipy", "naive")
+# Peers timed in one round only: their loops take seconds a call and stand 50x
+# or more from cnnarray, so a second process would only lengthen the run.
+ONE_ROUND_PEERS = ("scipy", "naive")
 MODES = ("fwd", "fwd+bwd")
 
+ROUNDS = 3  # worker processes per (case, fast peer), interleaved; see run_benchmarks
 MIN_REPEATS = 3  # the adaptive cap never goes below this (unless repeat itself is lower)
 # Warm-up: at least MIN_WARMUP untimed calls (the first one pays for kernel compilation,
 # oneDNN primitive creation, allocator growth), more until WARMUP_S have passed, at most
@@ -601,8 +610,9 @@ def _worker(args: argparse.Namespace) -> int:
             call, sync, where, to_numpy = runner
             entry["device"] = where
             outputs, warmup, times = _time_calls(call, sync, args.repeat, args.budget)
-            arrays = {f"out{i}": to_numpy(o) for i, o in enumerate(outputs) if o is not None}
-            np.savez(out_dir / f"{args.peer}-{case.name}-{_mode_tag(mode)}.npz", **arrays)
+            if not args.no_outputs:
+                arrays = {f"out{i}": to_numpy(o) for i, o in enumerate(outputs) if o is not None}
+                np.savez(out_dir / f"{args.peer}-{case.name}-{_mode_tag(mode)}.npz", **arrays)
             entry.update(status="ok", warmup_s=warmup, times_s=times)
         except _Skip as exc:
             entry["status"] = str(exc)
@@ -756,6 +766,7 @@ def run_benchmarks(
     slow_limit_s: float = 3.0,
     timeout_s: float = 900.0,
     thread_timeout: int | None = THREAD_TIMEOUT,
+    rounds: int = ROUNDS,
 ) -> dict[str, Any]:
     """Time cnnarray and its peers on the benchmark cases; return JSON-able results.
 
@@ -789,13 +800,20 @@ def run_benchmarks(
         ``OPENBLAS_THREAD_TIMEOUT`` of the workers (4 to 30; OpenBLAS threads
         spin ``2**thread_timeout`` cycles after a call). None keeps the caller's
         environment, to measure what a user who sets nothing gets.
+    rounds : int, default 3
+        Worker processes per (case, peer) for cnnarray and torch, run round by
+        round with the peers' order flipped each round, so that a slow spell of
+        the machine falls on both sides of a ratio; their timed calls are
+        pooled. scipy and naive (:data:`ONE_ROUND_PEERS`) run once.
 
     Returns
     -------
     dict
         ``{"schema": 1, "metadata": {...}, "records": [...]}``. One record per
         (case, mode, peer) with ``status`` ("ok", "skipped: ..." or "error: ..."),
-        ``median_s``, ``min_s``, ``max_s``, ``repeats``, ``times_s``, ``flop``,
+        ``median_s``, ``min_s``, ``max_s`` (over the timed calls of every round),
+        ``repeats`` (timed calls in all), ``rounds`` (worker processes),
+        ``round_medians_s`` (each one's median), ``times_s``, ``flop``,
         ``gflops``, ``fraction_of_gemm_ceiling``, ``ratio_vs_cnnarray`` (this
         peer's median / cnnarray's: how many times slower), ``ratio_vs_torch``
         (this peer's median / torch's), ``max_abs_diff`` (forward output vs
@@ -804,12 +822,13 @@ def run_benchmarks(
     Raises
     ------
     ValueError
-        On an unknown case, peer or device name, or ``repeat < 1``.
+        On an unknown case, peer or device name, ``repeat < 1`` or ``rounds < 1``.
     """
     case_names = _names(cases, list(CASES), "case") or list(DEFAULT_CASES)
     peers = ["cnnarray"] + [p for p in _names(compare, PEERS, "peer") if p != "cnnarray"]
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-        raise ValueError(f"repeat must be a positive int, got {repeat!r}")
+    for name, value in (("repeat", repeat), ("rounds", rounds)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
     backend: Backend = get_backend(device)
     device = str(backend)
     threads = blas_threads()
@@ -836,33 +855,44 @@ def run_benchmarks(
                 if reason:
                     skipped[mode] = reason
             plan.append((case, peer, [m for m in case.modes if m not in skipped], skipped))
-    total = sum(1 for *_, run, _ in plan if run)
+    schedule = _schedule(plan, rounds)
+    total = len(schedule)
 
-    records: list[dict[str, Any]] = []
+    entries: dict[tuple[str, str, str], list[dict]] = {}
+    diffs: dict[tuple[str, str, str], tuple[float | None, float | None]] = {}
     peer_info: dict[str, Any] = {}
-    done = 0
     with tempfile.TemporaryDirectory(prefix="cnnarray-bench-") as tmp:
         out_dir = Path(tmp)
-        for case, peer, modes, skipped in plan:
-            reports: dict[str, dict] = {}
-            if modes:
-                if progress is not None:
-                    progress(done, total, f"{peer} on {case.name}")
-                report = _run_worker(
-                    peer, case, modes, device, repeat, threads, seed, budget_s,
-                    timeout_s, out_dir, env,
-                )  # fmt: skip
-                done += 1
-                reports = {m["mode"]: m for m in report["modes"]}
-                if "info" in report:
-                    peer_info.setdefault(peer, report["info"])
-            for mode in case.modes:
-                entry = reports.get(mode, {"status": skipped.get(mode, "error: not run")})
-                records.append(_record(case, mode, peer, entry, device))
-            if peer == peers[-1]:  # every peer has run this case: compare with cnnarray
-                _compare_outputs(records, case, out_dir)
+        for done, (round_, case, peer, modes) in enumerate(schedule):
+            if progress is not None:
+                runs = 1 if peer in ONE_ROUND_PEERS else rounds
+                label = f"{peer} on {case.name}" + (f", round {round_ + 1}/{runs}" * (runs > 1))
+                progress(done, total, label)
+            report = _run_worker(
+                peer, case, modes, device, repeat, threads, seed, budget_s,
+                timeout_s, out_dir, env, outputs=round_ == 0,
+            )  # fmt: skip
+            for mode in report["modes"]:
+                entries.setdefault((case.name, mode["mode"], peer), []).append(mode)
+            if "info" in report:
+                peer_info.setdefault(peer, report["info"])
+            later = schedule[done + 1 :]
+            if round_ == 0 and not any(r == 0 and c is case for r, c, *_ in later):
+                diffs.update(_output_diffs(case, peers, out_dir))  # its first round is over
                 for path in out_dir.glob(f"*-{case.name}-*.npz"):
                     path.unlink()
+    records: list[dict[str, Any]] = []
+    for case, peer, _, skipped in plan:
+        for mode in case.modes:
+            runs = entries.get((case.name, mode, peer))
+            if runs is None:
+                runs = [{"status": skipped.get(mode, "error: not run")}]
+            record = _record(case, mode, peer, runs, device)
+            if record["status"] == "ok":
+                record["max_abs_diff"], record["grad_max_abs_diff"] = diffs.get(
+                    (case.name, mode, peer), (None, None)
+                )
+            records.append(record)
     if progress is not None:
         progress(total, total, "done")
     # Group the rows by (case, mode) with the peers in the order asked for.
@@ -888,6 +918,7 @@ def run_benchmarks(
         "worker_env": {"set": env_set, "unset": removed,
                        "inherited": {v: os.environ[v] for v in _THREAD_VARS if v in os.environ}},
         "repeat": repeat,
+        "rounds": rounds,
         "budget_s": budget_s,
         "slow_limit_s": slow_limit_s,
         "seed": seed,
@@ -899,17 +930,43 @@ def run_benchmarks(
     return {"schema": _SCHEMA, "metadata": metadata, "records": records}
 
 
+def _schedule(
+    plan: list[tuple[Case, str, list[str], dict[str, str]]], rounds: int
+) -> list[tuple[int, Case, str, list[str]]]:
+    """The worker runs, round by round: ``(round, case, peer, modes)``.
+
+    Round 0 runs every (case, peer) of ``plan`` that has a mode to run, in the
+    plan's order; each later round runs the fast peers (not
+    :data:`ONE_ROUND_PEERS`) again, case by case, with their order reversed in
+    every other round (cnnarray, torch; torch, cnnarray; ...), so neither side
+    of a ratio always runs first or right after a slow loop.
+    """
+    runs = []
+    for round_ in range(rounds):
+        for case in dict.fromkeys(case for case, *_ in plan):
+            peers = [(p, m) for c, p, m, _ in plan if c is case and m]
+            if round_ > 0:
+                peers = [(p, m) for p, m in peers if p not in ONE_ROUND_PEERS]
+            if round_ % 2:
+                peers.reverse()
+            runs += [(round_, case, peer, modes) for peer, modes in peers]
+    return runs
+
+
 def _run_worker(
     peer: str, case: Case, modes: list[str], device: str, repeat: int, threads: int,
     seed: int, budget_s: float, timeout_s: float, out_dir: Path, env: dict[str, str],
+    outputs: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
-    """Run one worker process; on failure return a report whose modes carry the error."""
+    """Run one worker process; on failure return a report whose modes carry the error.
+
+    ``outputs``: the worker saves its first call's outputs for the comparison."""
     command = [
         sys.executable, "-m", "cnnarray.bench", "--worker", peer, case.name,
         "--modes", ",".join(modes), "--device", device, "--repeat", str(repeat),
         "--threads", str(threads), "--seed", str(seed), "--budget", str(budget_s),
         "--out", str(out_dir),
-    ]  # fmt: skip
+    ] + ([] if outputs else ["--no-outputs"])  # fmt: skip
     report_path = out_dir / f"{peer}-{case.name}.json"
     report_path.unlink(missing_ok=True)
     try:
@@ -924,23 +981,28 @@ def _run_worker(
     return {"modes": [{"mode": m, "status": error} for m in modes]}
 
 
-def _record(case: Case, mode: str, peer: str, entry: dict[str, Any], device: str) -> dict:
-    times = entry.get("times_s") or []
-    ok = entry.get("status") == "ok" and len(times) > 0
+def _record(case: Case, mode: str, peer: str, runs: list[dict[str, Any]], device: str) -> dict:
+    """One record from the worker reports of every round (``runs``) for one mode:
+    their timed calls pooled; the first status that is not "ok", if any, wins."""
+    status = next((e.get("status") for e in runs if e.get("status") != "ok"), "ok")
+    ok = status == "ok" and all(e.get("times_s") for e in runs)
+    times = [t for e in runs for t in e.get("times_s") or []] if ok else []
     median = statistics.median(times) if ok else None
     flop = case.flop(mode)
     return {
         "case": case.name,
         "mode": mode,
         "peer": peer,
-        "device": entry.get("device", "cpu" if peer in ("scipy", "naive") else device),
-        "status": entry.get("status", "error: no report"),
+        "device": runs[0].get("device", "cpu" if peer in ("scipy", "naive") else device),
+        "status": status if status else "error: no report",
         "median_s": median,
         "min_s": min(times) if ok else None,
         "max_s": max(times) if ok else None,
-        "repeats": len(times) if ok else 0,
-        "warmup": len(entry.get("warmup_s") or []),
-        "times_s": times if ok else [],
+        "repeats": len(times),
+        "rounds": len(runs) if ok else 0,
+        "round_medians_s": [statistics.median(e["times_s"]) for e in runs] if ok else [],
+        "warmup": sum(len(e.get("warmup_s") or []) for e in runs),
+        "times_s": times,
         "flop": flop,
         "gflops": flop / median / 1e9 if ok and flop else None,
         "fraction_of_gemm_ceiling": None,
@@ -951,23 +1013,28 @@ def _record(case: Case, mode: str, peer: str, entry: dict[str, Any], device: str
     }
 
 
-def _compare_outputs(records: list[dict], case: Case, out_dir: Path) -> None:
-    """Fill max_abs_diff (forward) and grad_max_abs_diff of each peer vs cnnarray."""
+def _output_diffs(
+    case: Case, peers: list[str], out_dir: Path
+) -> dict[tuple[str, str, str], tuple[float | None, float | None]]:
+    """``(case, mode, peer) -> (max_abs_diff, grad_max_abs_diff)`` of each peer's saved
+    outputs against cnnarray's: forward output, and the largest over the gradients."""
+    found = {}
     for mode in case.modes:
         tag = _mode_tag(mode)
         reference = _load_outputs(out_dir / f"cnnarray-{case.name}-{tag}.npz")
         if reference is None:
             continue
-        for r in records:
-            if r["case"] != case.name or r["mode"] != mode or r["status"] != "ok":
-                continue
-            outputs = _load_outputs(out_dir / f"{r['peer']}-{case.name}-{tag}.npz")
+        for peer in peers:
+            outputs = _load_outputs(out_dir / f"{peer}-{case.name}-{tag}.npz")
             if outputs is None:
                 continue
-            r["max_abs_diff"] = _max_abs_diff(outputs[0], reference[0])
-            diffs = [_max_abs_diff(a, b) for a, b in zip(outputs[1:], reference[1:], strict=True)]
-            diffs = [d for d in diffs if d is not None]
-            r["grad_max_abs_diff"] = max(diffs) if diffs else None
+            grads = [_max_abs_diff(a, b) for a, b in zip(outputs[1:], reference[1:], strict=True)]
+            grads = [d for d in grads if d is not None]
+            found[case.name, mode, peer] = (
+                _max_abs_diff(outputs[0], reference[0]),
+                max(grads) if grads else None,
+            )
+    return found
 
 
 def _fill_ratios(records: list[dict]) -> dict[str, Any] | None:
@@ -1071,6 +1138,9 @@ def render_table(results: dict[str, Any]) -> Any:
     if threads and meta.get("device") == "cpu":
         title += f", {threads} BLAS threads"
     caption = "vs X: median / X's median (above 1: slower than X)."
+    if (meta.get("rounds") or 1) > 1:
+        caption += (f" cnnarray and torch: {meta['rounds']} interleaved worker processes"
+                    " per case, their timed calls pooled.")  # fmt: skip
     ceiling = meta.get("gemm_ceiling")
     if ceiling:
         caption += f" GEMM ceiling: {_fmt(ceiling['gflops'])} GFLOP/s ({ceiling['peer']} matmul)."
@@ -1127,6 +1197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=float, default=3.0)
     parser.add_argument("--out", help="worker: folder for its report and outputs")
+    parser.add_argument("--no-outputs", action="store_true",
+                        help="worker: do not save the first call's outputs")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--cases", default=",".join(DEFAULT_CASES))
     parser.add_argument("--compare", default="torch,scipy,naive")
     parser.add_argument("--json", help="write the results here")
@@ -1153,7 +1226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     results = run_benchmarks(
         args.device, args.cases, args.compare, args.repeat, progress,
-        seed=args.seed, budget_s=args.budget,
+        seed=args.seed, budget_s=args.budget, rounds=args.rounds,
         thread_timeout=None if args.thread_timeout.lower() == "none" else int(args.thread_timeout),
     )  # fmt: skip
     console.print(render_table(results))

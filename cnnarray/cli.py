@@ -493,6 +493,14 @@ def bench(
         str, typer.Option(help="Comma-separated peers to time beside cnnarray: torch,scipy,naive.")
     ] = "torch",
     repeat: Annotated[int, typer.Option(min=1, help="Timed calls after warm-up.")] = 7,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes per case for cnnarray and torch, interleaved; "
+            "their timed calls are pooled.",
+        ),
+    ] = 3,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write machine-readable results here.")
     ] = None,
@@ -507,9 +515,10 @@ def bench(
 ) -> None:
     """Time conv2d, max pooling and a GEMM against PyTorch, SciPy and the naive loop.
 
-    Every (peer, case) runs in its own process after warm-up; medians of the
-    repeats, with min and max, GFLOP/s, the fraction of the measured GEMM
-    ceiling and the ratio to each peer measured in this same run.
+    Every (peer, case) runs in its own process after warm-up (cnnarray and torch
+    in ``--rounds`` interleaved processes); medians of the repeats, with min and
+    max, GFLOP/s, the fraction of the measured GEMM ceiling and the ratio to
+    each peer measured in this same run.
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -528,8 +537,8 @@ def bench(
         with progress:
             results = harness.run_benchmarks(str(backend), cases or None,
                                              [p for p in compare.split(",") if p] or None,
-                                             repeat, report,
-                                             slow_limit_s=slow_limit)  # fmt: skip
+                                             repeat, report, slow_limit_s=slow_limit,
+                                             rounds=rounds)  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     console.print(harness.render_table(results))

@@ -21,7 +21,7 @@ TINY = ["tiny", "tiny2d", "tinypool", "tinymatmul"]
 RECORD_KEYS = {
     "case", "mode", "peer", "device", "status", "median_s", "min_s", "max_s", "repeats",
     "warmup", "times_s", "flop", "gflops", "fraction_of_gemm_ceiling", "ratio_vs_cnnarray",
-    "ratio_vs_torch", "max_abs_diff", "grad_max_abs_diff",
+    "ratio_vs_torch", "max_abs_diff", "grad_max_abs_diff", "rounds", "round_medians_s",
 }  # fmt: skip
 
 
@@ -32,7 +32,8 @@ def progress_calls() -> list[tuple[int, int, str]]:
 
 @pytest.fixture(scope="module")
 def results(progress_calls: list) -> dict:
-    """One run of every tiny case with the CPU-only peers (a few seconds)."""
+    """One run of every tiny case with the CPU-only peers, cnnarray in two rounds
+    (a few seconds)."""
     return bench.run_benchmarks(
         "cpu",
         TINY,
@@ -40,6 +41,7 @@ def results(progress_calls: list) -> dict:
         repeat=2,
         progress=lambda done, total, label: progress_calls.append((done, total, label)),
         budget_s=0.05,
+        rounds=2,
     )
 
 
@@ -64,8 +66,10 @@ def test_timings_are_positive_and_ordered(results: dict) -> None:
     ok = [r for r in results["records"] if r["status"] == "ok"]
     assert {r["peer"] for r in ok} == {"cnnarray", "scipy", "naive"}
     for r in ok:
-        assert r["repeats"] == len(r["times_s"]) >= 1
-        assert r["warmup"] >= 2
+        rounds = 1 if r["peer"] in bench.ONE_ROUND_PEERS else 2
+        assert r["rounds"] == len(r["round_medians_s"]) == rounds
+        assert r["repeats"] == len(r["times_s"]) >= rounds
+        assert r["warmup"] >= 2 * rounds
         assert all(isinstance(t, float) and t > 0 for t in r["times_s"])
         assert 0 < r["min_s"] <= r["median_s"] <= r["max_s"]
         assert r["ratio_vs_cnnarray"] > 0
@@ -133,10 +137,53 @@ def test_metadata(results: dict) -> None:
 
 
 def test_progress_counts_workers_up_to_total(results: dict, progress_calls: list) -> None:
-    workers = 4 + 2 + 3  # cnnarray: every case; scipy: the conv cases; naive: all but matmul
+    # cnnarray: every case, twice; scipy: the conv cases; naive: all but matmul
+    workers = 2 * 4 + 2 + 3
     assert [c[0] for c in progress_calls] == list(range(workers + 1))
     assert all(c[1] == workers for c in progress_calls)
-    assert progress_calls[0][2] == "cnnarray on tiny"
+    assert progress_calls[0][2] == "cnnarray on tiny, round 1/2"
+    assert progress_calls[1][2] == "scipy on tiny"
+    assert progress_calls[workers - 1][2] == "cnnarray on tinymatmul, round 2/2"
+
+
+def test_rounds_pool_every_worker_process(results: dict) -> None:
+    for r in results["records"]:
+        if r["status"] != "ok":
+            continue
+        # each round's timed calls are in times_s, in order, and its median is recorded
+        per_round = len(r["times_s"]) // r["rounds"]
+        chunks = [r["times_s"][i * per_round : (i + 1) * per_round] for i in range(r["rounds"])]
+        assert r["round_medians_s"] == [float(np.median(c)) for c in chunks]
+        assert r["median_s"] == float(np.median(r["times_s"]))
+    assert results["metadata"]["rounds"] == 2
+
+
+def test_schedule_interleaves_the_fast_peers() -> None:
+    a, b = bench.CASES["tiny"], bench.CASES["tinypool"]
+    plan = [
+        (a, "cnnarray", ["fwd"], {}), (a, "torch", ["fwd"], {}), (a, "naive", ["fwd"], {}),
+        (b, "cnnarray", ["fwd"], {}), (b, "torch", [], {"fwd": "skipped: x"}),
+    ]  # fmt: skip
+    runs = [(r, c.name, p) for r, c, p, _ in bench._schedule(plan, 3)]
+    assert runs == [
+        (0, "tiny", "cnnarray"), (0, "tiny", "torch"), (0, "tiny", "naive"),
+        (0, "tinypool", "cnnarray"),
+        (1, "tiny", "torch"), (1, "tiny", "cnnarray"), (1, "tinypool", "cnnarray"),
+        (2, "tiny", "cnnarray"), (2, "tiny", "torch"), (2, "tinypool", "cnnarray"),
+    ]  # fmt: skip
+
+
+def test_a_failed_round_fails_the_record() -> None:
+    case = bench.CASES["tiny"]
+    good = {"status": "ok", "device": "cpu", "warmup_s": [0.1, 0.1], "times_s": [1.0, 3.0]}
+    bad = {"status": "error: worker timed out after 1 s"}
+    record = bench._record(case, "fwd", "cnnarray", [good, bad], "cpu")
+    assert record["status"] == bad["status"]
+    assert record["median_s"] is None and record["times_s"] == [] and record["rounds"] == 0
+    record = bench._record(case, "fwd", "cnnarray", [good, {**good, "times_s": [2.0]}], "cpu")
+    assert record["status"] == "ok" and record["times_s"] == [1.0, 3.0, 2.0]
+    assert record["median_s"] == 2.0 and record["round_medians_s"] == [2.0, 2.0]
+    assert (record["min_s"], record["max_s"], record["repeats"], record["warmup"]) == (1, 3, 3, 4)
 
 
 def test_write_json_is_atomic_and_round_trips(results: dict, tmp_path) -> None:
@@ -169,6 +216,7 @@ def test_render_table(results: dict) -> None:
         ({"cases": ["a", "zz"]}, "unknown case 'zz'; valid cases: a, b, c, d, e, f, pool, matmul"),
         ({"compare": "torch,jax"}, "unknown peer 'jax'; valid peers: cnnarray, torch, scipy"),
         ({"repeat": 0}, "repeat must be a positive int, got 0"),
+        ({"rounds": 0}, "rounds must be a positive int, got 0"),
         ({"device": "tpu"}, "backend must be one of"),
         ({"thread_timeout": 2}, "thread_timeout must be None or an int from 4 to 30, got 2"),
     ],
@@ -184,13 +232,13 @@ def test_slow_peers_are_skipped_by_estimate() -> None:
     assert bench._skip_reason("scipy", bench.CASES["c"], "fwd+bwd", 3.0).startswith(
         "skipped: too slow"
     )
-    results = bench.run_benchmarks("cpu", ["tiny"], ["naive"], repeat=1, slow_limit_s=0.0)
+    results = bench.run_benchmarks("cpu", ["tiny"], ["naive"], repeat=1, slow_limit_s=0.0, rounds=1)
     naive = [r for r in results["records"] if r["peer"] == "naive"]
     assert [r["status"][:17] for r in naive] == ["skipped: too slow"] * 2
 
 
 def test_a_failing_worker_becomes_an_error_record() -> None:
-    results = bench.run_benchmarks("cpu", ["tinymatmul"], [], repeat=1, timeout_s=0.01)
+    results = bench.run_benchmarks("cpu", ["tinymatmul"], [], repeat=1, timeout_s=0.01, rounds=1)
     (record,) = results["records"]
     assert record["status"] == "error: worker timed out after 0.01 s"
     assert record["median_s"] is None
@@ -200,7 +248,9 @@ def test_a_failing_worker_becomes_an_error_record() -> None:
 def test_thread_timeout_none_keeps_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "30")
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
-    results = bench.run_benchmarks("cpu", ["tinymatmul"], [], repeat=1, thread_timeout=None)
+    results = bench.run_benchmarks(
+        "cpu", ["tinymatmul"], [], repeat=1, thread_timeout=None, rounds=1
+    )
     assert results["records"][0]["status"] == "ok"
     env = results["metadata"]["worker_env"]
     assert env["set"] == {} and env["unset"] == ["OPENBLAS_CORETYPE"]
@@ -224,7 +274,7 @@ def test_default_cases_hide_the_tiny_ones() -> None:
 
 
 def test_runs_on_each_backend(backend: cnnarray.Backend) -> None:
-    results = bench.run_benchmarks(str(backend), ["tiny"], [], repeat=2, budget_s=0.05)
+    results = bench.run_benchmarks(str(backend), ["tiny"], [], repeat=2, budget_s=0.05, rounds=1)
     assert results["metadata"]["device"] == str(backend)
     for r in results["records"]:
         assert r["status"] == "ok" and r["device"] == str(backend) and r["median_s"] > 0

@@ -131,17 +131,21 @@ def test_demo_and_visualize_write_pngs(trained, tmp_path):
 def test_bench_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     result = invoke("bench", "-d", "cpu", "--cases", "tiny", "--compare", "naive",
-                    "--repeat", "3", "--json", str(out))  # fmt: skip
+                    "--repeat", "3", "--rounds", "2", "--json", str(out))  # fmt: skip
     assert result.exit_code == 0, result.output
-    records = json.loads(out.read_text())["records"]
+    results = json.loads(out.read_text())
+    records = results["records"]
     assert {r["peer"] for r in records} == {"cnnarray", "naive"}
     assert all(r["status"] == "ok" and r["median_s"] > 0 for r in records)
+    assert results["metadata"]["rounds"] == 2
+    assert {r["peer"]: r["rounds"] for r in records} == {"cnnarray": 2, "naive": 1}
 
 
 def test_bench_slow_limit_skips_the_slow_peers(tmp_path):
     out = tmp_path / "bench.json"
     result = invoke("bench", "-d", "cpu", "--cases", "tiny", "--compare", "naive",
-                    "--repeat", "3", "--slow-limit", "0", "--json", str(out))  # fmt: skip
+                    "--repeat", "3", "--rounds", "1", "--slow-limit", "0",
+                    "--json", str(out))  # fmt: skip
     assert result.exit_code == 0, result.output
     naive = [r for r in json.loads(out.read_text())["records"] if r["peer"] == "naive"]
     assert naive and all(r["status"].startswith("skipped: too slow") for r in naive)
