@@ -516,7 +516,7 @@ def bench(
     """Time conv2d, max pooling and a GEMM against PyTorch, SciPy and the naive loop.
 
     Every (peer, case) runs in its own process after warm-up (cnnarray and torch
-    in ``--rounds`` interleaved processes); medians of the repeats, with min and
+    in --rounds interleaved processes); medians of the repeats, with min and
     max, GFLOP/s, the fraction of the measured GEMM ceiling and the ratio to
     each peer measured in this same run.
     """
