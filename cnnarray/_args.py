@@ -7,10 +7,174 @@ was received. Nothing here imports an array library.
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
+from collections.abc import Sequence
 from typing import Any
 
 IntPair = int | tuple[int, int]
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type.
+
+    A TypeError, as Python and PyTorch raise for a wrong type; also a
+    ValueError, because cnnarray's scalar checks raised ValueError for every
+    bad value before they were unified, and code that catches that keeps
+    working (NumPy's ``AxisError`` is both a ValueError and an IndexError for
+    the same reason).
+    """
+
+
+def _got(value: Any) -> str:
+    """``repr(value) (type)``: what a check received, with its type."""
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _int_expectation(minimum: int | None, maximum: int | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"an int from {minimum} to {maximum}"
+    if minimum == 1:
+        return "a positive int"
+    if minimum == 0:
+        return "a non-negative int"
+    if minimum is not None:
+        return f"an int >= {minimum}"
+    if maximum is not None:
+        return f"an int <= {maximum}"
+    return "an int"
+
+
+def check_int(
+    value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """Return ``value`` as an int, or raise naming ``name``, the expectation and the value.
+
+    Python ints and NumPy integers are accepted; bool is not an int here (``True``
+    as a batch size is a mistake, not 1). A wrong type raises
+    :class:`ArgumentTypeError`, a value outside ``[minimum, maximum]`` ValueError.
+
+    >>> check_int(3, "groups", minimum=1)
+    3
+    >>> check_int(0, "groups", minimum=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: groups must be a positive int, got 0
+    """
+    what = _int_expectation(minimum, maximum)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ArgumentTypeError(f"{name} must be {what}, got {_got(value)}")
+    value = operator.index(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return value
+
+
+def _interval(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low == 0:
+        return "a positive number" if low_open else "a non-negative number"
+    if low is not None:
+        return f"a number {'>' if low_open else '>='} {low}"
+    if high is not None:
+        return f"a number {'<' if high_open else '<='} {high}"
+    return "a number"
+
+
+def check_real(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    finite: bool = False,
+) -> float:
+    """Return ``value`` as a float inside the interval, or raise naming ``name``.
+
+    Python and NumPy ints and floats are accepted, bool is not. NaN is never
+    inside an interval; ``finite`` also refuses infinities. ``low_open`` and
+    ``high_open`` exclude the bounds themselves.
+
+    >>> check_real(0.5, "p", low=0, high=1)
+    0.5
+    >>> check_real(0.0, "eps", low=0, low_open=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: eps must be a positive number, got 0.0
+    """
+    what = _interval(low, high, low_open, high_open)
+    if finite:
+        what = f"a finite {what.removeprefix('a ')}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ArgumentTypeError(f"{name} must be {what}, got {_got(value)}")
+    number = float(value)
+    bad = math.isnan(number) or (finite and math.isinf(number))
+    if low is not None:
+        bad = bad or number < low or (low_open and number == low)
+    if high is not None:
+        bad = bad or number > high or (high_open and number == high)
+    if bad:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return number
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """Return ``value`` if it is a bool (not merely truthy), else raise ArgumentTypeError."""
+    if not isinstance(value, bool):
+        raise ArgumentTypeError(f"{name} must be a bool, got {_got(value)}")
+    return value
+
+
+def check_axis(axis: Any, ndim: int, name: str = "axis", shape: Sequence[int] | None = None) -> int:
+    """Return ``axis`` in ``[0, ndim)``, given an int in ``[-ndim, ndim)``.
+
+    ``shape``, when given, is quoted in the message ("for x of shape ...").
+    """
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or not -ndim <= axis < ndim:
+        where = "" if shape is None else f" for x of shape {tuple(shape)}"
+        raise ValueError(f"{name} must be an int in [{-ndim}, {ndim}){where}, got {axis!r}")
+    return operator.index(axis) % ndim
+
+
+def check_output_size(output_size: Any, dims: int = 2) -> tuple[int | None, ...]:
+    """Normalise an adaptive pooling ``output_size``: an int, or ``dims`` ints or Nones.
+
+    None keeps that axis's input size (PyTorch's convention).
+    """
+    sizes = output_size if isinstance(output_size, tuple | list) else (output_size,) * dims
+    valid = len(sizes) == dims and all(
+        s is None or (isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1)
+        for s in sizes
+    )
+    if not valid:
+        kind = "pair" if dims == 2 else f"{dims}-tuple"
+        raise ValueError(
+            f"output_size must be a positive int or a {kind} of positive ints or None, "
+            f"got {output_size!r}"
+        )
+    return tuple(None if s is None else operator.index(s) for s in sizes)
+
+
+def check_window_fits(
+    out: Sequence[int],
+    kernel: Sequence[int],
+    dilation: Sequence[int],
+    padded: Sequence[int],
+    x_shape: Sequence[int],
+) -> None:
+    """Raise ValueError when an output length is below 1: the (dilated) kernel is
+    larger than the padded input. ``padded`` is the input's size with its padding."""
+    if min(out) >= 1:
+        return
+    extent = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
+    raise ValueError(
+        f"kernel of size {extent} after dilation is larger than the padded input "
+        f"{tuple(padded)} of x with shape {tuple(x_shape)}"
+    )
 
 
 def _pair(value: Any, name: str, *, minimum: int) -> tuple[int, int]:
