@@ -42,6 +42,7 @@ __all__ = [
     "asarray",
     "available_backends",
     "backend_of",
+    "blas_info",
     "cuda_unavailable_reason",
     "dispatch",
     "get_backend",
@@ -49,6 +50,7 @@ __all__ = [
     "scratch",
     "set_num_threads",
     "synchronize",
+    "threadpools",
     "to_numpy",
 ]
 
@@ -322,6 +324,44 @@ def set_num_threads(n: int) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     _num_threads, _pool = n, None
+
+
+def threadpools() -> list[dict[str, Any]]:
+    """The native thread pools loaded in this process (BLAS, OpenMP), per threadpoolctl.
+
+    One dict per pool with threadpoolctl's keys (``user_api``, ``internal_api``,
+    ``version``, ``num_threads``, ``filepath`` as a str, ...); empty when
+    threadpoolctl is not installed.
+    """
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    return [pool | {"filepath": str(pool.get("filepath", ""))} for pool in threadpool_info()]
+
+
+def blas_info() -> dict[str, Any]:
+    """The BLAS that NumPy's matmul calls: ``{"name", "version", "threads"}``.
+
+    ``threads`` is the BLAS pool's thread count, or None when threadpoolctl
+    cannot tell (then ``name`` comes from NumPy's build configuration). With
+    several BLAS pools in the process (PyTorch brings its own), NumPy's own is
+    preferred.
+    """
+    pools = [p for p in threadpools() if p.get("user_api") == "blas"]
+    for pool in [p for p in pools if "numpy" in p["filepath"]] or pools:
+        return {
+            "name": pool.get("internal_api") or "unknown",
+            "version": pool.get("version"),
+            "threads": int(pool["num_threads"]),
+        }
+    try:
+        config = numpy.show_config(mode="dicts")
+    except TypeError:  # NumPy < 1.26 only prints
+        config = None
+    blas = (config or {}).get("Build Dependencies", {}).get("blas", {})
+    name = str(blas.get("name", "unknown"))
+    return {"name": name, "version": blas.get("version"), "threads": None}
 
 
 # parallel_for runs jobs touching fewer elements than this in the calling thread:
