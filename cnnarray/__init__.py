@@ -1,7 +1,7 @@
 """cnnarray: convolutional-neural-network layers written once for NumPy and CuPy."""
 
 # Subpackages, so that ``import cnnarray`` is enough for ``cnnarray.nn.Conv2d``.
-from . import data, io, nn, optim  # noqa: E402  (after the ops they build on)
+from . import data, io, nn, optim
 from .backend import (
     Backend,
     BackendUnavailableError,
