@@ -35,6 +35,8 @@ from typing import Any, TypeVar
 
 import numpy
 
+from . import _args
+
 __all__ = [
     "Backend",
     "BackendUnavailableError",
@@ -321,9 +323,7 @@ _pool: ThreadPoolExecutor | None = None
 def set_num_threads(n: int) -> None:
     """Set how many threads the CPU backend uses for its copy passes (default: cores, <= 8)."""
     global _num_threads, _pool
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    _num_threads, _pool = n, None
+    _num_threads, _pool = _args.check_int(n, "n", minimum=1), None
 
 
 def threadpools() -> list[dict[str, Any]]:

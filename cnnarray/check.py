@@ -63,23 +63,22 @@ _CONV_CASES = [
     ("2-D image 9x9 same (FFT)", (40, 37), (9, 9), {"padding": "same"}),
     ("11x11 groups (FFT)", (2, 4, 24, 20), (4, 2, 11, 11), {"padding": 5, "groups": 2}),
 ]
-_POOL_CASES = [
+# (label, x shape, params): the first two for max and average pooling alike
+_WINDOW_CASES = [
     ("2x2", (2, 3, 8, 8), {"kernel_size": 2}),
     (
         "3x3 s2 p1 ceil",
         (2, 2, 9, 10),
         {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True},
     ),  # fmt: skip
+]
+_POOL_CASES = [
+    *_WINDOW_CASES,
     ("dilated", (1, 2, 11, 9), {"kernel_size": (2, 3), "stride": 1, "dilation": 2}),
     ("unbatched", (3, 7, 7), {"kernel_size": 3, "stride": 2}),
 ]
 _AVG_CASES = [
-    ("2x2", (2, 3, 8, 8), {"kernel_size": 2}),
-    (
-        "3x3 s2 p1 ceil",
-        (2, 2, 9, 10),
-        {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True},
-    ),  # fmt: skip
+    *_WINDOW_CASES,
     (
         "exclude pad",
         (1, 2, 7, 6),

@@ -27,6 +27,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from . import _args
 from .backend import array_namespace, backend_of
 from .nn.module import Parameter
 
@@ -39,12 +40,6 @@ __all__ = [
     "Optimizer",
     "StepLR",
 ]
-
-
-def _non_negative(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    return float(value)
 
 
 class Optimizer:
@@ -91,8 +86,8 @@ class Optimizer:
         self.param_groups.append(full)
 
     def _check(self, group: dict[str, Any]) -> None:
-        _non_negative(group["lr"], "lr")
-        _non_negative(group["weight_decay"], "weight_decay")
+        _args.check_real(group["lr"], "lr", low=0)
+        _args.check_real(group["weight_decay"], "weight_decay", low=0)
 
     def _update(self, p: Parameter, grad: Any, group: dict[str, Any], state: dict) -> None:
         raise NotImplementedError
@@ -224,8 +219,8 @@ class SGD(Optimizer):
 
     def _check(self, group: dict[str, Any]) -> None:
         super()._check(group)
-        _non_negative(group["momentum"], "momentum")
-        _non_negative(group["dampening"], "dampening")
+        _args.check_real(group["momentum"], "momentum", low=0)
+        _args.check_real(group["dampening"], "dampening", low=0)
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError(
                 f"nesterov momentum needs momentum > 0 and dampening = 0, got "
@@ -282,15 +277,14 @@ class Adam(Optimizer):
 
     def _check(self, group: dict[str, Any]) -> None:
         super()._check(group)
-        _non_negative(group["eps"], "eps")
+        _args.check_real(group["eps"], "eps", low=0)
         betas = group["betas"]
-        if (
-            not isinstance(betas, tuple | list)
-            or len(betas) != 2
-            or not all(isinstance(b, int | float) and 0 <= b < 1 for b in betas)
-        ):
+        if not isinstance(betas, tuple | list) or len(betas) != 2:
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        group["betas"] = tuple(float(b) for b in betas)
+        group["betas"] = tuple(
+            _args.check_real(b, f"betas[{i}]", low=0, high=1, high_open=True)
+            for i, b in enumerate(betas)
+        )
 
     def _update(self, p: Parameter, grad: Any, group: dict[str, Any], state: dict) -> None:
         xp = array_namespace(p.data)
@@ -398,9 +392,8 @@ class StepLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
-        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
-            raise ValueError(f"step_size must be a positive int, got {step_size!r}")
-        self.step_size, self.gamma = step_size, _non_negative(gamma, "gamma")
+        self.step_size = _args.check_int(step_size, "step_size", minimum=1)
+        self.gamma = _args.check_real(gamma, "gamma", low=0)
         super().__init__(optimizer)
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
@@ -419,9 +412,8 @@ class CosineAnnealingLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:  # noqa: N803
-        if isinstance(T_max, bool) or not isinstance(T_max, int) or T_max < 1:
-            raise ValueError(f"T_max must be a positive int, got {T_max!r}")
-        self.T_max, self.eta_min = T_max, _non_negative(eta_min, "eta_min")
+        self.T_max = _args.check_int(T_max, "T_max", minimum=1)
+        self.eta_min = _args.check_real(eta_min, "eta_min", low=0)
         super().__init__(optimizer)
 
     def lr_at(self, base_lr: float, epoch: int) -> float:

@@ -36,6 +36,14 @@ def _same_or_pad(padding: Any, kh: int, kw: int, dh: int, dw: int) -> tuple[int,
     return ph, ph, pw, pw
 
 
+def _padded(x: np.ndarray, kh: int, kw: int, stride: Any, padding: Any, dilation: Any) -> tuple:
+    """Zero-pad x (N, C, H, W) as conv2d does; return it, (sh, sw), (dh, dw) and (top, left)."""
+    sh, sw = _pair(stride)
+    dh, dw = _pair(dilation)
+    pt, pb, pl, pr = _same_or_pad(padding, kh, kw, dh, dw)
+    return np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))), (sh, sw), (dh, dw), (pt, pl)
+
+
 def _dilate(kernel: np.ndarray, dh: int, dw: int) -> np.ndarray:
     kh, kw = kernel.shape
     out = np.zeros((dh * (kh - 1) + 1, dw * (kw - 1) + 1))
@@ -61,10 +69,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> n
     x, weight, unbatched = _as4d(x, weight)
     n, c_in, h, w = x.shape
     c_out, cg, kh, kw = weight.shape
-    sh, sw = _pair(stride)
-    dh, dw = _pair(dilation)
-    pt, pb, pl, pr = _same_or_pad(padding, kh, kw, dh, dw)
-    xpad = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    xpad, (sh, sw), (dh, dw), _ = _padded(x, kh, kw, stride, padding, dilation)
     og = c_out // groups
     maps = []
     for b in range(n):
@@ -92,10 +97,7 @@ def conv2d_backward(grad_out, x, weight, bias=None, stride=1, padding=0, dilatio
     )
     n, c_in, h, w = x.shape
     c_out, cg, kh, kw = weight.shape
-    sh, sw = _pair(stride)
-    dh, dw = _pair(dilation)
-    pt, pb, pl, pr = _same_or_pad(padding, kh, kw, dh, dw)
-    xpad = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    xpad, (sh, sw), (dh, dw), (pt, pl) = _padded(x, kh, kw, stride, padding, dilation)
     gxpad = np.zeros_like(xpad)
     gw = np.zeros_like(weight)
     og = c_out // groups

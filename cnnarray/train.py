@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import nn, ops, optim
+from . import _args, nn, ops, optim
 from .backend import Backend, to_numpy
 from .data import augment
 from .data.datasets import Split
@@ -52,13 +52,14 @@ class TrainConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        """Raise ValueError naming the first field with a bad value."""
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size}
-        for name, value in positive.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        """Raise ValueError naming the first field with a bad value.
+
+        NumPy integers in ``epochs`` and ``batch_size`` become ints, so the
+        configuration stays JSON-able for the checkpoint.
+        """
+        self.epochs = _args.check_int(self.epochs, "epochs", minimum=1)
+        self.batch_size = _args.check_int(self.batch_size, "batch_size", minimum=1)
+        _args.check_real(self.lr, "lr", low=0, low_open=True)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:

@@ -20,6 +20,7 @@ import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .. import _args
 from ..backend import array_namespace
 
 __all__ = [
@@ -45,17 +46,16 @@ def _check_floating(x: Any, transform: str) -> None:
 
 
 def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
-    """Normalise ``int | (int, int)`` to a pair of ints ``>= minimum``."""
-    pair = (value, value) if isinstance(value, numbers.Integral) else value
-    if (
-        not isinstance(pair, Sequence)
-        or len(pair) != 2
-        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in pair)
-    ):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    if min(pair) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return (int(pair[0]), int(pair[1]))
+    """Normalise ``int | (int, int)`` to a pair of ints ``>= minimum`` (``_args._pair``).
+
+    As the transforms always have, take any sequence of two ints (a range, say)
+    and call a sequence of another length a TypeError.
+    """
+    if isinstance(value, Sequence) and not isinstance(value, str | tuple | list):
+        value = tuple(value)
+    if isinstance(value, tuple | list) and len(value) != 2:
+        raise _args.ArgumentTypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return _args._pair(value, name, minimum=minimum)
 
 
 def _gather_windows(x: Any, top: Any, left: Any, out_h: int, out_w: int) -> Any:
@@ -197,9 +197,7 @@ class RandomHorizontalFlip:
     """
 
     def __init__(self, p: float = 0.5) -> None:
-        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
-            raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
-        self.p = float(p)
+        self.p = _args.check_real(p, "p", low=0, high=1)
 
     def __call__(self, x: Any, rng: Any) -> Any:
         """Return the batch with the chosen images flipped."""
@@ -230,13 +228,11 @@ class GaussianNoise:
     """
 
     def __init__(self, std: float, clip: tuple[float, float] | None = None) -> None:
-        if isinstance(std, bool) or not isinstance(std, numbers.Real) or std < 0:
-            raise ValueError(f"std must be a real number >= 0, got {std!r}")
+        self.std = _args.check_real(std, "std", low=0)
         if clip is not None and (len(clip) != 2 or clip[0] > clip[1]):
             raise ValueError(
                 f"clip must be None or a pair (low, high) with low <= high, got {clip!r}"
             )
-        self.std = float(std)
         self.clip = None if clip is None else (float(clip[0]), float(clip[1]))
 
     def __call__(self, x: Any, rng: Any) -> Any:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _args
+
 __all__ = [
     "CIFAR10_CLASSES",
     "DIGITS_CLASSES",
@@ -158,10 +160,7 @@ def train_test_split(
     >>> len(y_train), len(y_test)
     (8, 2)
     """
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, int | float):
-        raise TypeError(f"test_fraction must be a float, got {type(test_fraction).__name__}")
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"test_fraction must satisfy 0 <= test_fraction < 1, got {test_fraction}")
+    test_fraction = _args.check_real(test_fraction, "test_fraction", low=0, high=1, high_open=True)
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
     rng = np.random.default_rng(seed)
@@ -483,17 +482,19 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _parse_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    """Return ``size`` as ``(height, width)`` (``_args._pair``), or None.
+
+    Any sequence of two ints is taken, and every bad size is a ValueError (a
+    wrong type an ArgumentTypeError, also a TypeError), as here it always was.
+    """
     if size is None:
         return None
-    if isinstance(size, int) and not isinstance(size, bool):
-        size = (size, size)
-    if (
-        not isinstance(size, Sequence)
-        or len(size) != 2
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)
-    ):
-        raise ValueError(f"size must be a positive int or a (height, width) pair, got {size!r}")
-    return (size[0], size[1])
+    if isinstance(size, Sequence) and not isinstance(size, str | tuple | list):
+        size = tuple(size)
+    try:
+        return _args._pair(size, "size", minimum=1)
+    except TypeError as exc:
+        raise _args.ArgumentTypeError(str(exc)) from None
 
 
 def load_image_folder(

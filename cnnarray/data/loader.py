@@ -7,11 +7,17 @@ from typing import Any
 
 import numpy as np
 
+from .. import _args
 from ..backend import Backend, asarray, get_backend
 
 __all__ = ["DataLoader"]
 
 Transform = Callable[[Any, Any], Any]
+
+
+def _flag(value: Any, name: str) -> bool:
+    """Return ``value`` as a bool: a bool or, as the loader has always taken, NumPy's bool_."""
+    return _args.check_bool(bool(value) if isinstance(value, np.bool_) else value, name)
 
 
 class DataLoader:
@@ -73,25 +79,15 @@ class DataLoader:
         backend: str | Backend | None = None,
         transform: Transform | None = None,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
-            raise TypeError(
-                f"batch_size must be an int >= 1, got {type(batch_size).__name__} {batch_size!r}"
-            )
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size}")
-        for name, value in (("shuffle", shuffle), ("drop_last", drop_last)):
-            if not isinstance(value, bool | np.bool_):
-                raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+        batch_size = _args.check_int(batch_size, "batch_size", minimum=1)
+        shuffle, drop_last = _flag(shuffle, "shuffle"), _flag(drop_last, "drop_last")
         if transform is not None and not callable(transform):
             raise TypeError(
                 f"transform must be a callable transform(x, rng) or None, "
                 f"got {type(transform).__name__}"
             )
         if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-                raise TypeError(f"seed must be None or an int >= 0, got {type(seed).__name__}")
-            if seed < 0:
-                raise ValueError(f"seed must be None or an int >= 0, got {seed}")
+            seed = _args.check_int(seed, "seed", minimum=0)
         x = np.asarray(x) if not hasattr(x, "shape") else x
         y = np.asarray(y) if not hasattr(y, "shape") else y
         if x.ndim == 0 or y.ndim == 0:
@@ -105,10 +101,10 @@ class DataLoader:
             )
         self.x = x
         self.y = y
-        self.batch_size = int(batch_size)
-        self.shuffle = bool(shuffle)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
         self.seed = seed
-        self.drop_last = bool(drop_last)
+        self.drop_last = drop_last
         self.backend = None if backend is None else get_backend(backend)
         self.transform = transform
         self.epoch = 0

@@ -43,13 +43,7 @@ def _grad(grad_out: Any, x: Any) -> tuple[Any, Any, Any]:
 
 def _axis(axis: Any, x: Any) -> int:
     """Validate ``axis``; a 0-d x counts as one axis of length 1 (softmax of a scalar is 1)."""
-    ndim = max(x.ndim, 1)
-    if isinstance(axis, bool) or not isinstance(axis, int) or not -ndim <= axis < ndim:
-        raise ValueError(
-            f"axis must be an int in [{-ndim}, {ndim}) for x of shape {tuple(x.shape)}, "
-            f"got {axis!r}"
-        )
-    return axis
+    return _args.check_axis(axis, max(x.ndim, 1), shape=x.shape)
 
 
 def _at_least_1d(*arrays: Any) -> tuple[Any, ...]:
@@ -97,16 +91,10 @@ def _masked(xp: Any, values: Any, mask: Any, out: Any) -> None:
         out[...] = xp.where(mask, values, 0)
 
 
-def _check_slope(negative_slope: Any) -> float:
-    if isinstance(negative_slope, bool) or not isinstance(negative_slope, int | float):
-        raise TypeError(f"negative_slope must be a float, got {negative_slope!r}")
-    return float(negative_slope)
-
-
 @dispatch("x")
 def leaky_relu(x: Any, negative_slope: float = 0.01, *, backend: str | None = None) -> Any:
     """Return ``x`` where ``x > 0`` and ``negative_slope * x`` elsewhere."""
-    slope = _check_slope(negative_slope)
+    slope = _args.check_real(negative_slope, "negative_slope")
     xp, x = _float(x)
     if 0 < slope <= 1:  # branch-free and equal to where (see _masked)
         return xp.maximum(x, x * slope)
@@ -118,7 +106,7 @@ def leaky_relu_backward(
     grad_out: Any, x: Any, negative_slope: float = 0.01, *, backend: str | None = None
 ) -> Any:
     """Return ``grad_out`` where ``x > 0`` and ``negative_slope * grad_out`` elsewhere."""
-    slope = _check_slope(negative_slope)
+    slope = _args.check_real(negative_slope, "negative_slope")
     xp, grad_out, x = _grad(grad_out, x)
     if 0 <= slope <= 1:  # the factor is exactly 1 or slope, without a branch (see _masked)
         return grad_out * xp.maximum((x > 0).astype(x.dtype), slope)

@@ -83,7 +83,8 @@ def _flat_shape(x: Any, start_axis: int, end_axis: int) -> tuple[int, ...]:
     if x.ndim == 0:
         return (1,)
     start, end = (
-        _axis(a, x.ndim, name) for a, name in ((start_axis, "start_axis"), (end_axis, "end_axis"))
+        _args.check_axis(a, x.ndim, name)
+        for a, name in ((start_axis, "start_axis"), (end_axis, "end_axis"))
     )
     if start > end:
         raise ValueError(f"start_axis ({start_axis}) must not come after end_axis ({end_axis})")
@@ -91,12 +92,6 @@ def _flat_shape(x: Any, start_axis: int, end_axis: int) -> tuple[int, ...]:
     for s in x.shape[start : end + 1]:
         middle *= s
     return (*x.shape[:start], middle, *x.shape[end + 1 :])
-
-
-def _axis(axis: Any, ndim: int, name: str) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, int) or not -ndim <= axis < ndim:
-        raise ValueError(f"{name} must be an int in [{-ndim}, {ndim}), got {axis!r}")
-    return axis % ndim
 
 
 @dispatch("x")

@@ -13,10 +13,7 @@ __all__ = ["cross_entropy", "cross_entropy_backward"]
 def _check(logits: Any, target: Any, reduction: Any, label_smoothing: Any) -> tuple[Any, Any, Any]:
     """Validate a cross-entropy call; return ``xp`` and 2-D logits and 1-D target."""
     _args.check_reduction(reduction)
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, int | float):
-        raise TypeError(f"label_smoothing must be a float, got {label_smoothing!r}")
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    _args.check_real(label_smoothing, "label_smoothing", low=0, high=1)
     _args.check_ndim(logits, "logits", (1, 2), "(N, C) or (C,)")
     _args.check_nonempty(logits, "logits")
     if not hasattr(target, "dtype") or target.dtype.kind not in "iu":

@@ -18,8 +18,7 @@ def _check(x: Any, params: dict[str, Any], eps: Any) -> tuple[Any, Any, dict[str
     for name, a in params.items():
         if a is not None:
             _args.check_shape(a, name, (c,))
-    if isinstance(eps, bool) or not isinstance(eps, int | float) or not eps > 0:
-        raise ValueError(f"eps must be a positive float, got {eps!r}")
+    _args.check_real(eps, "eps", low=0, low_open=True)
     xp = array_namespace(x)
     dtype = _args.float_dtype(xp, x=x, **params)
     cast = {k: None if a is None else a.astype(dtype, copy=False) for k, a in params.items()}

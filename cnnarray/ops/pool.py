@@ -84,18 +84,12 @@ def _geometry(
             f"padding must be at most half of kernel_size, got padding={(ph, pw)} "
             f"for kernel_size={(kh, kw)}"
         )
-    if not isinstance(ceil_mode, bool):
-        raise TypeError(f"ceil_mode must be a bool, got {ceil_mode!r}")
+    _args.check_bool(ceil_mode, "ceil_mode")
     unbatched = x.ndim == 3
     n, c, h, w = (1,) * unbatched + tuple(x.shape)
     out_h = _args.pool_out_size(h, ph, kh, sh, dh, ceil_mode)
     out_w = _args.pool_out_size(w, pw, kw, sw, dw, ceil_mode)
-    if out_h < 1 or out_w < 1:
-        raise ValueError(
-            f"kernel of size ({dh * (kh - 1) + 1}, {dw * (kw - 1) + 1}) after dilation is "
-            f"larger than the padded input ({h + 2 * ph}, {w + 2 * pw}) of x with shape "
-            f"{tuple(x.shape)}"
-        )
+    _args.check_window_fits((out_h, out_w), (kh, kw), (dh, dw), (h + 2 * ph, w + 2 * pw), x.shape)
     return _PoolGeometry(n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, unbatched)
 
 
@@ -312,17 +306,23 @@ def _avg_divisor(
     return (rows[:, None] * cols[None, :]).astype(dtype)
 
 
-def _avg_args(count_include_pad: Any, divisor_override: Any) -> None:
-    if not isinstance(count_include_pad, bool):
-        raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
-    if divisor_override is not None and (
-        isinstance(divisor_override, bool)
-        or not isinstance(divisor_override, int)
-        or divisor_override == 0
-    ):
+def _avg_setup(
+    x: Any,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    ceil_mode: Any,
+    count_include_pad: Any,
+    divisor_override: Any,
+) -> tuple[Any, Any, _PoolGeometry]:
+    """Validate; return ``xp``, x as float maps (N*C, H, W) and the geometry."""
+    _args.check_bool(count_include_pad, "count_include_pad")
+    if divisor_override is not None and _args.check_int(divisor_override, "divisor_override") == 0:
         raise ValueError(
             f"divisor_override must be a non-zero int or None, got {divisor_override!r}"
         )
+    geo = _geometry(x, kernel_size, stride, padding, 1, ceil_mode)
+    return (*_prepare(x, geo), geo)
 
 
 @dispatch("x")
@@ -366,9 +366,9 @@ def avg_pool2d(
     --------
     torch.nn.functional.avg_pool2d
     """
-    _avg_args(count_include_pad, divisor_override)
-    geo = _geometry(x, kernel_size, stride, padding, 1, ceil_mode)
-    xp, x = _prepare(x, geo)
+    xp, x, geo = _avg_setup(
+        x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+    )
     windows = geo.windows()
     divisor = _avg_divisor(xp, geo, count_include_pad, divisor_override, x.dtype)
 
@@ -404,9 +404,9 @@ def avg_pool2d_backward(
     -------
     array, shape of x
     """
-    _avg_args(count_include_pad, divisor_override)
-    geo = _geometry(x, kernel_size, stride, padding, 1, ceil_mode)
-    xp, x = _prepare(x, geo)
+    xp, x, geo = _avg_setup(
+        x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+    )
     grad_out = _grad_in(xp, grad_out, x, geo)
     divisor = _avg_divisor(xp, geo, count_include_pad, divisor_override, x.dtype)
     windows = geo.windows()
@@ -438,14 +438,7 @@ def _adaptive_setup(x: Any, output_size: Any) -> tuple[Any, Any, Any, Any]:
     """Validate; return ``xp``, float x and the row and column averaging matrices."""
     _args.check_ndim(x, "x", (3, 4), "(N, C, H, W) or (C, H, W)")
     _args.check_nonempty(x, "x")
-    sizes = output_size if isinstance(output_size, tuple | list) else (output_size,) * 2
-    if len(sizes) != 2 or not all(
-        s is None or (isinstance(s, int) and not isinstance(s, bool) and s >= 1) for s in sizes
-    ):
-        raise ValueError(
-            f"output_size must be a positive int or a pair of positive ints or None, "
-            f"got {output_size!r}"
-        )
+    sizes = _args.check_output_size(output_size)
     xp = array_namespace(x)
     x = x.astype(_args.float_dtype(xp, x=x), copy=False)
     h, w = x.shape[-2:]
