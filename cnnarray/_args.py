@@ -123,10 +123,16 @@ def check_real(
 
 
 def check_bool(value: Any, name: str) -> bool:
-    """Return ``value`` if it is a bool (not merely truthy), else raise ArgumentTypeError."""
-    if not isinstance(value, bool):
-        raise ArgumentTypeError(f"{name} must be a bool, got {_got(value)}")
-    return value
+    """Return ``value`` if it is a bool (not merely truthy), else raise ArgumentTypeError.
+
+    A 0-d boolean array scalar (NumPy's ``bool_``) counts as a bool.
+    """
+    if isinstance(value, bool):
+        return value
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and dtype.kind == "b" and getattr(value, "ndim", None) == 0:
+        return bool(value)
+    raise ArgumentTypeError(f"{name} must be a bool, got {_got(value)}")
 
 
 def check_axis(axis: Any, ndim: int, name: str = "axis", shape: Sequence[int] | None = None) -> int:
@@ -178,22 +184,24 @@ def check_window_fits(
 
 
 def _pair(value: Any, name: str, *, minimum: int) -> tuple[int, int]:
-    """Normalise ``int | (int, int)`` to a pair of ints, each ``>= minimum``."""
-    items = value if isinstance(value, tuple | list) else (value, value)
+    """Normalise ``int | (int, int)`` to a pair of ints, each ``>= minimum``.
+
+    Any sequence of two ints is a pair (a list, a range); anything else that is
+    not an int, or a sequence of another length, raises :class:`ArgumentTypeError`.
+    """
+    is_sequence = isinstance(value, Sequence) and not isinstance(value, str | bytes)
+    items = tuple(value) if is_sequence else (value, value)
     if len(items) != 2:
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        raise ArgumentTypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     pair = []
     for item in items:
-        if isinstance(item, bool):
-            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-        try:
-            pair.append(operator.index(item))
-        except TypeError:
-            raise TypeError(
+        if isinstance(item, bool) or not isinstance(item, numbers.Integral):
+            raise ArgumentTypeError(
                 f"{name} must be an int or a pair of ints, got {value!r} ({type(item).__name__})"
-            ) from None
+            )
+        pair.append(operator.index(item))
     if min(pair) < minimum:
-        what = "positive" if minimum == 1 else "non-negative"
+        what = "positive" if minimum == 1 else "non-negative" if minimum == 0 else f">= {minimum}"
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return pair[0], pair[1]
 

@@ -45,19 +45,6 @@ def _check_floating(x: Any, transform: str) -> None:
         raise TypeError(f"{transform} expects a floating-point batch x, got dtype {x.dtype}")
 
 
-def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
-    """Normalise ``int | (int, int)`` to a pair of ints ``>= minimum`` (``_args._pair``).
-
-    As the transforms always have, take any sequence of two ints (a range, say)
-    and call a sequence of another length a TypeError.
-    """
-    if isinstance(value, Sequence) and not isinstance(value, str | tuple | list):
-        value = tuple(value)
-    if isinstance(value, tuple | list) and len(value) != 2:
-        raise _args.ArgumentTypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return _args._pair(value, name, minimum=minimum)
-
-
 def _gather_windows(x: Any, top: Any, left: Any, out_h: int, out_w: int) -> Any:
     """Cut an ``(out_h, out_w)`` window from each image at its own offset.
 
@@ -124,8 +111,8 @@ class RandomCrop:
     def __init__(
         self, size: int | tuple[int, int], padding: int | tuple[int, int] = 0, fill: float = 0.0
     ) -> None:
-        self.size = _pair(size, "size", 1)
-        self.padding = _pair(padding, "padding", 0)
+        self.size = _args._pair(size, "size", minimum=1)
+        self.padding = _args._pair(padding, "padding", minimum=0)
         self.fill = float(fill)
 
     def __call__(self, x: Any, rng: Any) -> Any:
@@ -169,7 +156,7 @@ class RandomShift:
     """
 
     def __init__(self, max_shift: int | tuple[int, int], fill: float = 0.0) -> None:
-        self.max_shift = _pair(max_shift, "max_shift", 0)
+        self.max_shift = _args._pair(max_shift, "max_shift", minimum=0)
         self.fill = float(fill)
 
     def __call__(self, x: Any, rng: Any) -> Any:

@@ -482,19 +482,8 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _parse_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
-    """Return ``size`` as ``(height, width)`` (``_args._pair``), or None.
-
-    Any sequence of two ints is taken, and every bad size is a ValueError (a
-    wrong type an ArgumentTypeError, also a TypeError), as here it always was.
-    """
-    if size is None:
-        return None
-    if isinstance(size, Sequence) and not isinstance(size, str | tuple | list):
-        size = tuple(size)
-    try:
-        return _args._pair(size, "size", minimum=1)
-    except TypeError as exc:
-        raise _args.ArgumentTypeError(str(exc)) from None
+    """Return ``size`` as ``(height, width)``, or None."""
+    return None if size is None else _args._pair(size, "size", minimum=1)
 
 
 def load_image_folder(

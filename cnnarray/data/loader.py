@@ -15,11 +15,6 @@ __all__ = ["DataLoader"]
 Transform = Callable[[Any, Any], Any]
 
 
-def _flag(value: Any, name: str) -> bool:
-    """Return ``value`` as a bool: a bool or, as the loader has always taken, NumPy's bool_."""
-    return _args.check_bool(bool(value) if isinstance(value, np.bool_) else value, name)
-
-
 class DataLoader:
     """Iterate over ``(x, y)`` in mini-batches, optionally shuffled and augmented.
 
@@ -80,7 +75,8 @@ class DataLoader:
         transform: Transform | None = None,
     ) -> None:
         batch_size = _args.check_int(batch_size, "batch_size", minimum=1)
-        shuffle, drop_last = _flag(shuffle, "shuffle"), _flag(drop_last, "drop_last")
+        shuffle = _args.check_bool(shuffle, "shuffle")
+        drop_last = _args.check_bool(drop_last, "drop_last")
         if transform is not None and not callable(transform):
             raise TypeError(
                 f"transform must be a callable transform(x, rng) or None, "
