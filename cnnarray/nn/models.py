@@ -12,18 +12,15 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .activation import ReLU
+from .container import Sequential
+from .conv import Conv2d
+from .dropout import Dropout
 from .init import make_rng
-from .layers import (
-    BatchNorm2d,
-    Conv2d,
-    Dropout,
-    Flatten,
-    Linear,
-    MaxPool2d,
-    ReLU,
-    Sequential,
-)
+from .linear import Flatten, Linear
 from .module import Module
+from .normalization import BatchNorm2d
+from .pooling import MaxPool2d
 
 __all__ = ["MODELS", "build_model", "lenet5", "small_cnn", "vgg_small"]
 
