@@ -1,4 +1,4 @@
-"""What the layer modules share: argument checks and where parameters are made."""
+"""What the layer modules share: where parameters are made."""
 
 from __future__ import annotations
 
@@ -7,22 +7,6 @@ from typing import Any
 from ..backend import get_backend
 from . import init
 from .module import Parameter
-
-
-def _is_positive_int(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and value >= 1
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if not _is_positive_int(value):
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def _bool(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return value
 
 
 def _setup(backend: Any, dtype: Any, seed: Any = None, rng: Any = None) -> tuple[Any, Any, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import _args
 from ..ops import leaky_relu, leaky_relu_backward, relu, relu_backward
 from .module import Module, register
 
@@ -29,9 +30,7 @@ class LeakyReLU(Module):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
-        if isinstance(negative_slope, bool) or not isinstance(negative_slope, int | float):
-            raise TypeError(f"negative_slope must be a float, got {negative_slope!r}")
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = _args.check_real(negative_slope, "negative_slope")
 
     def _config(self) -> dict[str, Any]:
         return {"negative_slope": self.negative_slope}

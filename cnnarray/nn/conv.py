@@ -8,7 +8,7 @@ from typing import Any
 from .. import _args
 from ..ops import ColumnCache, conv2d, conv2d_backward
 from . import init
-from ._layer import _data, _positive_int, _setup
+from ._layer import _data, _setup
 from .module import Module, Parameter, register
 
 __all__ = ["Conv2d"]
@@ -67,9 +67,9 @@ class Conv2d(Module):
         rng: Any = None,
     ) -> None:
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.out_channels = _positive_int(out_channels, "out_channels")
-        self.groups = _positive_int(groups, "groups")
+        self.in_channels = _args.check_int(in_channels, "in_channels", minimum=1)
+        self.out_channels = _args.check_int(out_channels, "out_channels", minimum=1)
+        self.groups = _args.check_int(groups, "groups", minimum=1)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"groups={groups} must divide in_channels={in_channels} and "

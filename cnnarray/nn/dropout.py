@@ -35,11 +35,8 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, *, seed: int | None = None) -> None:
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p <= 1:
-            raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"seed must be an int or None, got {seed!r}")
-        self.p, self.seed = float(p), seed
+        self.p = _args.check_real(p, "p", low=0, high=1)
+        self.seed = seed if seed is None else _args.check_int(seed, "seed", minimum=0)
         self._rng: Any = None
         self._rng_xp: Any = None
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .. import _args
 from ..ops import flatten, flatten_backward, linear, linear_backward
 from . import init
-from ._layer import _data, _positive_int, _setup
+from ._layer import _data, _setup
 from .module import Module, Parameter, register
 
 __all__ = ["Flatten", "Linear"]
@@ -46,8 +47,8 @@ class Linear(Module):
         rng: Any = None,
     ) -> None:
         super().__init__()
-        self.in_features = _positive_int(in_features, "in_features")
-        self.out_features = _positive_int(out_features, "out_features")
+        self.in_features = _args.check_int(in_features, "in_features", minimum=1)
+        self.out_features = _args.check_int(out_features, "out_features", minimum=1)
         target, dtype, rng = _setup(backend, dtype, seed, rng)
         shape = (out_features, in_features)
         self.weight = Parameter(init.kaiming_uniform(shape, rng, dtype, target, a=math.sqrt(5)))

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple, TypeVar
 
+from .. import _args
 from ..backend import asarray, backend_of, get_backend
 from .init import make_rng
 
@@ -210,8 +211,7 @@ class Module:
 
         What the last forward saved for backward is dropped.
         """
-        if not isinstance(mode, bool):
-            raise TypeError(f"mode must be a bool, got {mode!r}")
+        _args.check_bool(mode, "mode")
         for module in self.modules():
             module.training = mode
             module._cache = None

@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import _args
 from ..ops import batch_norm2d, batch_norm2d_backward
-from ._layer import _data, _positive_int, _setup
+from ._layer import _data, _setup
 from .module import Module, Parameter, register
 
 __all__ = ["BatchNorm2d"]
@@ -54,16 +54,11 @@ class BatchNorm2d(Module):
         dtype: Any = "float32",
     ) -> None:
         super().__init__()
-        self.num_features = _positive_int(num_features, "num_features")
-        if isinstance(eps, bool) or not isinstance(eps, int | float) or eps <= 0:
-            raise ValueError(f"eps must be a positive float, got {eps!r}")
-        if momentum is not None and (
-            isinstance(momentum, bool)
-            or not isinstance(momentum, int | float)
-            or not 0 <= momentum <= 1
-        ):
-            raise ValueError(f"momentum must be a float in [0, 1] or None, got {momentum!r}")
-        self.eps, self.momentum = float(eps), momentum
+        self.num_features = _args.check_int(num_features, "num_features", minimum=1)
+        self.eps = _args.check_real(eps, "eps", low=0, low_open=True)
+        self.momentum = (
+            momentum if momentum is None else _args.check_real(momentum, "momentum", low=0, high=1)
+        )
         self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
         target, dtype, _ = _setup(backend, dtype)
         xp = target.xp

@@ -13,7 +13,6 @@ from ..ops import (
     max_pool2d,
     max_pool2d_backward,
 )
-from ._layer import _bool, _is_positive_int
 from .module import Module, register
 
 __all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "MaxPool2d"]
@@ -43,7 +42,7 @@ class MaxPool2d(Module):
         )
         self.padding = _args._pair(padding, "padding", minimum=0)
         self.dilation = _args._pair(dilation, "dilation", minimum=1)
-        self.ceil_mode = _bool(ceil_mode, "ceil_mode")
+        self.ceil_mode = _args.check_bool(ceil_mode, "ceil_mode")
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -88,8 +87,8 @@ class AvgPool2d(Module):
             self.kernel_size if stride is None else _args._pair(stride, "stride", minimum=1)
         )
         self.padding = _args._pair(padding, "padding", minimum=0)
-        self.ceil_mode = _bool(ceil_mode, "ceil_mode")
-        self.count_include_pad = _bool(count_include_pad, "count_include_pad")
+        self.ceil_mode = _args.check_bool(ceil_mode, "ceil_mode")
+        self.count_include_pad = _args.check_bool(count_include_pad, "count_include_pad")
         self.divisor_override = divisor_override
 
     def _config(self) -> dict[str, Any]:
@@ -129,13 +128,7 @@ class AdaptiveAvgPool2d(Module):
 
     def __init__(self, output_size: int | tuple[int | None, int | None]) -> None:
         super().__init__()
-        sizes = output_size if isinstance(output_size, tuple | list) else (output_size,) * 2
-        if len(sizes) != 2 or not all(s is None or _is_positive_int(s) for s in sizes):
-            raise ValueError(
-                f"output_size must be a positive int or a pair of positive ints or None, "
-                f"got {output_size!r}"
-            )
-        self.output_size = tuple(sizes)
+        self.output_size = _args.check_output_size(output_size)
 
     def _config(self) -> dict[str, Any]:
         return {"output_size": self.output_size}
