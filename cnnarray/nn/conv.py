@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from .. import _args
 from ..ops import ColumnCache, conv2d, conv2d_backward
-from . import init
-from ._layer import _data, _setup
-from .module import Module, Parameter, register
+from ._layer import _data, _weight_and_bias
+from .module import Module, register
 
 __all__ = ["Conv2d"]
 
@@ -50,6 +48,16 @@ class Conv2d(Module):
 
     skips_input_grad = True
 
+    _config_names = (
+        "in_channels",
+        "out_channels",
+        "kernel_size",
+        "stride",
+        "padding",
+        "dilation",
+        "groups",
+    )
+
     def __init__(
         self,
         in_channels: int,
@@ -82,28 +90,12 @@ class Conv2d(Module):
         self.padding = (
             padding if isinstance(padding, str) else _args._pair(padding, "padding", minimum=0)
         )
-        target, dtype, rng = _setup(backend, dtype, seed, rng)
         shape = (out_channels, in_channels // groups, *self.kernel_size)
-        self.weight = Parameter(init.kaiming_uniform(shape, rng, dtype, target, a=math.sqrt(5)))
-        fan_in, _ = init.calculate_fan_in_and_fan_out(shape)
-        bound = 1 / math.sqrt(fan_in)
-        self.bias = (
-            Parameter(init.uniform((out_channels,), bound, rng, dtype, target)) if bias else None
-        )
+        self.weight, self.bias = _weight_and_bias(shape, bias, backend, dtype, seed, rng)
         self._columns = ColumnCache()
 
     def _config(self) -> dict[str, Any]:
-        return {
-            "in_channels": self.in_channels,
-            "out_channels": self.out_channels,
-            "kernel_size": self.kernel_size,
-            "stride": self.stride,
-            "padding": self.padding,
-            "dilation": self.dilation,
-            "groups": self.groups,
-            "bias": self.bias is not None,
-            "dtype": self.weight.dtype.name,
-        }
+        return {**super()._config(), "bias": self.bias is not None, "dtype": self.weight.dtype.name}
 
     def _geometry(self) -> tuple[Any, ...]:
         return self.stride, self.padding, self.dilation, self.groups

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from .. import _args
 from ..ops import flatten, flatten_backward, linear, linear_backward
-from . import init
-from ._layer import _data, _setup
-from .module import Module, Parameter, register
+from ._layer import OpLayer, _data, _weight_and_bias
+from .module import Module, register
 
 __all__ = ["Flatten", "Linear"]
 
@@ -35,6 +33,8 @@ class Linear(Module):
     torch.nn.Linear, cnnarray.ops.linear
     """
 
+    _config_names = ("in_features", "out_features")
+
     def __init__(
         self,
         in_features: int,
@@ -49,21 +49,11 @@ class Linear(Module):
         super().__init__()
         self.in_features = _args.check_int(in_features, "in_features", minimum=1)
         self.out_features = _args.check_int(out_features, "out_features", minimum=1)
-        target, dtype, rng = _setup(backend, dtype, seed, rng)
         shape = (out_features, in_features)
-        self.weight = Parameter(init.kaiming_uniform(shape, rng, dtype, target, a=math.sqrt(5)))
-        bound = 1 / math.sqrt(in_features)
-        self.bias = (
-            Parameter(init.uniform((out_features,), bound, rng, dtype, target)) if bias else None
-        )
+        self.weight, self.bias = _weight_and_bias(shape, bias, backend, dtype, seed, rng)
 
     def _config(self) -> dict[str, Any]:
-        return {
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "bias": self.bias is not None,
-            "dtype": self.weight.dtype.name,
-        }
+        return {**super()._config(), "bias": self.bias is not None, "dtype": self.weight.dtype.name}
 
     def forward(self, x: Any) -> Any:
         self._save(x)
@@ -79,20 +69,15 @@ class Linear(Module):
 
 
 @register
-class Flatten(Module):
+class Flatten(OpLayer):
     """Merge axes ``start_dim..end_dim``, by default (N, C, H, W) -> (N, C*H*W)."""
+
+    _op, _op_backward = staticmethod(flatten), staticmethod(flatten_backward)
+    _config_names = ("start_dim", "end_dim")
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
 
-    def _config(self) -> dict[str, Any]:
-        return {"start_dim": self.start_dim, "end_dim": self.end_dim}
-
-    def forward(self, x: Any) -> Any:
-        self._save(x)
-        return flatten(x, self.start_dim, self.end_dim)
-
-    def backward(self, grad: Any) -> Any:
-        (x,) = self._saved()
-        return flatten_backward(grad, x, self.start_dim, self.end_dim)
+    def _op_args(self) -> dict[str, Any]:
+        return {"start_axis": self.start_dim, "end_axis": self.end_dim}

@@ -84,8 +84,10 @@ class Module:
     """Base class of layers and models.
 
     Subclasses call ``super().__init__()`` first, assign their parameters,
-    buffers (:meth:`register_buffer`) and children as attributes, and define
-    :meth:`forward` and :meth:`backward`.
+    buffers (:meth:`register_buffer`) and children as attributes, name the
+    constructor arguments that :meth:`spec` and ``repr`` show in
+    ``_config_names`` (or override ``_config``), and define :meth:`forward`
+    and :meth:`backward`.
 
     Attributes
     ----------
@@ -313,9 +315,13 @@ class Module:
 
     # -- description -------------------------------------------------------------
 
+    #: Constructor arguments that the module keeps as attributes of the same name,
+    #: in signature order: what :meth:`_config` returns unless a subclass adds more.
+    _config_names: tuple[str, ...] = ()
+
     def _config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this module (see :meth:`spec`)."""
-        return {}
+        return {name: getattr(self, name) for name in self._config_names}
 
     def spec(self) -> dict[str, Any]:
         """Return a JSON-able description: ``{"type": name, "args": {constructor args}}``.

@@ -42,6 +42,8 @@ class BatchNorm2d(Module):
     torch.nn.BatchNorm2d
     """
 
+    _config_names = ("num_features", "eps", "momentum", "affine", "track_running_stats")
+
     def __init__(
         self,
         num_features: int,
@@ -72,14 +74,7 @@ class BatchNorm2d(Module):
         self._dtype = dtype
 
     def _config(self) -> dict[str, Any]:
-        return {
-            "num_features": self.num_features,
-            "eps": self.eps,
-            "momentum": self.momentum,
-            "affine": self.affine,
-            "track_running_stats": self.track_running_stats,
-            "dtype": self._dtype.name,
-        }
+        return {**super()._config(), "dtype": self._dtype.name}
 
     def _check(self, x: Any) -> Any:
         _args.check_ndim(x, "x", (4,), f"(N, {self.num_features}, H, W)")
