@@ -15,7 +15,7 @@ MODULES = [
     "cnnarray.data.loader",
     "cnnarray.io",
     "cnnarray.nn",
-    "cnnarray.nn.layers",
+    "cnnarray.nn.container",
     "cnnarray.nn.models",
     "cnnarray.nn.module",
     "cnnarray.ops.conv",

@@ -5,6 +5,17 @@ whose ``forward``/``backward`` call the functional ops; ``Sequential`` chains
 them; ``spec()``/``from_spec`` and ``state_dict()``/``load_state_dict`` save
 and rebuild models without pickle.
 
+Each layer's ``forward`` calls an op and, in training mode, keeps the inputs
+its backward op needs; ``backward`` calls the matching ``*_backward`` op,
+adds the parameter gradients into ``param.grad`` and returns the input
+gradient. Names, arguments and default initialisation follow ``torch.nn``,
+and the layers live in modules named by kind as in ``torch.nn.modules``:
+``container`` (Sequential), ``conv`` (Conv2d), ``linear`` (Linear, Flatten),
+``normalization`` (BatchNorm2d), ``activation`` (ReLU, LeakyReLU),
+``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) and ``dropout``
+(Dropout); ``module`` holds Module and Parameter, ``init`` the
+initialisation, ``models`` the ready-made networks.
+
 Examples
 --------
 >>> import numpy as np
@@ -18,21 +29,15 @@ Examples
 """
 
 from . import init
-from .layers import (
-    AdaptiveAvgPool2d,
-    AvgPool2d,
-    BatchNorm2d,
-    Conv2d,
-    Dropout,
-    Flatten,
-    LeakyReLU,
-    Linear,
-    MaxPool2d,
-    ReLU,
-    Sequential,
-)
+from .activation import LeakyReLU, ReLU
+from .container import Sequential
+from .conv import Conv2d
+from .dropout import Dropout
+from .linear import Flatten, Linear
 from .models import MODELS, build_model, lenet5, small_cnn, vgg_small
 from .module import IncompatibleKeys, Module, Parameter, from_spec, register
+from .normalization import BatchNorm2d
+from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
 __all__ = [
     "MODELS",

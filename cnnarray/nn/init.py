@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .. import _args
 from ..backend import get_backend
 
 __all__ = [
@@ -42,8 +43,8 @@ def make_rng(seed: int | None = None, rng: Any = None) -> Any:
         if not hasattr(rng, "uniform"):
             raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         return rng
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"seed must be an int or None, got {seed!r}")
+    if seed is not None:
+        seed = _args.check_int(seed, "seed", minimum=0)
     return get_backend("cpu").xp.random.default_rng(seed)
 
 

@@ -12,18 +12,16 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .. import _args
+from .activation import ReLU
+from .container import Sequential
+from .conv import Conv2d
+from .dropout import Dropout
 from .init import make_rng
-from .layers import (
-    BatchNorm2d,
-    Conv2d,
-    Dropout,
-    Flatten,
-    Linear,
-    MaxPool2d,
-    ReLU,
-    Sequential,
-)
+from .linear import Flatten, Linear
 from .module import Module
+from .normalization import BatchNorm2d
+from .pooling import MaxPool2d
 
 __all__ = ["MODELS", "build_model", "lenet5", "small_cnn", "vgg_small"]
 
@@ -33,13 +31,9 @@ def _pool_out(size: int) -> int:
 
 
 def _check_sizes(in_channels: Any, num_classes: Any, input_size: Any) -> None:
-    for name, value in (
-        ("in_channels", in_channels),
-        ("num_classes", num_classes),
-        ("input_size", input_size),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    _args.check_int(in_channels, "in_channels", minimum=1)
+    _args.check_int(num_classes, "num_classes", minimum=1)
+    _args.check_int(input_size, "input_size", minimum=1)
 
 
 def lenet5(
@@ -177,8 +171,10 @@ def vgg_small(
         As in :func:`lenet5`.
     """
     _check_sizes(in_channels, num_classes, input_size)
-    if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+    if not widths:
         raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths!r}")
+    for i, width in enumerate(widths):
+        _args.check_int(width, f"widths[{i}]", minimum=1)
     size = input_size // 2 ** len(widths)
     if size < 1:
         raise ValueError(

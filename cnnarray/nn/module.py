@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple, TypeVar
 
+from .. import _args
 from ..backend import asarray, backend_of, get_backend
 from .init import make_rng
 
@@ -83,8 +84,10 @@ class Module:
     """Base class of layers and models.
 
     Subclasses call ``super().__init__()`` first, assign their parameters,
-    buffers (:meth:`register_buffer`) and children as attributes, and define
-    :meth:`forward` and :meth:`backward`.
+    buffers (:meth:`register_buffer`) and children as attributes, name the
+    constructor arguments that :meth:`spec` and ``repr`` show in
+    ``_config_names`` (or override ``_config``), and define :meth:`forward`
+    and :meth:`backward`.
 
     Attributes
     ----------
@@ -210,8 +213,7 @@ class Module:
 
         What the last forward saved for backward is dropped.
         """
-        if not isinstance(mode, bool):
-            raise TypeError(f"mode must be a bool, got {mode!r}")
+        _args.check_bool(mode, "mode")
         for module in self.modules():
             module.training = mode
             module._cache = None
@@ -313,9 +315,13 @@ class Module:
 
     # -- description -------------------------------------------------------------
 
+    #: Constructor arguments that the module keeps as attributes of the same name,
+    #: in signature order: what :meth:`_config` returns unless a subclass adds more.
+    _config_names: tuple[str, ...] = ()
+
     def _config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this module (see :meth:`spec`)."""
-        return {}
+        return {name: getattr(self, name) for name in self._config_names}
 
     def spec(self) -> dict[str, Any]:
         """Return a JSON-able description: ``{"type": name, "args": {constructor args}}``.

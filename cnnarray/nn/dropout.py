@@ -1,0 +1,61 @@
+"""Dropout layers: ``Dropout``.
+
+No op of :mod:`cnnarray.ops` draws random masks, so the layer draws its own
+and keeps it for backward.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _args
+from ..backend import array_namespace
+from .module import Module, register
+
+__all__ = ["Dropout"]
+
+
+@register
+class Dropout(Module):
+    """Inverted dropout: zero each element with probability p, scale the rest by 1/(1-p).
+
+    Identity in evaluation mode. The mask comes from ``xp.random.default_rng(seed)``
+    of the input's array module, created on the first call on each backend.
+
+    Parameters
+    ----------
+    p : float in [0, 1], default 0.5
+    seed : int, optional
+        Seed of the mask generator, for reproducible runs.
+
+    See Also
+    --------
+    torch.nn.Dropout
+    """
+
+    def __init__(self, p: float = 0.5, *, seed: int | None = None) -> None:
+        super().__init__()
+        self.p = _args.check_real(p, "p", low=0, high=1)
+        self.seed = seed if seed is None else _args.check_int(seed, "seed", minimum=0)
+        self._rng: Any = None
+        self._rng_xp: Any = None
+
+    def _config(self) -> dict[str, Any]:
+        return {"p": self.p} if self.seed is None else {"p": self.p, "seed": self.seed}
+
+    def forward(self, x: Any) -> Any:
+        if not self.training or self.p == 0:
+            self._save(None)
+            return x
+        xp = array_namespace(x)
+        x = x.astype(_args.float_dtype(xp, x=x), copy=False)
+        if self._rng_xp is not xp:
+            self._rng, self._rng_xp = xp.random.default_rng(self.seed), xp
+        keep = self._rng.random(x.shape, dtype=x.dtype) >= self.p
+        mask = keep.astype(x.dtype) * (1 / (1 - self.p) if self.p < 1 else 0.0)
+        self._save(mask)
+        return x * mask
+
+    def backward(self, grad: Any) -> Any:
+        (mask,) = self._saved()
+        return grad if mask is None else grad * mask

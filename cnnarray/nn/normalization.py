@@ -1,0 +1,119 @@
+"""Normalisation layers: ``BatchNorm2d``, over :func:`cnnarray.ops.batch_norm2d`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _args
+from ..ops import batch_norm2d, batch_norm2d_backward
+from ._layer import _data, _setup
+from .module import Module, Parameter, register
+
+__all__ = ["BatchNorm2d"]
+
+
+@register
+class BatchNorm2d(Module):
+    """Normalise each channel of (N, C, H, W) inputs, then scale and shift.
+
+    In training mode the batch's mean and biased variance over (N, H, W)
+    normalise the input, and the running statistics move towards them:
+    ``running = (1 - momentum) * running + momentum * batch``, with the
+    unbiased variance ``var * n / (n - 1)``, ``n = N * H * W``, as in PyTorch
+    (``momentum=None``: a cumulative average). In evaluation mode the running
+    statistics are used.
+
+    Parameters
+    ----------
+    num_features : int
+        Channels C.
+    eps : float, default 1e-5
+    momentum : float or None, default 0.1
+    affine : bool, default True
+        Learn ``weight`` (init 1) and ``bias`` (init 0).
+    track_running_stats : bool, default True
+        Keep the buffers ``running_mean`` (init 0), ``running_var`` (init 1) and
+        ``num_batches_tracked``; without them batch statistics are used in both modes.
+    backend, dtype
+        As in :class:`Conv2d`.
+
+    See Also
+    --------
+    torch.nn.BatchNorm2d
+    """
+
+    _config_names = ("num_features", "eps", "momentum", "affine", "track_running_stats")
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        *,
+        backend: Any = None,
+        dtype: Any = "float32",
+    ) -> None:
+        super().__init__()
+        self.num_features = _args.check_int(num_features, "num_features", minimum=1)
+        self.eps = _args.check_real(eps, "eps", low=0, low_open=True)
+        self.momentum = (
+            momentum if momentum is None else _args.check_real(momentum, "momentum", low=0, high=1)
+        )
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        target, dtype, _ = _setup(backend, dtype)
+        xp = target.xp
+        with target.activate():
+            self.weight = Parameter(xp.ones(num_features, dtype)) if affine else None
+            self.bias = Parameter(xp.zeros(num_features, dtype)) if affine else None
+            if track_running_stats:
+                self.register_buffer("running_mean", xp.zeros(num_features, dtype))
+                self.register_buffer("running_var", xp.ones(num_features, dtype))
+                self.register_buffer("num_batches_tracked", xp.zeros((), xp.int64))
+        self._dtype = dtype
+
+    def _config(self) -> dict[str, Any]:
+        return {**super()._config(), "dtype": self._dtype.name}
+
+    def _check(self, x: Any) -> Any:
+        _args.check_ndim(x, "x", (4,), f"(N, {self.num_features}, H, W)")
+        if x.shape[1] != self.num_features:
+            raise ValueError(
+                f"BatchNorm2d({self.num_features}) expected x with {self.num_features} "
+                f"channels, got x of shape {tuple(x.shape)}"
+            )
+        if x.dtype.kind in "iu":
+            return x.astype(self._dtype)
+        if x.dtype != self._dtype:
+            raise TypeError(
+                f"x has dtype {x.dtype} but the parameters of BatchNorm2d are {self._dtype}; "
+                f"cast one of them"
+            )
+        return x
+
+    def forward(self, x: Any) -> Any:
+        x = self._check(x)
+        batch_stats = self.training or not self.track_running_stats
+        factor = self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked += 1
+            if self.momentum is None:  # cumulative moving average
+                factor = 1.0 / float(self.num_batches_tracked)
+        running = (self.running_mean, self.running_var) if self.track_running_stats else (None,) * 2
+        # Running statistics are updated in place, so state_dict() arrays handed out stay live.
+        y = batch_norm2d(x, *running, _data(self.weight), _data(self.bias),
+                         training=batch_stats, momentum=factor or 0.0, eps=self.eps)  # fmt: skip
+        self._save(x, batch_stats)
+        return y
+
+    def backward(self, grad: Any) -> Any:
+        x, batch_stats = self._saved()
+        running = (self.running_mean, self.running_var) if self.track_running_stats else (None,) * 2
+        gx, gw, gb = batch_norm2d_backward(grad, x, *running, _data(self.weight),
+                                           _data(self.bias), training=batch_stats,
+                                           eps=self.eps)  # fmt: skip
+        if self.affine:
+            self.weight.accumulate(gw)
+            self.bias.accumulate(gb)
+        return gx
