@@ -152,10 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="folder for its report and outputs")
     parser.add_argument("--no-outputs", action="store_true",
                         help="do not save the first call's outputs")  # fmt: skip
-    args = parser.parse_args(argv)
-    if not args.worker:
+    args, unknown = parser.parse_known_args(argv)
+    if not args.worker:  # e.g. the whole-run options this command line had before
         parser.error("this runs one worker of `cnnarray bench` (--worker PEER CASE ...); "
                      "to run the benchmarks, use `cnnarray bench`")  # fmt: skip
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.peer, args.case = args.worker
     if args.peer not in PEERS or args.case not in CASES or not args.out:
         parser.error(f"--worker needs PEER in {PEERS}, a known CASE, and --out")
