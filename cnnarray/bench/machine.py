@@ -25,7 +25,7 @@ def blas_threads() -> int:
 
 
 def cpu_model() -> str:
-    """The CPU's model name (Linux's /proc/cpuinfo, else what :mod:`platform` says)."""
+    """Return the CPU's model name (Linux's /proc/cpuinfo, else what :mod:`platform` says)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -36,12 +36,12 @@ def cpu_model() -> str:
 
 
 def cpu_affinity() -> int | None:
-    """How many CPUs this process may run on (None where the OS does not say)."""
+    """Return how many CPUs this process may run on (None where the OS does not say)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
 
 
 def load_average() -> list[float] | None:
-    """1, 5 and 15 minute load averages: other work on the machine skews the timings."""
+    """Return the 1, 5 and 15 minute load averages: other work skews the timings."""
     try:
         return [round(v, 2) for v in os.getloadavg()]
     except (AttributeError, OSError):
@@ -56,7 +56,7 @@ def _version(dist: str) -> str | None:
 
 
 def versions() -> dict[str, str | None]:
-    """Versions of Python, cnnarray and every library a peer may use (None: not installed)."""
+    """Return the versions of Python, cnnarray and each library a peer may use (None: absent)."""
     cupy = [
         f"{d.metadata['Name']} {d.version}"
         for d in importlib.metadata.distributions()
@@ -74,7 +74,7 @@ def versions() -> dict[str, str | None]:
 
 
 def numpy_config() -> Any:
-    """NumPy's build configuration as JSON-able dicts (None for NumPy < 1.26)."""
+    """Return NumPy's build configuration as JSON-able dicts (None for NumPy < 1.26)."""
     try:
         config = np.show_config(mode="dicts")
     except TypeError:  # NumPy < 1.26 only prints
@@ -83,5 +83,5 @@ def numpy_config() -> Any:
 
 
 def blas() -> dict[str, Any]:
-    """The record's ``blas`` entry: the loaded thread pools and NumPy's build configuration."""
+    """Return the record's ``blas`` entry: the thread pools and NumPy's build configuration."""
     return {"threadpoolctl": threadpools(), "numpy_config": numpy_config()}

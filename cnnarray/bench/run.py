@@ -174,7 +174,7 @@ def run_benchmarks(
 
 
 def _names(value: Sequence[str] | str | None, valid: Sequence[str], what: str) -> list[str]:
-    """The names in ``value`` (a list, or a comma-separated str), lower-cased, each once.
+    """Return the names in ``value`` (a list, or a comma-separated str), lower-cased, once each.
 
     Raises ValueError on a name not in ``valid``, listing the valid ones (but
     not the hidden cases).
@@ -197,7 +197,7 @@ def _names(value: Sequence[str] | str | None, valid: Sequence[str], what: str) -
 
 
 def _plan(case_names: list[str], peers: list[str], slow_limit_s: float) -> Plan:
-    """What each peer does on each case: the modes it runs, and why it skips the others."""
+    """Plan what each peer does on each case: the modes it runs, why it skips the others."""
     plan: Plan = []
     for name in case_names:
         case = CASES[name]
@@ -212,7 +212,7 @@ def _plan(case_names: list[str], peers: list[str], slow_limit_s: float) -> Plan:
 
 
 def _schedule(plan: Plan, rounds: int) -> list[tuple[int, Case, str, list[str]]]:
-    """The worker runs, round by round: ``(round, case, peer, modes)``.
+    """Return the worker runs, round by round: ``(round, case, peer, modes)``.
 
     Round 0 runs every (case, peer) of ``plan`` that has a mode to run, in the
     plan's order; each later round runs the fast peers (not
@@ -305,7 +305,7 @@ def _run_schedule(
 
 
 def _records(plan: Plan, reports: Reports, diffs: Diffs, device: str) -> list[dict[str, Any]]:
-    """One record per (case, mode, peer) of ``plan``: from its reports, else why it did not run."""
+    """Make one record per (case, mode, peer) of ``plan``: from its reports, else the reason."""
     records = []
     for case, peer, _, skipped in plan:
         for mode in case.modes:
@@ -326,7 +326,7 @@ def _record(
     device: str,
     diff: tuple[float | None, float | None] | None = None,
 ) -> dict[str, Any]:
-    """One record from the worker reports of every round (``runs``) for one mode.
+    """Make one record from the worker reports of every round (``runs``) for one mode.
 
     Their timed calls are pooled; the first status that is not "ok", if any,
     wins. ``diff`` is (max_abs_diff, grad_max_abs_diff) against cnnarray's
@@ -362,8 +362,10 @@ def _record(
 
 
 def _output_diffs(case: Case, peers: list[str], out_dir: Path) -> Diffs:
-    """``(case, mode, peer) -> (max_abs_diff, grad_max_abs_diff)`` of each peer's saved
-    outputs against cnnarray's: forward output, and the largest over the gradients.
+    """Compare each peer's saved outputs of ``case`` with cnnarray's.
+
+    Returns ``(case, mode, peer) -> (max_abs_diff, grad_max_abs_diff)``: of the
+    forward output, and the largest over the gradients.
 
     The saved outputs are deleted once compared.
     """

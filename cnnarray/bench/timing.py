@@ -97,8 +97,8 @@ def clock(call: Callable[[], T], sync: Callable[[], None] = no_sync) -> tuple[fl
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """Keep the garbage collector off (as timeit does): a collection inside a timed
-    call would be noise."""
+    """Keep the garbage collector off (as timeit does): a collection inside a timed call
+    would be noise."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:

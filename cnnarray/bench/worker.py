@@ -51,7 +51,7 @@ def command(
     peer: str, case: str, modes: Sequence[str], device: str, repeat: int, threads: int,
     seed: int, budget_s: float, out_dir: Path, outputs: bool = True,
 ) -> list[str]:  # fmt: skip
-    """The command line of a worker timing ``peer`` on ``case`` in ``modes``; see :func:`main`."""
+    """Return the command line of a worker timing ``peer`` on ``case`` in ``modes``."""
     return [
         sys.executable, "-m", "cnnarray.bench", "--worker", peer, case,
         "--modes", ",".join(modes), "--device", device, "--repeat", str(repeat),
@@ -61,17 +61,17 @@ def command(
 
 
 def report_path(out_dir: Path, peer: str, case: str) -> Path:
-    """Where the worker of ``peer`` on ``case`` writes its JSON report."""
+    """Return where the worker of ``peer`` on ``case`` writes its JSON report."""
     return out_dir / f"{peer}-{case}.json"
 
 
 def outputs_path(out_dir: Path, peer: str, case: str, mode: str) -> Path:
-    """Where that worker saves the first call's outputs in ``mode`` (``.npz``)."""
+    """Return where that worker saves the first call's outputs in ``mode`` (``.npz``)."""
     return out_dir / f"{peer}-{case}-{mode.replace('+', '')}.npz"
 
 
 def load_outputs(path: Path) -> list[np.ndarray | None] | None:
-    """The outputs saved at ``path`` (y, then up to three gradients), or None if none were."""
+    """Load the outputs saved at ``path`` (y, then up to three gradients); None if none were."""
     if not path.exists():
         return None
     with np.load(path) as z:
@@ -79,7 +79,7 @@ def load_outputs(path: Path) -> list[np.ndarray | None] | None:
 
 
 def info(peer: str, device: str, threads: int) -> dict[str, Any]:
-    """What this worker process ran with: versions, threads, device name."""
+    """Return what this worker process ran with: versions, threads, device name."""
     found: dict[str, Any] = {"pid": os.getpid(), "threadpools": threadpools()}
     if peer == "torch":
         import torch
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m cnnarray.bench --worker PEER CASE ...``: run one worker (internal)."""
+    """Run one worker: ``python -m cnnarray.bench --worker PEER CASE ...`` (internal)."""
     parser = argparse.ArgumentParser(
         prog="python -m cnnarray.bench",
         description="Internal: time one peer on one case and exit. "
