@@ -24,10 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
+
+from cnnarray.bench.timing import Timing, time_each
 
 WORKER_ENV = {"OPENBLAS_THREAD_TIMEOUT": "4"}
 
@@ -66,27 +67,41 @@ def build(name: str, data, seed: int):
                           seed=seed)  # fmt: skip
 
 
+def train_epochs(step, data, args, epochs) -> Timing:
+    """Time each epoch in ``epochs`` (epoch numbers): ``step(idx)`` over its mini-batches."""
+
+    def epoch(number):
+        for idx in batches(len(data.y_train), args.batch_size, args.seed, number):
+            step(idx)
+
+    return time_each(epoch, epochs)
+
+
+def cnnarray_step(model, opt, data):
+    """One training step of the cnnarray ``model``: ``step(idx)`` on those training images."""
+    from cnnarray import ops
+
+    def step(idx):
+        logits = model(data.x_train[idx])
+        opt.zero_grad()
+        # like PyTorch, which skips the gradient of the images (no requires_grad)
+        model.backward(ops.cross_entropy_backward(logits, data.y_train[idx]), input_grad=False)
+        opt.step()
+
+    return step
+
+
 def run_cnnarray(args, data, weights):
-    from cnnarray import ops, optim
+    from cnnarray import optim
 
     model = build(args.model, data, args.seed)
     model.load_state_dict(weights)
     opt = optim.Adam(model.parameters(), lr=args.lr)
-    epoch_times = []
-    for epoch in range(args.epochs):
-        model.train()
-        start = time.perf_counter()
-        for idx in batches(len(data.y_train), args.batch_size, args.seed, epoch):
-            xb, yb = data.x_train[idx], data.y_train[idx]
-            logits = model(xb)
-            opt.zero_grad()
-            # like PyTorch, which skips the gradient of the images (no requires_grad)
-            model.backward(ops.cross_entropy_backward(logits, yb), input_grad=False)
-            opt.step()
-        epoch_times.append(time.perf_counter() - start)
+    model.train()
+    timing = train_epochs(cnnarray_step(model, opt, data), data, args, range(args.epochs))
     model.eval()
     pred = model(data.x_test).argmax(axis=1)
-    return float((pred == data.y_test).mean()), epoch_times
+    return float((pred == data.y_test).mean()), timing.times_s
 
 
 def torch_lenet5(torch, data):
@@ -126,6 +141,20 @@ def torch_vgg_small(torch, data):
 TORCH_MODELS = {"lenet5": torch_lenet5, "vgg_small": torch_vgg_small}
 
 
+def torch_step(torch, model, opt, data):
+    """One training step of the PyTorch ``model``: ``step(idx)`` on those training images."""
+    x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+
+    def step(idx):
+        idx = torch.from_numpy(idx)
+        loss = torch.nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 def run_torch(args, data, weights):
     import torch
 
@@ -133,22 +162,12 @@ def run_torch(args, data, weights):
     model = TORCH_MODELS[args.model](torch, data)
     model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-    epoch_times = []
-    for epoch in range(args.epochs):
-        model.train()
-        start = time.perf_counter()
-        for idx in batches(len(data.y_train), args.batch_size, args.seed, epoch):
-            idx = torch.from_numpy(idx)
-            loss = torch.nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        epoch_times.append(time.perf_counter() - start)
+    model.train()
+    timing = train_epochs(torch_step(torch, model, opt, data), data, args, range(args.epochs))
     model.eval()
     with torch.no_grad():
         pred = model(torch.from_numpy(data.x_test)).argmax(dim=1).numpy()
-    return float((pred == data.y_test).mean()), epoch_times
+    return float((pred == data.y_test).mean()), timing.times_s
 
 
 def data_and_weights(args):
@@ -160,6 +179,15 @@ def data_and_weights(args):
     data = load(args.dataset)
     init = build(args.model, data, args.seed)
     return data, {k: np.array(to_numpy(v)) for k, v in init.state_dict().items()}
+
+
+def worker_result(script: str, framework: str, options: list[str]) -> dict:
+    """Run ``script --worker framework *options`` in a process of its own, with
+    :data:`WORKER_ENV`; return the JSON it prints last."""
+    cmd = [sys.executable, script, "--worker", framework, *options]
+    env = {**os.environ, **WORKER_ENV}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def worker(args) -> None:
@@ -193,18 +221,16 @@ def main() -> None:
         for framework in ("cnnarray", "torch"):
             accuracies, epoch_seconds = [], []
             for seed in range(args.seed, args.seed + args.seeds):
-                cmd = [sys.executable, __file__, "--worker", framework, "--dataset", dataset,
-                       "--model", args.model, "--epochs", str(args.epochs),
-                       "--batch-size", str(args.batch_size), "--lr", str(args.lr),
-                       "--seed", str(seed), "--threads", str(args.threads)]  # fmt: skip
-                env = {**os.environ, **WORKER_ENV}
-                out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-                r = json.loads(out.stdout.strip().splitlines()[-1])
+                options = ["--dataset", dataset, "--model", args.model,
+                           "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+                           "--lr", str(args.lr), "--seed", str(seed),
+                           "--threads", str(args.threads)]  # fmt: skip
+                r = worker_result(__file__, framework, options)
                 accuracies.append(r["accuracy"])
                 epoch_seconds += r["epoch_seconds"]
             row[framework] = {"test_accuracy": sum(accuracies) / len(accuracies),
                               "test_accuracy_per_seed": accuracies,
-                              "median_epoch_s": statistics.median(epoch_seconds),
+                              "median_epoch_s": Timing(epoch_seconds).median_s,
                               "epoch_seconds": epoch_seconds}  # fmt: skip
         row["time_ratio"] = row["cnnarray"]["median_epoch_s"] / row["torch"]["median_epoch_s"]
         row["accuracy_gap_points"] = 100 * (

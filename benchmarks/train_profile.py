@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import math
 import os
-import subprocess
-import sys
 import time
 
 import train_compare as tc
+
+from cnnarray.bench.timing import Timing, clock
 
 # PyTorch operator -> (kind, pass); operators not listed are left out.
 TORCH_OPS = {
@@ -42,37 +43,34 @@ TORCH_OPS = {
 }
 
 
-def _epochs(args, data, step):
-    """Run ``step(idx)`` over the warm-up and measured epochs; return the measured
-    epochs' mini-batch count and wall time."""
-    steps, seconds = 0, 0.0
-    for epoch in range(args.warmup + args.epochs):
-        start = time.perf_counter()
-        order = tc.batches(len(data.y_train), args.batch_size, args.seed, epoch)
-        for idx in order:
-            step(idx, epoch >= args.warmup)
-        if epoch >= args.warmup:
-            steps += len(order)
-            seconds += time.perf_counter() - start
-    return steps, seconds
+def _measure(args, data, step, start=None) -> Timing:
+    """Train ``--warmup`` epochs with ``step``, call ``start()``, then time ``--epochs`` more."""
+    tc.train_epochs(step, data, args, range(args.warmup))
+    if start is not None:
+        start()
+    return tc.train_epochs(step, data, args, range(args.warmup, args.warmup + args.epochs))
+
+
+def _per_step(args, data, timing: Timing, kinds_s: dict[str, float]) -> dict:
+    """The worker's result: measured steps, wall ms per step, ms per step of each kind."""
+    steps = args.epochs * math.ceil(len(data.y_train) / args.batch_size)
+    return {"steps": steps, "step_ms": 1e3 * timing.total_s / steps,
+            "kinds": {k: 1e3 * v / steps for k, v in kinds_s.items()}}  # fmt: skip
 
 
 def profile_cnnarray(args, data, weights) -> dict:
-    from cnnarray import ops, optim
+    from cnnarray import optim
 
     model = tc.build(args.model, data, args.seed)
     model.load_state_dict(weights)
     model.train()
     opt = optim.Adam(model.parameters(), lr=args.lr)
-    totals: dict[tuple[str, str], float] = collections.defaultdict(float)
-    measuring = [False]
+    totals: dict[str, float] = collections.defaultdict(float)
 
     def timed(method, kind):
         def call(*a, **k):
-            start = time.perf_counter()
-            out = method(*a, **k)
-            if measuring[0]:
-                totals[kind] += time.perf_counter() - start
+            seconds, out = clock(lambda: method(*a, **k))
+            totals[kind] += seconds
             return out
 
         return call
@@ -80,19 +78,13 @@ def profile_cnnarray(args, data, weights) -> dict:
     for module in model.modules():
         if next(module.children(), None) is None:  # a leaf layer
             for name in ("forward", "backward"):
-                setattr(module, name, timed(getattr(module, name), (type(module).__name__, name)))
-    opt_step = timed(opt.step, ("Adam", "step"))
-
-    def step(idx, measure):
-        measuring[0] = measure
-        logits = model(data.x_train[idx])
-        opt.zero_grad()
-        model.backward(ops.cross_entropy_backward(logits, data.y_train[idx]), input_grad=False)
-        opt_step()
-
-    steps, seconds = _epochs(args, data, step)
-    return {"steps": steps, "step_ms": 1e3 * seconds / steps,
-            "kinds": {f"{k} {p}": 1e3 * v / steps for (k, p), v in totals.items()}}  # fmt: skip
+                setattr(
+                    module, name, timed(getattr(module, name), f"{type(module).__name__} {name}")
+                )
+    opt.step = timed(opt.step, "Adam step")
+    # the warm-up's layer times are dropped when the measured epochs start
+    timing = _measure(args, data, tc.cnnarray_step(model, opt, data), start=totals.clear)
+    return _per_step(args, data, timing, totals)
 
 
 def profile_torch(args, data, weights) -> dict:
@@ -102,42 +94,23 @@ def profile_torch(args, data, weights) -> dict:
     torch.set_num_threads(args.threads)
     builder = tc.TORCH_MODELS[args.model]
 
-    def setup():
+    def fresh_step():
         model = builder(torch, data)
         model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
         model.train()
-        return model, torch.optim.Adam(model.parameters(), lr=args.lr)
+        return tc.torch_step(torch, model, torch.optim.Adam(model.parameters(), lr=args.lr), data)
 
-    x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-
-    def stepper(model, opt):
-        def step(idx, measure):
-            idx = torch.from_numpy(idx)
-            loss = torch.nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-        return step
-
-    steps, seconds = _epochs(args, data, stepper(*setup()))  # the wall time, unprofiled
-    model, opt = setup()
-    step = stepper(model, opt)
-    for epoch in range(args.warmup):
-        for idx in tc.batches(len(data.y_train), args.batch_size, args.seed, epoch):
-            step(idx, False)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for epoch in range(args.warmup, args.warmup + args.epochs):
-            for idx in tc.batches(len(data.y_train), args.batch_size, args.seed, epoch):
-                step(idx, True)
+    timing = _measure(args, data, fresh_step())  # the wall time, unprofiled
+    prof = profile(activities=[ProfilerActivity.CPU])
+    _measure(args, data, fresh_step(), start=prof.start)  # profiles the measured epochs
+    prof.stop()
     totals: dict[str, float] = collections.defaultdict(float)
-    for event in prof.key_averages():
+    for event in prof.key_averages():  # times in microseconds
         if event.key.startswith("Optimizer.step#"):  # a parent record: its total
-            totals["Adam step"] += event.cpu_time_total
+            totals["Adam step"] += event.cpu_time_total / 1e6
         elif event.key in TORCH_OPS:
-            totals[" ".join(TORCH_OPS[event.key])] += event.self_cpu_time_total
-    return {"steps": steps, "step_ms": 1e3 * seconds / steps,
-            "kinds": {k: v / 1e3 / steps for k, v in totals.items()}}  # fmt: skip
+            totals[" ".join(TORCH_OPS[event.key])] += event.self_cpu_time_total / 1e6
+    return _per_step(args, data, timing, totals)
 
 
 def worker(args) -> None:
@@ -166,13 +139,11 @@ def main() -> None:
         return
     results = {}
     for framework in ("cnnarray", "torch"):
-        cmd = [sys.executable, __file__, "--worker", framework, "--dataset", args.dataset,
-               "--model", args.model, "--epochs", str(args.epochs), "--warmup", str(args.warmup),
-               "--batch-size", str(args.batch_size), "--lr", str(args.lr),
-               "--seed", str(args.seed), "--threads", str(args.threads)]  # fmt: skip
-        env = {**os.environ, **tc.WORKER_ENV}
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-        results[framework] = json.loads(out.stdout.strip().splitlines()[-1])
+        options = ["--dataset", args.dataset, "--model", args.model, "--epochs", str(args.epochs),
+                   "--warmup", str(args.warmup), "--batch-size", str(args.batch_size),
+                   "--lr", str(args.lr), "--seed", str(args.seed),
+                   "--threads", str(args.threads)]  # fmt: skip
+        results[framework] = tc.worker_result(__file__, framework, options)
     ours, theirs = results["cnnarray"], results["torch"]
     kinds = sorted(set(ours["kinds"]) | set(theirs["kinds"]),
                    key=lambda k: -ours["kinds"].get(k, 0))  # fmt: skip

@@ -512,6 +512,24 @@ def bench(
             help="Skip scipy and naive where one call is estimated to take longer (seconds).",
         ),
     ] = 3.0,
+    budget: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Target seconds of the timed calls of one case, mode and peer: fewer "
+            "than --repeat (but at least 3) where they would take longer.",
+        ),
+    ] = 3.0,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed of the inputs, the same for every peer.")
+    ] = 0,
+    thread_timeout: Annotated[
+        str,
+        typer.Option(
+            help="OPENBLAS_THREAD_TIMEOUT of the worker processes, 4 to 30 (OpenBLAS threads "
+            "spin 2**N cycles after a call); 'none' keeps your environment.",
+        ),
+    ] = "4",
 ) -> None:
     """Time conv2d, max pooling and a GEMM against PyTorch, SciPy and the naive loop.
 
@@ -524,6 +542,13 @@ def bench(
 
     from . import bench as harness
 
+    if thread_timeout.strip().lower() == "none":
+        openblas_timeout = None
+    elif thread_timeout.strip().isdigit():
+        openblas_timeout = int(thread_timeout)  # run_benchmarks checks the range
+    else:
+        raise typer.BadParameter(f"expected an int from 4 to 30 or 'none', got {thread_timeout!r}",
+                                 param_hint="'--thread-timeout'")  # fmt: skip
     backend = _backend(device)
     progress = Progress(TextColumn("{task.description}"), BarColumn(),
                         TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
@@ -538,7 +563,8 @@ def bench(
             results = harness.run_benchmarks(str(backend), cases or None,
                                              [p for p in compare.split(",") if p] or None,
                                              repeat, report, slow_limit_s=slow_limit,
-                                             rounds=rounds)  # fmt: skip
+                                             rounds=rounds, seed=seed, budget_s=budget,
+                                             thread_timeout=openblas_timeout)  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     console.print(harness.render_table(results))

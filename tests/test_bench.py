@@ -164,7 +164,7 @@ def test_schedule_interleaves_the_fast_peers() -> None:
         (a, "cnnarray", ["fwd"], {}), (a, "torch", ["fwd"], {}), (a, "naive", ["fwd"], {}),
         (b, "cnnarray", ["fwd"], {}), (b, "torch", [], {"fwd": "skipped: x"}),
     ]  # fmt: skip
-    runs = [(r, c.name, p) for r, c, p, _ in bench._schedule(plan, 3)]
+    runs = [(r, c.name, p) for r, c, p, _ in bench.run._schedule(plan, 3)]
     assert runs == [
         (0, "tiny", "cnnarray"), (0, "tiny", "torch"), (0, "tiny", "naive"),
         (0, "tinypool", "cnnarray"),
@@ -177,10 +177,10 @@ def test_a_failed_round_fails_the_record() -> None:
     case = bench.CASES["tiny"]
     good = {"status": "ok", "device": "cpu", "warmup_s": [0.1, 0.1], "times_s": [1.0, 3.0]}
     bad = {"status": "error: worker timed out after 1 s"}
-    record = bench._record(case, "fwd", "cnnarray", [good, bad], "cpu")
+    record = bench.run._record(case, "fwd", "cnnarray", [good, bad], "cpu")
     assert record["status"] == bad["status"]
     assert record["median_s"] is None and record["times_s"] == [] and record["rounds"] == 0
-    record = bench._record(case, "fwd", "cnnarray", [good, {**good, "times_s": [2.0]}], "cpu")
+    record = bench.run._record(case, "fwd", "cnnarray", [good, {**good, "times_s": [2.0]}], "cpu")
     assert record["status"] == "ok" and record["times_s"] == [1.0, 3.0, 2.0]
     assert record["median_s"] == 2.0 and record["round_medians_s"] == [2.0, 2.0]
     assert (record["min_s"], record["max_s"], record["repeats"], record["warmup"]) == (1, 3, 3, 4)
@@ -218,7 +218,7 @@ def test_render_table(results: dict) -> None:
         ({"repeat": 0}, "repeat must be a positive int, got 0"),
         ({"rounds": 0}, "rounds must be a positive int, got 0"),
         ({"device": "tpu"}, "backend must be one of"),
-        ({"thread_timeout": 2}, "thread_timeout must be None or an int from 4 to 30, got 2"),
+        ({"thread_timeout": 2}, "thread_timeout must be an int from 4 to 30, got 2"),
     ],
 )
 def test_bad_arguments_raise_before_running(kwargs: dict, message: str) -> None:
@@ -227,9 +227,11 @@ def test_bad_arguments_raise_before_running(kwargs: dict, message: str) -> None:
 
 
 def test_slow_peers_are_skipped_by_estimate() -> None:
-    assert bench._skip_reason("naive", bench.CASES["a"], "fwd", 3.0).startswith("skipped: too slow")
-    assert bench._skip_reason("naive", bench.CASES["d"], "fwd", 3.0) is None
-    assert bench._skip_reason("scipy", bench.CASES["c"], "fwd+bwd", 3.0).startswith(
+    assert bench.peers.skip_reason("naive", bench.CASES["a"], "fwd", 3.0).startswith(
+        "skipped: too slow"
+    )
+    assert bench.peers.skip_reason("naive", bench.CASES["d"], "fwd", 3.0) is None
+    assert bench.peers.skip_reason("scipy", bench.CASES["c"], "fwd+bwd", 3.0).startswith(
         "skipped: too slow"
     )
     results = bench.run_benchmarks("cpu", ["tiny"], ["naive"], repeat=1, slow_limit_s=0.0, rounds=1)

@@ -156,6 +156,30 @@ def test_bench_rejects_an_unknown_case():
     assert result.exit_code == 2
 
 
+def test_bench_passes_seed_budget_and_thread_timeout(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    out = tmp_path / "bench.json"
+    result = invoke("bench", "-d", "cpu", "--cases", "tinymatmul", "--compare", "",
+                    "--repeat", "9", "--rounds", "1", "--seed", "5", "--budget", "0",
+                    "--thread-timeout", "None", "--json", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    results = json.loads(out.read_text())
+    meta = results["metadata"]
+    assert (meta["seed"], meta["budget_s"], meta["worker_env"]["set"]) == (5, 0.0, {})
+    (record,) = results["records"]
+    assert record["status"] == "ok" and record["repeats"] == 3  # the budget's floor, not 9
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("2", "thread_timeout must be an int from 4 to 30, got 2"), ("x", "or 'none', got 'x'")],
+)
+def test_bench_rejects_a_bad_thread_timeout(value, message):
+    result = invoke("bench", "-d", "cpu", "--cases", "tiny", "--thread-timeout", value)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.replace("│", " ").split())
+
+
 def test_ctrl_c_saves_the_last_finished_epoch(monkeypatch, tmp_path):
     from cnnarray import train as training
 
