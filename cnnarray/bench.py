@@ -70,7 +70,7 @@ import numpy as np
 
 from . import __version__
 from .backend import Backend, get_backend, to_numpy
-from .io import atomic_write_bytes, save_figure
+from .io import atomic_write_bytes
 from .ops import ColumnCache, conv2d, conv2d_backward, linear, max_pool2d, max_pool2d_backward
 
 __all__ = [
@@ -1088,6 +1088,8 @@ def plot(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from .plots import png_bytes
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     groups, peers = _groups(results)
@@ -1114,7 +1116,8 @@ def plot(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     ax.legend()
     meta = results.get("metadata", {})
     ax.set_title(f"cnnarray bench on {meta.get('device', '?')} ({meta.get('device_name', '')})")
-    return save_figure(fig, path, dpi=120)
+    atomic_write_bytes(path, png_bytes(fig, dpi=120))
+    return path
 
 
 def _fmt(value: float) -> str:

@@ -160,29 +160,6 @@ def _history_table(history: list) -> Table:
     return table
 
 
-def _plot_curves(history: list, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .io import save_figure
-
-    epochs = [h.epoch for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [h.train_loss for h in history], label="train")
-    ax_loss.plot(epochs, [h.test_loss for h in history], label="test")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss", yscale="log")
-    ax_acc.plot(epochs, [100 * h.train_accuracy for h in history], label="train")
-    ax_acc.plot(epochs, [100 * h.test_accuracy for h in history], label="test")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
 @app.command()
 def train(
     device: DeviceOption = "auto",
@@ -227,6 +204,7 @@ def train(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from . import plots
     from . import train as training
     from .io import CheckpointError, atomic_write_bytes
 
@@ -288,7 +266,7 @@ def train(
     console.print(f"test accuracy {100 * final.test_accuracy:.2f}% after {state.epoch} epochs "
                   f"({total:.1f} s of training); saved {out}")  # fmt: skip
     if plot is not None:
-        _plot_curves(state.history, plot)
+        atomic_write_bytes(plot, plots.png_bytes(plots.training_curves(state.history)))
         console.print(f"wrote {plot}")
     if json_path is not None:
         doc = {"test_accuracy": final.test_accuracy, "epochs": state.epoch,
@@ -320,7 +298,9 @@ def evaluate(
     """Report test accuracy and the confusion matrix of a saved model."""
     import numpy as np
 
+    from . import plots
     from . import train as training
+    from .io import atomic_write_bytes
 
     backend = _backend(device)
     model, spec, metadata = _load_model(model_path, backend)
@@ -344,31 +324,9 @@ def evaluate(
     console.print(f"test accuracy {100 * accuracy:.2f}% ({int(np.trace(confusion))}/"
                   f"{len(pred)}), mean loss {loss:.4f}")  # fmt: skip
     if plot is not None:
-        _plot_confusion(confusion, spec["classes"], plot)
+        figure = plots.confusion_matrix(confusion, spec["classes"])
+        atomic_write_bytes(plot, plots.png_bytes(figure))
         console.print(f"wrote {plot}")
-
-
-def _plot_confusion(confusion, classes: list, path: Path) -> None:
-    import matplotlib
-    import numpy as np
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .io import save_figure
-
-    fig, ax = plt.subplots(figsize=(6, 5))
-    im = ax.imshow(confusion, cmap="Blues")
-    ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted",
-           ylabel="true", title="confusion matrix")  # fmt: skip
-    ax.set_xticklabels(classes, rotation=45, ha="right")
-    ax.set_yticklabels(classes)
-    for (i, j), v in np.ndenumerate(confusion):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
-                color="white" if v > confusion.max() / 2 else "black")  # fmt: skip
-    fig.colorbar(im)
-    fig.tight_layout()
-    save_figure(fig, path)
 
 
 def _load_images(paths: list[Path], input_shape: list[int]):

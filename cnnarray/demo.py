@@ -19,6 +19,7 @@ import numpy as np
 
 from . import ops
 from .backend import Backend, to_numpy
+from .io import atomic_write_bytes
 
 FILTER_NAMES = ("vertical edges (Sobel x)", "horizontal edges (Sobel y)", "Laplacian",
                 "random 1", "random 2")  # fmt: skip
@@ -108,24 +109,7 @@ def run_demo(
 
 def save_grid(stages: list[Stage], path: str | Path) -> Path:
     """Draw every stage's maps as one PNG: a row per stage, a column per filter."""
-    import matplotlib
+    from .plots import demo_grid, png_bytes
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .io import save_figure
-
-    cols = max(s.output.shape[0] for s in stages)
-    fig, axes = plt.subplots(len(stages), cols, figsize=(2.6 * cols, 2.8 * len(stages)))
-    for r, stage in enumerate(stages):
-        for c in range(cols):
-            ax = axes[r, c]
-            ax.axis("off")
-            if c >= stage.output.shape[0]:
-                continue
-            ax.imshow(stage.output[c], cmap="gray")
-            label = "" if stage.name == "input" else f"\n{FILTER_NAMES[c]}"
-            ax.set_title(f"{stage.name}{label}\n{tuple(stage.output[c].shape)}", fontsize=8)
-    fig.suptitle("cnnarray demo: filters -> ReLU -> pooling (shape of each map in its title)")
-    fig.tight_layout()
-    return save_figure(fig, path, dpi=80)
+    atomic_write_bytes(path, png_bytes(demo_grid(stages, FILTER_NAMES), dpi=80))
+    return Path(path)
