@@ -332,22 +332,14 @@ def evaluate(
 def _load_images(paths: list[Path], input_shape: list[int]):
     """Read image files into (N, C, H, W) float32 in [0, 1] at the model's input size."""
     import numpy as np
-    from PIL import Image, UnidentifiedImageError
+
+    from .data import read_image
 
     channels, h, w = input_shape
-    images = []
-    for path in paths:
-        try:
-            with Image.open(path) as img:
-                img = img.convert("L" if channels == 1 else "RGB").resize((w, h))
-                arr = np.asarray(img, dtype=np.float32) / 255.0
-        except FileNotFoundError:
-            raise typer.BadParameter(f"{path} does not exist", param_hint="'IMAGE'") from None
-        except (UnidentifiedImageError, OSError) as exc:
-            raise typer.BadParameter(f"{path} is not a readable image: {exc}",
-                                     param_hint="'IMAGE'") from None  # fmt: skip
-        images.append(arr[None] if channels == 1 else arr.transpose(2, 0, 1))
-    return np.stack(images)
+    try:
+        return np.stack([read_image(p, grayscale=channels == 1, size=(h, w)) for p in paths])
+    except (FileNotFoundError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="'IMAGE'") from None
 
 
 @app.command()

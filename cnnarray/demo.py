@@ -19,6 +19,7 @@ import numpy as np
 
 from . import ops
 from .backend import Backend, to_numpy
+from .data.images import read_image
 from .io import atomic_write_bytes
 
 FILTER_NAMES = ("vertical edges (Sobel x)", "horizontal edges (Sobel y)", "Laplacian",
@@ -34,21 +35,8 @@ def default_image_path() -> Path:
 
 def load_grayscale(path: str | Path | None = None, size: int = 512) -> np.ndarray:
     """Load an image as float32 grayscale in [0, 1], centre-cropped and resized to size x size."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = default_image_path() if path is None else Path(path)
-    try:
-        with Image.open(path) as image:
-            gray = image.convert("L")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image {str(path)!r} does not exist") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"image {str(path)!r} cannot be read as an image: {exc}") from None
-    w, h = gray.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    gray = gray.crop((left, top, left + side, top + side)).resize((size, size))
-    return np.asarray(gray, dtype=np.float32) / 255.0
+    path = default_image_path() if path is None else path
+    return read_image(path, grayscale=True, size=(size, size), square=True)[0]
 
 
 def filter_bank(seed: int = 0) -> np.ndarray:
