@@ -311,9 +311,7 @@ def evaluate(
             f"the model takes inputs of shape {spec['input_shape']}, "
             f"{spec_dataset} has {list(data.input_shape)}", param_hint="'--dataset'")  # fmt: skip
     loss, accuracy, pred = training.evaluate(model, data.x_test, data.y_test, backend)
-    k = len(spec["classes"])
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (data.y_test, pred), 1)
+    confusion = training.confusion_matrix(data.y_test, pred, len(spec["classes"]))
     table = Table(title=f"confusion matrix ({spec_dataset}, rows: true, columns: predicted)")
     table.add_column("")
     for name in spec["classes"]:
