@@ -19,7 +19,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .backend import Backend, BackendUnavailableError, cuda_unavailable_reason, get_backend
+from .backend import (
+    Backend,
+    BackendUnavailableError,
+    available_backends,
+    blas_info,
+    cuda_unavailable_reason,
+    describe_device,
+    get_backend,
+    parse_device,
+)
 
 app = typer.Typer(
     name="cnnarray",
@@ -34,11 +43,11 @@ err_console = Console(stderr=True)
 
 def _parse_device(value: str) -> str:
     """Validate the spelling of --device; availability is checked by :func:`_backend`."""
-    kind, sep, index = value.strip().lower().partition(":")
-    known = kind in ("cpu", "numpy", "auto", "cuda", "cupy", "gpu")
-    if not known or (sep and (kind not in ("cuda", "cupy", "gpu") or not index.isdigit())):
-        raise typer.BadParameter(f"expected cpu, cuda, cuda:N or auto, got {value!r}")
-    return value
+    try:
+        parse_device(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value  # as typed: error messages quote the user's spelling
 
 
 DeviceOption = Annotated[
@@ -61,24 +70,6 @@ def _backend(device: str) -> Backend:
         raise typer.Exit(1) from None
 
 
-def _blas_info() -> tuple[str, str]:
-    """Return (library, threads) of the BLAS NumPy uses."""
-    try:
-        from threadpoolctl import threadpool_info
-
-        for pool in threadpool_info():
-            if pool.get("user_api") == "blas":
-                name = f"{pool.get('internal_api')} {pool.get('version') or ''}".strip()
-                return name, str(pool.get("num_threads"))
-    except ImportError:
-        pass
-    import numpy as np
-
-    config = np.show_config(mode="dicts") if hasattr(np, "show_config") else {}
-    blas = config.get("Build Dependencies", {}).get("blas", {}) if config else {}
-    return str(blas.get("name", "unknown")), "unknown"
-
-
 @app.command()
 def info() -> None:
     """Show versions, which backends are usable (and why not), the GPU and the BLAS."""
@@ -90,19 +81,19 @@ def info() -> None:
     table.add_row("platform", platform.platform())
     table.add_row("numpy", np.__version__)
     table.add_row("scipy", scipy.__version__)
-    blas, threads = _blas_info()
-    table.add_row("BLAS", f"{blas}, {threads} threads")
+    blas = blas_info()
+    library = " ".join(str(v) for v in (blas["name"], blas["version"]) if v)
+    table.add_row("BLAS", f"{library}, {blas['threads'] or 'unknown'} threads")
     table.add_row("CPU cores", str(os.cpu_count()))
     table.add_row("backend cpu", "[green]usable[/]")
     reason = cuda_unavailable_reason()
     if reason is None:
         cupy = get_backend("cuda").xp
         table.add_row("backend cuda", f"[green]usable[/] (CuPy {cupy.__version__})")
-        for i in range(cupy.cuda.runtime.getDeviceCount()):
-            props = cupy.cuda.runtime.getDeviceProperties(i)
-            name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
-            gib = props["totalGlobalMem"] / 2**30
-            table.add_row(f"cuda:{i}", f"{name}, {gib:.1f} GiB")
+        for name in available_backends():
+            if name.startswith("cuda:"):
+                gpu = describe_device(name)
+                table.add_row(name, f"{gpu['name']}, {gpu['memory_gib']:.1f} GiB")
     else:
         table.add_row("backend cuda", f"[red]unavailable[/]: {escape(reason)}")
     table.add_row("auto", str(get_backend("auto")))
