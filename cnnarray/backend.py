@@ -46,9 +46,11 @@ __all__ = [
     "backend_of",
     "blas_info",
     "cuda_unavailable_reason",
+    "describe_device",
     "dispatch",
     "get_backend",
     "parallel_for",
+    "parse_device",
     "scratch",
     "set_num_threads",
     "synchronize",
@@ -233,6 +235,79 @@ def get_backend(name: str | Backend | None = "auto") -> Backend:
         f"backend must be one of 'cpu', 'numpy', 'cuda', 'cupy', 'gpu', 'cuda:N' or 'auto', "
         f"got {name!r}"
     )
+
+
+def parse_device(value: str) -> str:
+    """Check the spelling of a device name and return its canonical form.
+
+    Only the spelling is checked, not whether the device can run here (that is
+    :func:`get_backend`'s job), so a command line can refuse a typo at once.
+
+    Parameters
+    ----------
+    value : str
+        ``"cpu"`` or ``"numpy"``; ``"cuda"``, ``"cupy"`` or ``"gpu"``, with or
+        without ``":N"``; ``"auto"``. Case and surrounding spaces are ignored.
+
+    Returns
+    -------
+    str
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a string.
+    ValueError
+        If ``value`` is none of the above.
+
+    Examples
+    --------
+    >>> parse_device("GPU:1"), parse_device("numpy")
+    ('cuda:1', 'cpu')
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda:1', got {value!r}")
+    key = value.strip().lower()
+    if key in _CPU_NAMES:
+        return "cpu"
+    if key == "auto":
+        return "auto"
+    kind, sep, index = key.partition(":")
+    if kind in _CUDA_NAMES:
+        if not sep:
+            return "cuda"
+        if index.isascii() and index.isdigit():
+            return f"cuda:{int(index)}"
+    raise ValueError(f"expected cpu, cuda, cuda:N or auto, got {value!r}")
+
+
+def describe_device(backend: str | Backend) -> dict[str, Any]:
+    """Name and memory of the device a backend computes on.
+
+    Parameters
+    ----------
+    backend : str or Backend
+        A backend or its name (see :func:`get_backend`).
+
+    Returns
+    -------
+    dict
+        ``{"name": str, "memory_gib": float or None}``: the GPU's name and
+        total memory in GiB, or on the CPU the processor as :mod:`platform`
+        reports it and None.
+    """
+    backend = get_backend(backend)
+    if backend.device is None:
+        import platform
+
+        return {"name": platform.processor() or platform.machine(), "memory_gib": None}
+    props = backend.xp.cuda.runtime.getDeviceProperties(backend.device)
+    name = props["name"]
+    return {
+        "name": name.decode() if isinstance(name, bytes) else str(name),
+        "memory_gib": props["totalGlobalMem"] / 2**30,
+    }
 
 
 @functools.cache

@@ -19,7 +19,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .backend import Backend, BackendUnavailableError, cuda_unavailable_reason, get_backend
+from .backend import (
+    Backend,
+    BackendUnavailableError,
+    available_backends,
+    blas_info,
+    cuda_unavailable_reason,
+    describe_device,
+    get_backend,
+    parse_device,
+)
 
 app = typer.Typer(
     name="cnnarray",
@@ -34,11 +43,11 @@ err_console = Console(stderr=True)
 
 def _parse_device(value: str) -> str:
     """Validate the spelling of --device; availability is checked by :func:`_backend`."""
-    kind, sep, index = value.strip().lower().partition(":")
-    known = kind in ("cpu", "numpy", "auto", "cuda", "cupy", "gpu")
-    if not known or (sep and (kind not in ("cuda", "cupy", "gpu") or not index.isdigit())):
-        raise typer.BadParameter(f"expected cpu, cuda, cuda:N or auto, got {value!r}")
-    return value
+    try:
+        parse_device(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value  # as typed: error messages quote the user's spelling
 
 
 DeviceOption = Annotated[
@@ -61,24 +70,6 @@ def _backend(device: str) -> Backend:
         raise typer.Exit(1) from None
 
 
-def _blas_info() -> tuple[str, str]:
-    """Return (library, threads) of the BLAS NumPy uses."""
-    try:
-        from threadpoolctl import threadpool_info
-
-        for pool in threadpool_info():
-            if pool.get("user_api") == "blas":
-                name = f"{pool.get('internal_api')} {pool.get('version') or ''}".strip()
-                return name, str(pool.get("num_threads"))
-    except ImportError:
-        pass
-    import numpy as np
-
-    config = np.show_config(mode="dicts") if hasattr(np, "show_config") else {}
-    blas = config.get("Build Dependencies", {}).get("blas", {}) if config else {}
-    return str(blas.get("name", "unknown")), "unknown"
-
-
 @app.command()
 def info() -> None:
     """Show versions, which backends are usable (and why not), the GPU and the BLAS."""
@@ -90,19 +81,19 @@ def info() -> None:
     table.add_row("platform", platform.platform())
     table.add_row("numpy", np.__version__)
     table.add_row("scipy", scipy.__version__)
-    blas, threads = _blas_info()
-    table.add_row("BLAS", f"{blas}, {threads} threads")
+    blas = blas_info()
+    library = " ".join(str(v) for v in (blas["name"], blas["version"]) if v)
+    table.add_row("BLAS", f"{library}, {blas['threads'] or 'unknown'} threads")
     table.add_row("CPU cores", str(os.cpu_count()))
     table.add_row("backend cpu", "[green]usable[/]")
     reason = cuda_unavailable_reason()
     if reason is None:
         cupy = get_backend("cuda").xp
         table.add_row("backend cuda", f"[green]usable[/] (CuPy {cupy.__version__})")
-        for i in range(cupy.cuda.runtime.getDeviceCount()):
-            props = cupy.cuda.runtime.getDeviceProperties(i)
-            name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
-            gib = props["totalGlobalMem"] / 2**30
-            table.add_row(f"cuda:{i}", f"{name}, {gib:.1f} GiB")
+        for name in available_backends():
+            if name.startswith("cuda:"):
+                gpu = describe_device(name)
+                table.add_row(name, f"{gpu['name']}, {gpu['memory_gib']:.1f} GiB")
     else:
         table.add_row("backend cuda", f"[red]unavailable[/]: {escape(reason)}")
     table.add_row("auto", str(get_backend("auto")))
@@ -160,29 +151,6 @@ def _history_table(history: list) -> Table:
     return table
 
 
-def _plot_curves(history: list, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .io import save_figure
-
-    epochs = [h.epoch for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [h.train_loss for h in history], label="train")
-    ax_loss.plot(epochs, [h.test_loss for h in history], label="test")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss", yscale="log")
-    ax_acc.plot(epochs, [100 * h.train_accuracy for h in history], label="train")
-    ax_acc.plot(epochs, [100 * h.test_accuracy for h in history], label="test")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
 @app.command()
 def train(
     device: DeviceOption = "auto",
@@ -227,6 +195,7 @@ def train(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from . import plots
     from . import train as training
     from .io import CheckpointError, atomic_write_bytes
 
@@ -288,7 +257,7 @@ def train(
     console.print(f"test accuracy {100 * final.test_accuracy:.2f}% after {state.epoch} epochs "
                   f"({total:.1f} s of training); saved {out}")  # fmt: skip
     if plot is not None:
-        _plot_curves(state.history, plot)
+        atomic_write_bytes(plot, plots.png_bytes(plots.training_curves(state.history)))
         console.print(f"wrote {plot}")
     if json_path is not None:
         doc = {"test_accuracy": final.test_accuracy, "epochs": state.epoch,
@@ -320,7 +289,9 @@ def evaluate(
     """Report test accuracy and the confusion matrix of a saved model."""
     import numpy as np
 
+    from . import plots
     from . import train as training
+    from .io import atomic_write_bytes
 
     backend = _backend(device)
     model, spec, metadata = _load_model(model_path, backend)
@@ -331,9 +302,7 @@ def evaluate(
             f"the model takes inputs of shape {spec['input_shape']}, "
             f"{spec_dataset} has {list(data.input_shape)}", param_hint="'--dataset'")  # fmt: skip
     loss, accuracy, pred = training.evaluate(model, data.x_test, data.y_test, backend)
-    k = len(spec["classes"])
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (data.y_test, pred), 1)
+    confusion = training.confusion_matrix(data.y_test, pred, len(spec["classes"]))
     table = Table(title=f"confusion matrix ({spec_dataset}, rows: true, columns: predicted)")
     table.add_column("")
     for name in spec["classes"]:
@@ -344,52 +313,22 @@ def evaluate(
     console.print(f"test accuracy {100 * accuracy:.2f}% ({int(np.trace(confusion))}/"
                   f"{len(pred)}), mean loss {loss:.4f}")  # fmt: skip
     if plot is not None:
-        _plot_confusion(confusion, spec["classes"], plot)
+        figure = plots.confusion_matrix(confusion, spec["classes"])
+        atomic_write_bytes(plot, plots.png_bytes(figure))
         console.print(f"wrote {plot}")
-
-
-def _plot_confusion(confusion, classes: list, path: Path) -> None:
-    import matplotlib
-    import numpy as np
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .io import save_figure
-
-    fig, ax = plt.subplots(figsize=(6, 5))
-    im = ax.imshow(confusion, cmap="Blues")
-    ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted",
-           ylabel="true", title="confusion matrix")  # fmt: skip
-    ax.set_xticklabels(classes, rotation=45, ha="right")
-    ax.set_yticklabels(classes)
-    for (i, j), v in np.ndenumerate(confusion):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
-                color="white" if v > confusion.max() / 2 else "black")  # fmt: skip
-    fig.colorbar(im)
-    fig.tight_layout()
-    save_figure(fig, path)
 
 
 def _load_images(paths: list[Path], input_shape: list[int]):
     """Read image files into (N, C, H, W) float32 in [0, 1] at the model's input size."""
     import numpy as np
-    from PIL import Image, UnidentifiedImageError
+
+    from .data import read_image
 
     channels, h, w = input_shape
-    images = []
-    for path in paths:
-        try:
-            with Image.open(path) as img:
-                img = img.convert("L" if channels == 1 else "RGB").resize((w, h))
-                arr = np.asarray(img, dtype=np.float32) / 255.0
-        except FileNotFoundError:
-            raise typer.BadParameter(f"{path} does not exist", param_hint="'IMAGE'") from None
-        except (UnidentifiedImageError, OSError) as exc:
-            raise typer.BadParameter(f"{path} is not a readable image: {exc}",
-                                     param_hint="'IMAGE'") from None  # fmt: skip
-        images.append(arr[None] if channels == 1 else arr.transpose(2, 0, 1))
-    return np.stack(images)
+    try:
+        return np.stack([read_image(p, grayscale=channels == 1, size=(h, w)) for p in paths])
+    except (FileNotFoundError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="'IMAGE'") from None
 
 
 @app.command()

@@ -19,6 +19,8 @@ import numpy as np
 
 from . import ops
 from .backend import Backend, to_numpy
+from .data.images import read_image
+from .io import atomic_write_bytes
 
 FILTER_NAMES = ("vertical edges (Sobel x)", "horizontal edges (Sobel y)", "Laplacian",
                 "random 1", "random 2")  # fmt: skip
@@ -33,21 +35,8 @@ def default_image_path() -> Path:
 
 def load_grayscale(path: str | Path | None = None, size: int = 512) -> np.ndarray:
     """Load an image as float32 grayscale in [0, 1], centre-cropped and resized to size x size."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = default_image_path() if path is None else Path(path)
-    try:
-        with Image.open(path) as image:
-            gray = image.convert("L")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image {str(path)!r} does not exist") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"image {str(path)!r} cannot be read as an image: {exc}") from None
-    w, h = gray.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    gray = gray.crop((left, top, left + side, top + side)).resize((size, size))
-    return np.asarray(gray, dtype=np.float32) / 255.0
+    path = default_image_path() if path is None else path
+    return read_image(path, grayscale=True, size=(size, size), square=True)[0]
 
 
 def filter_bank(seed: int = 0) -> np.ndarray:
@@ -108,24 +97,7 @@ def run_demo(
 
 def save_grid(stages: list[Stage], path: str | Path) -> Path:
     """Draw every stage's maps as one PNG: a row per stage, a column per filter."""
-    import matplotlib
+    from .plots import demo_grid, png_bytes
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .io import save_figure
-
-    cols = max(s.output.shape[0] for s in stages)
-    fig, axes = plt.subplots(len(stages), cols, figsize=(2.6 * cols, 2.8 * len(stages)))
-    for r, stage in enumerate(stages):
-        for c in range(cols):
-            ax = axes[r, c]
-            ax.axis("off")
-            if c >= stage.output.shape[0]:
-                continue
-            ax.imshow(stage.output[c], cmap="gray")
-            label = "" if stage.name == "input" else f"\n{FILTER_NAMES[c]}"
-            ax.set_title(f"{stage.name}{label}\n{tuple(stage.output[c].shape)}", fontsize=8)
-    fig.suptitle("cnnarray demo: filters -> ReLU -> pooling (shape of each map in its title)")
-    fig.tight_layout()
-    return save_figure(fig, path, dpi=80)
+    atomic_write_bytes(path, png_bytes(demo_grid(stages, FILTER_NAMES), dpi=80))
+    return Path(path)

@@ -128,20 +128,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.close(fd)
 
 
-def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 90) -> Path:
-    """Save a matplotlib figure as PNG atomically and close it."""
-    import io as _io
-
-    import matplotlib.pyplot as plt
-
-    buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    plt.close(fig)
-    path = Path(path)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
-
-
 def save_checkpoint(
     path: PathLike,
     tensors: Mapping[str, Any],

@@ -199,6 +199,47 @@ def predict_proba(
     return np.concatenate(out)
 
 
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Count the samples of each true class by the class predicted for them.
+
+    Parameters
+    ----------
+    y_true : numpy.ndarray, shape (N,), integer
+        Labels, each in ``0 .. num_classes - 1``.
+    y_pred : numpy.ndarray, shape (N,), integer
+        Predicted classes, e.g. the third result of :func:`evaluate`.
+    num_classes : int
+        K, the number of classes.
+
+    Returns
+    -------
+    numpy.ndarray, shape (K, K), int64
+        Entry ``[i, j]`` counts the samples of class ``i`` predicted as ``j``;
+        the trace counts the correct predictions.
+
+    Examples
+    --------
+    >>> confusion_matrix(np.array([0, 1, 1]), np.array([0, 1, 0]), 2)
+    array([[1, 0],
+           [1, 1]])
+    """
+    k = _args.check_int(num_classes, "num_classes", minimum=1)
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    _args.check_same_shape(y_pred, "y_pred", y_true, "y_true")
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        if y.dtype.kind not in "iu":
+            raise TypeError(f"{name} must be an integer array, got dtype {y.dtype}")
+        if y.ndim != 1:
+            raise ValueError(f"{name} must be 1-d, got shape {y.shape}")
+        if y.size and (y.min() < 0 or y.max() >= k):
+            raise ValueError(
+                f"{name} must hold classes in 0..{k - 1}, got values from {y.min()} to {y.max()}"
+            )
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (y_true, y_pred), 1)
+    return confusion
+
+
 def fit(state: TrainState, data: Split, backend: Backend, callbacks: Callbacks | None = None,
         epochs: int | None = None) -> list[EpochStats]:  # fmt: skip
     """Train ``state`` on ``data`` from its current epoch to ``config.epochs`` (or ``epochs``).

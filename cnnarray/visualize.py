@@ -9,7 +9,7 @@ import numpy as np
 
 from . import nn
 from .backend import Backend, to_numpy
-from .io import save_figure
+from .io import atomic_write_bytes
 
 
 def layers_in_order(model: nn.Module) -> list[nn.Module]:
@@ -45,39 +45,9 @@ def activations(model: nn.Module, backend: Backend, x: np.ndarray) -> list[tuple
 def save_filters_and_maps(model: nn.Module, backend: Backend, x: np.ndarray,
                           path: str | Path, title: str) -> Path:  # fmt: skip
     """Draw the first conv's filters (first input channel, or RGB) and the image's maps."""
-    import matplotlib
+    from .plots import filters_and_maps, png_bytes
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    conv = first_conv(model)
-    weights = to_numpy(conv.weight.data)  # (C_out, C_in, kh, kw)
-    maps = activations(model, backend, x)
-    n = min(weights.shape[0], 16)  # a readable grid: the first 16 filters and maps
-    rows = 2 + len(maps)
-    fig, axes = plt.subplots(rows, n + 1, figsize=(1.6 * (n + 1), 1.8 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    image = x[0]
-    axes[0, 0].imshow(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0),
-                      cmap="gray")  # fmt: skip
-    axes[0, 0].set_title(f"input {tuple(image.shape)}", fontsize=7)
-    for k in range(n):
-        w = weights[k]
-        if w.shape[0] == 3:
-            w = (w - w.min()) / (np.ptp(w) + 1e-12)
-            axes[1, k + 1].imshow(w.transpose(1, 2, 0))
-        else:
-            axes[1, k + 1].imshow(w[0], cmap="bwr", vmin=-abs(w).max(), vmax=abs(w).max())
-        axes[1, k + 1].set_title(f"filter {k}\n{tuple(w.shape)}", fontsize=7)
-    axes[1, 0].text(0.5, 0.5, f"conv1 filters\n{tuple(weights.shape)}", ha="center",
-                    va="center", fontsize=8)  # fmt: skip
-    for r, (name, m) in enumerate(maps, start=2):
-        axes[r, 0].text(0.5, 0.5, f"{name}\n{tuple(m.shape)}", ha="center", va="center",
-                        fontsize=8)  # fmt: skip
-        for k in range(min(n, m.shape[0])):
-            axes[r, k + 1].imshow(m[k], cmap="viridis")
-            axes[r, k + 1].set_title(f"map {k} {tuple(m[k].shape)}", fontsize=6)
-    fig.suptitle(f"first-layer filters and activation maps of {title}", fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    weights = to_numpy(first_conv(model).weight.data)  # (C_out, C_in, kh, kw)
+    fig = filters_and_maps(x[0], weights, activations(model, backend, x), title)
+    atomic_write_bytes(path, png_bytes(fig))
+    return Path(path)

@@ -11,6 +11,7 @@ from helpers import CUDA_REASON
 from PIL import Image
 from typer.testing import CliRunner
 
+from cnnarray.backend import describe_device, parse_device
 from cnnarray.cli import app
 
 runner = CliRunner()
@@ -46,6 +47,36 @@ def test_unknown_device_is_a_usage_error():
     result = invoke("check", "--device", "tpu")
     assert result.exit_code == 2
     assert "expected cpu, cuda, cuda:N or auto" in result.output
+
+
+@pytest.mark.parametrize(
+    ("value", "canonical"),
+    [("cpu", "cpu"), ("NumPy", "cpu"), (" auto ", "auto"), ("cuda", "cuda"), ("gpu", "cuda"),
+     ("cupy:1", "cuda:1"), ("CUDA:01", "cuda:1")],
+)  # fmt: skip
+def test_parse_device_returns_the_canonical_name(value, canonical):
+    assert parse_device(value) == canonical
+
+
+@pytest.mark.parametrize("value", ["tpu", "", "cpu:0", "auto:1", "cuda:", "cuda:x", "cuda:-1",
+                                   "cuda:\u00b2"])  # fmt: skip
+def test_parse_device_refuses_a_bad_spelling(value):
+    with pytest.raises(ValueError, match=r"expected cpu, cuda, cuda:N or auto, got"):
+        parse_device(value)
+    assert invoke("check", "--device", value).exit_code == 2
+
+
+def test_describe_device_on_the_cpu():
+    facts = describe_device("cpu")
+    assert isinstance(facts["name"], str) and facts["name"] and facts["memory_gib"] is None
+
+
+@pytest.mark.skipif(CUDA_REASON is not None, reason=f"needs a CUDA device: {CUDA_REASON}")
+def test_describe_device_names_the_gpu_and_its_memory():
+    facts = describe_device("cuda:0")
+    assert facts["name"] and facts["memory_gib"] > 0
+    result = invoke("info")
+    assert f"{facts['name']}, {facts['memory_gib']:.1f} GiB" in result.output
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +133,15 @@ def test_predict_refuses_a_file_that_is_not_an_image(trained, tmp_path):
     result = invoke("predict", str(model), str(bogus), "-d", "cpu")
     assert result.exit_code == 2
     assert "not a readable image" in result.output
+
+
+def test_demo_and_predict_refuse_a_missing_image(trained, tmp_path):
+    _, model, _ = trained
+    missing = tmp_path / "missing.png"
+    for args in (("demo", str(missing)), ("predict", str(model), str(missing))):
+        result = invoke(*args, "-d", "cpu")
+        assert result.exit_code == 2
+        assert "does not exist" in result.output
 
 
 def test_a_tampered_checkpoint_is_refused(trained, tmp_path):

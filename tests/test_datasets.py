@@ -23,6 +23,7 @@ from cnnarray.data.datasets import (
     read_idx,
     train_test_split,
 )
+from cnnarray.data.images import read_image
 
 # ---------------------------------------------------------------------------
 # helpers that write small dataset files
@@ -387,6 +388,46 @@ def test_load_image_folder_missing_and_bad_size(tmp_path):
     root = make_image_folder(tmp_path / "r", {"a": 1})
     with pytest.raises(ValueError, match="size"):
         load_image_folder(root, size=(0, 4))
+
+
+def test_read_image_keeps_single_band_images_gray_and_scales_to_unit(tmp_path):
+    pixels = np.arange(24, dtype=np.uint8).reshape(4, 6) * 10
+    Image.fromarray(pixels).save(tmp_path / "g.png")
+    image = read_image(tmp_path / "g.png")
+    assert image.shape == (1, 4, 6) and image.dtype == np.float32
+    np.testing.assert_array_equal(image[0], pixels.astype(np.float32) / 255.0)
+    assert read_image(tmp_path / "g.png", grayscale=False).shape == (3, 4, 6)
+
+
+def test_read_image_rgb_to_channels_first_gray_and_resized(tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "c.png")
+    image = read_image(tmp_path / "c.png")
+    np.testing.assert_array_equal(image, pixels.transpose(2, 0, 1).astype(np.float32) / 255.0)
+    assert read_image(tmp_path / "c.png", grayscale=True).shape == (1, 5, 7)
+    assert read_image(tmp_path / "c.png", size=(3, 2)).shape == (3, 3, 2)
+
+
+def test_read_image_square_crops_the_centre(tmp_path):
+    pixels = np.zeros((4, 8), np.uint8)
+    pixels[:, 2:6] = 255  # the centre square is white, the margins black
+    Image.fromarray(pixels).save(tmp_path / "wide.png")
+    image = read_image(tmp_path / "wide.png", square=True)
+    assert image.shape == (1, 4, 4) and image.min() == 1.0
+    assert read_image(tmp_path / "wide.png", square=True, size=(2, 2)).shape == (1, 2, 2)
+
+
+def test_read_image_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"missing\.png does not exist"):
+        read_image(tmp_path / "missing.png")
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ValueError, match=r"notes\.png is not a readable image"):
+        read_image(tmp_path / "notes.png")
+    Image.fromarray(np.zeros((2, 2), np.uint8)).save(tmp_path / "ok.png")
+    with pytest.raises(ValueError, match="resample must be one of"):
+        read_image(tmp_path / "ok.png", resample="cubic")
+    with pytest.raises(ValueError, match=r"size\[1\] must be a positive int, got 0"):
+        read_image(tmp_path / "ok.png", size=(2, 0))
 
 
 # ---------------------------------------------------------------------------

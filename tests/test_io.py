@@ -280,6 +280,15 @@ def test_io_never_uses_pickle():
     assert "np.load(" not in source and "allow_pickle" not in source
 
 
+def test_io_writes_bytes_and_never_draws():
+    tree = ast.parse(Path(checkpoint_io.__file__).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}  # fmt: skip
+    imported |= {node.module for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}  # fmt: skip
+    assert not any(name.startswith(("matplotlib", "plots", "PIL")) for name in imported)
+
+
 def test_zero_d_tensors_keep_their_shape(tmp_path):
     # BatchNorm2d's num_batches_tracked is a 0-d int64 buffer
     path = tmp_path / "scalar.safetensors"

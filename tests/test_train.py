@@ -88,3 +88,27 @@ def test_layers_in_order_expands_nested_sequentials():
     leaves = layers_in_order(model)
     assert not any(isinstance(layer, nn.Sequential) for layer in leaves)
     assert first_conv(model) is leaves[0]
+
+
+def test_confusion_matrix_counts_true_by_predicted():
+    y_true = np.array([0, 0, 1, 2, 2, 2])
+    y_pred = np.array([0, 1, 1, 2, 0, 2])
+    confusion = training.confusion_matrix(y_true, y_pred, 3)
+    np.testing.assert_array_equal(confusion, [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+    assert confusion.dtype == np.int64
+    assert training.confusion_matrix(y_true[:0], y_pred[:0], 2).sum() == 0
+
+
+@pytest.mark.parametrize(
+    ("y_true", "y_pred", "k", "error", "match"),
+    [
+        ([0, 1], [0, 1, 1], 2, ValueError, r"y_pred must have the shape of y_true, \(2,\)"),
+        ([0, 3], [0, 1], 2, ValueError, r"y_true must hold classes in 0\.\.1, got .* to 3"),
+        ([0, 1], [-1, 1], 2, ValueError, r"y_pred must hold classes in 0\.\.1"),
+        ([0.0, 1.0], [0, 1], 2, TypeError, "y_true must be an integer array, got dtype float64"),
+        ([0, 1], [0, 1], 0, ValueError, "num_classes must be a positive int, got 0"),
+    ],
+)
+def test_confusion_matrix_rejects_bad_labels(y_true, y_pred, k, error, match):
+    with pytest.raises(error, match=match):
+        training.confusion_matrix(np.array(y_true), np.array(y_pred), k)

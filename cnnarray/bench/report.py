@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..io import atomic_write_bytes, save_figure
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from ..io import atomic_write_bytes
 
 
 def write_json(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -21,58 +18,14 @@ def write_json(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _groups(results: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
-    groups: list[tuple[str, str]] = []
-    peers: list[str] = []
-    for r in results["records"]:
-        if (r["case"], r["mode"]) not in groups:
-            groups.append((r["case"], r["mode"]))
-        if r["peer"] not in peers:
-            peers.append(r["peer"])
-    return groups, peers
-
-
-def figure(results: dict[str, Any]) -> Figure:
-    """Return a bar chart of the median time of each case/mode and peer (log scale).
-
-    The figure has an Agg canvas and no pyplot state. Error
-    bars span min to max; skipped and failed runs have no bar.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    groups, peers = _groups(results)
-    by_key = {(r["case"], r["mode"], r["peer"]): r for r in results["records"]}
-    fig = Figure(figsize=(max(6.0, 0.9 * len(groups) + 2.0), 4.8), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    width = 0.8 / max(len(peers), 1)
-    for j, peer in enumerate(peers):
-        xs, ys, low, high = [], [], [], []
-        for i, (case, mode) in enumerate(groups):
-            r = by_key.get((case, mode, peer))
-            if r is None or r["median_s"] is None:
-                continue
-            xs.append(i - 0.4 + (j + 0.5) * width)
-            ys.append(r["median_s"] * 1e3)
-            low.append((r["median_s"] - r["min_s"]) * 1e3)
-            high.append((r["max_s"] - r["median_s"]) * 1e3)
-        ax.bar(xs, ys, width, yerr=[low, high], capsize=2, label=peer)
-    ax.set_yscale("log")
-    ax.set_ylabel("median time per call (ms, log scale)")
-    ax.set_xticks(range(len(groups)), [f"{c}\n{m}" for c, m in groups])
-    ax.grid(axis="y", which="both", alpha=0.3)
-    ax.legend()
-    meta = results.get("metadata", {})
-    ax.set_title(f"cnnarray bench on {meta.get('device', '?')} ({meta.get('device_name', '')})")
-    return fig
-
-
 def plot(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Save :func:`figure` of ``results`` as PNG at ``path``; return the path."""
+    """Save :func:`cnnarray.plots.benchmark_chart` of ``results`` as PNG at ``path``."""
+    from .. import plots  # matplotlib only when a chart is asked for, not in every worker
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return save_figure(figure(results), path, dpi=120)
+    atomic_write_bytes(path, plots.png_bytes(plots.benchmark_chart(results), dpi=120))
+    return path
 
 
 def _fmt(value: float) -> str:

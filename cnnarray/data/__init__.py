@@ -1,8 +1,9 @@
 """Datasets, mini-batch loading and augmentation.
 
 Loaders return a :class:`Split` of float32 images ``(N, C, H, W)`` in ``[0, 1]``
-and int64 labels; :class:`DataLoader` yields batches on a chosen backend;
-the transforms in :mod:`cnnarray.data.augment` run on the batch's device.
+and int64 labels; :func:`read_image` reads one image file the same way;
+:class:`DataLoader` yields batches on a chosen backend; the transforms in
+:mod:`cnnarray.data.augment` run on the batch's device.
 """
 
 from .augment import (
@@ -29,6 +30,7 @@ from .datasets import (
     read_idx,
     train_test_split,
 )
+from .images import read_image
 from .loader import DataLoader
 
 __all__ = [
@@ -52,5 +54,6 @@ __all__ = [
     "load_image_folder",
     "load_mnist",
     "read_idx",
+    "read_image",
     "train_test_split",
 ]

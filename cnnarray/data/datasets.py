@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _args
+from .images import read_image
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -467,8 +468,6 @@ def load_cifar10(directory: PathLike) -> Split:
 # ---------------------------------------------------------------------------
 # A folder of images, one sub-folder per class
 
-_SINGLE_BAND_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
-
 
 def _image_files(folder: Path) -> list[Path]:
     from PIL import Image
@@ -527,8 +526,6 @@ def load_image_folder(
         If there are no class folders, a class folder holds no image, or an
         image cannot be read; the message names the folder or file.
     """
-    from PIL import Image, UnidentifiedImageError
-
     root = _check_directory(directory)
     target = _parse_size(size)
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -541,29 +538,18 @@ def load_image_folder(
             raise DatasetError(f"{folder}: class folder contains no image files")
         files.extend((path, label) for path in images)
 
-    pixels = None
+    x = None
     for i, (path, _) in enumerate(files):
         try:
-            with Image.open(path) as img:
-                img.load()
-                if grayscale is None:
-                    grayscale = img.mode in _SINGLE_BAND_MODES
-                img = img.convert("L" if grayscale else "RGB")
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise DatasetError(f"{path}: cannot read image ({exc})") from exc
-        if target is None:
-            target = (img.height, img.width)
-        if (img.height, img.width) != target:
-            img = img.resize((target[1], target[0]), Image.Resampling.BILINEAR)
-        array = np.asarray(img, dtype=np.uint8)
-        if pixels is None:
-            channels = 1 if grayscale else 3
-            pixels = np.empty((len(files), channels, *target), dtype=np.uint8)
-        # (H, W) for "L", (H, W, 3) for "RGB"; store as (C, H, W)
-        pixels[i] = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+            image = read_image(path, grayscale=grayscale, size=target, resample="bilinear")
+        except (OSError, ValueError) as exc:
+            raise DatasetError(str(exc)) from exc
+        if x is None:  # the first image sets channels and size for the rest
+            grayscale, target = image.shape[0] == 1, image.shape[1:]
+            x = np.empty((len(files), *image.shape), dtype=np.float32)
+        x[i] = image
 
     labels = np.array([label for _, label in files], dtype=np.int64)
-    x = _to_unit_float(pixels)
     classes = [p.name for p in class_dirs]
     return Split(*train_test_split(x, labels, test_fraction, seed), classes, root.name)
 
