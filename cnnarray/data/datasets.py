@@ -6,17 +6,16 @@ with an official train/test split (MNIST, Fashion-MNIST, CIFAR-10) keep it;
 the others are split by :func:`train_test_split`, a seeded, per-class
 permutation, so the same call always gives the same split.
 
-Files are parsed here, never unpickled: MNIST-style IDX files and the binary
-version of CIFAR-10 are read byte by byte against their documented layouts,
-and any file that does not match raises :class:`DatasetError` (or
-FileNotFoundError) naming the file and what is wrong with it.
+Files are never unpickled: MNIST-style IDX files and the binary version of
+CIFAR-10 are read byte by byte against their documented layouts
+(:mod:`cnnarray.data.formats`), and any file that does not match raises
+:class:`DatasetError` (or FileNotFoundError) naming the file and what is wrong
+with it.
 """
 
 from __future__ import annotations
 
-import gzip
 import os
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _args
+from .formats import DatasetError, check_labels, read_cifar_batch, read_idx
 from .images import read_image
 
 __all__ = [
@@ -71,10 +71,6 @@ CIFAR10_CLASSES = [
 ]
 
 PathLike = str | os.PathLike
-
-
-class DatasetError(ValueError):
-    """A dataset file or folder exists but its content is not what was expected."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,15 +174,6 @@ def train_test_split(
     return x[train], y[train], x[test], y[test]
 
 
-def _check_labels(labels: np.ndarray, num_classes: int, source: object) -> None:
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        bad = labels[(labels < 0) | (labels >= num_classes)]
-        raise DatasetError(
-            f"{source}: labels must be in 0..{num_classes - 1}, found {int(bad[0])} "
-            f"({bad.size} label(s) out of range)"
-        )
-
-
 def _to_unit_float(pixels: np.ndarray) -> np.ndarray:
     """Map uint8 pixels to float32 in [0, 1]."""
     out = pixels.astype(np.float32)
@@ -237,86 +224,6 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> Split:
 # ---------------------------------------------------------------------------
 # IDX (MNIST, Fashion-MNIST)
 
-_IDX_UBYTE = 0x00000800  # magic of an unsigned-byte IDX file, plus its number of dimensions
-
-
-def _read_bytes(path: Path) -> bytes:
-    """Read a file, decompressing it when its name ends in ``.gz``."""
-    if path.suffix != ".gz":
-        return path.read_bytes()
-    try:
-        with gzip.open(path, "rb") as f:
-            return f.read()
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DatasetError(f"{path}: not a valid gzip file ({exc})") from exc
-
-
-def read_idx(path: PathLike, ndim: int | None = None) -> np.ndarray:
-    """Read an IDX file of unsigned bytes, as used by MNIST and Fashion-MNIST.
-
-    The layout is a 4-byte magic number ``0x0000 0x08 ndim`` (0x08 means
-    unsigned byte), then ``ndim`` big-endian uint32 dimensions, then the data
-    in C order. A name ending in ``.gz`` is decompressed first.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file.
-    ndim : int, optional
-        Expected number of dimensions: 1 for labels (magic 0x00000801), 3 for
-        images (magic 0x00000803). None accepts any unsigned-byte IDX file.
-
-    Returns
-    -------
-    numpy.ndarray, uint8
-        Array of the shape given in the header.
-
-    Raises
-    ------
-    FileNotFoundError
-        If the file does not exist.
-    DatasetError
-        If the magic number is wrong or the data size does not match the header.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"IDX file not found: {path}")
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise DatasetError(f"{path}: file too short for an IDX header ({len(data)} bytes)")
-    magic = int.from_bytes(data[:4], "big")
-    dims_count = data[3]
-    if ndim is not None and magic != _IDX_UBYTE | ndim:
-        raise DatasetError(
-            f"{path}: wrong magic number 0x{magic:08X}, expected 0x{_IDX_UBYTE | ndim:08X} "
-            f"(unsigned-byte IDX with {ndim} dimension(s))"
-        )
-    if ndim is None and (magic & 0xFFFFFF00 != _IDX_UBYTE or dims_count == 0):
-        raise DatasetError(
-            f"{path}: wrong magic number 0x{magic:08X}, expected 0x000008NN "
-            f"(unsigned-byte IDX with NN dimensions)"
-        )
-    header_size = 4 + 4 * dims_count
-    if len(data) < header_size:
-        raise DatasetError(
-            f"{path}: truncated header: {dims_count} dimension(s) need {header_size} bytes, "
-            f"the file has {len(data)}"
-        )
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims_count))
-    expected = int(np.prod(shape, dtype=np.int64))
-    actual = len(data) - header_size
-    if actual < expected:
-        raise DatasetError(
-            f"{path}: truncated data: header says shape {shape} ({expected} bytes) "
-            f"but only {actual} bytes follow"
-        )
-    if actual > expected:
-        raise DatasetError(
-            f"{path}: {actual - expected} unexpected trailing bytes after the "
-            f"{expected} bytes of shape {shape}"
-        )
-    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
-
 
 def _find_file(directory: Path, name: str) -> Path:
     """Return ``directory/name`` or ``directory/name.gz``, whichever exists."""
@@ -344,7 +251,7 @@ def _load_idx_pair(directory: Path, prefix: str, num_classes: int) -> tuple[np.n
         raise DatasetError(
             f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels"
         )
-    _check_labels(labels, num_classes, labels_path)
+    check_labels(labels, num_classes, labels_path)
     return _to_unit_float(images)[:, None, :, :], labels.astype(np.int64)  # (N, 1, H, W)
 
 
@@ -402,22 +309,8 @@ def load_fashion_mnist(directory: PathLike) -> Split:
 # ---------------------------------------------------------------------------
 # CIFAR-10 (binary version)
 
-_CIFAR_RECORD = 1 + 3 * 32 * 32
 _CIFAR_TRAIN_FILES = [f"data_batch_{i}.bin" for i in range(1, 6)]
 _CIFAR_TEST_FILES = ["test_batch.bin"]
-
-
-def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    data = path.read_bytes()
-    if len(data) == 0 or len(data) % _CIFAR_RECORD:
-        raise DatasetError(
-            f"{path}: size {len(data)} bytes is not a positive multiple of the "
-            f"{_CIFAR_RECORD}-byte CIFAR-10 record (1 label byte + 3072 pixel bytes)"
-        )
-    records = np.frombuffer(data, dtype=np.uint8).reshape(-1, _CIFAR_RECORD)
-    labels = records[:, 0]
-    _check_labels(labels, len(CIFAR10_CLASSES), path)
-    return records[:, 1:].reshape(-1, 3, 32, 32), labels.astype(np.int64)  # pixels are CHW
 
 
 def _read_cifar_files(directory: Path, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -425,7 +318,7 @@ def _read_cifar_files(directory: Path, names: Sequence[str]) -> tuple[np.ndarray
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"CIFAR-10 file(s) not found: {', '.join(missing)}")
-    batches = [_read_cifar_batch(p) for p in paths]
+    batches = [read_cifar_batch(p, len(CIFAR10_CLASSES)) for p in paths]
     pixels = np.concatenate([b[0] for b in batches])
     labels = np.concatenate([b[1] for b in batches])
     return _to_unit_float(pixels), labels
