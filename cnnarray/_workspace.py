@@ -24,18 +24,9 @@ class _ThreadMemory(threading.local):
         self.buffers: dict[str, numpy.ndarray] = {}
 
 
-_memory = _ThreadMemory()
+_threads = _ThreadMemory()
 # Fill every view with all-ones bytes before handing it out (debug_workspace).
 _debug = os.environ.get("CNNARRAY_DEBUG_WORKSPACE", "").strip() not in ("", "0")
-
-
-def _thread_bytes(name: str, nbytes: int) -> numpy.ndarray:
-    """The calling thread's memory ``name`` (uint8), grown to at least ``nbytes``."""
-    buffers = _memory.buffers
-    buffer = buffers.get(name)
-    if buffer is None or buffer.nbytes < nbytes:
-        buffer = buffers[name] = numpy.empty(max(nbytes, 1), dtype=numpy.uint8)
-    return buffer
 
 
 def _view(xp: ModuleType, name: str, given: Any, shape: tuple[int, ...], dtype: Any) -> Any:
@@ -43,14 +34,17 @@ def _view(xp: ModuleType, name: str, given: Any, shape: tuple[int, ...], dtype: 
     else in the thread's memory ``name`` on the CPU, else from CuPy's pool."""
     dtype = numpy.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize  # numpy.prod: 8 us
-    if given is None or given.nbytes < nbytes:
-        if xp is numpy:
-            given = _thread_bytes(name, nbytes)
+    memory = given
+    if memory is None or memory.nbytes < nbytes:
+        if xp is numpy:  # the thread's own, kept for the next call
+            memory = _threads.buffers.get(name)
+            if memory is None or memory.nbytes < nbytes:
+                memory = _threads.buffers[name] = numpy.empty(max(nbytes, 1), dtype=numpy.uint8)
         elif _debug:
-            given = xp.empty(max(nbytes, 1), dtype=numpy.uint8)
+            memory = xp.empty(max(nbytes, 1), dtype=numpy.uint8)
         else:
             return xp.empty(shape, dtype=dtype)
-    head = given[:nbytes]
+    head = memory[:nbytes]
     if _debug:
         head.fill(255)  # all bits set: NaN in every float, -1 in every int
     return head.view(dtype).reshape(shape)
@@ -153,9 +147,9 @@ def scratch(xp: ModuleType, name: str, shape: tuple[int, ...], dtype: Any) -> An
 def reserve_scratch(xp: ModuleType, name: str, nbytes: int) -> None:
     """Grow the calling thread's memory ``name`` to ``nbytes`` now (no-op on a GPU)."""
     if xp is numpy:
-        _thread_bytes(name, nbytes)
+        scratch(xp, name, (nbytes,), numpy.uint8)
 
 
 def release_scratch() -> None:
     """Free the calling thread's scratch memory (it is made again on demand)."""
-    _memory.buffers.clear()
+    _threads.buffers.clear()

@@ -155,9 +155,10 @@ def flat_guard(geo: Geometry) -> int:
     clears what a tap reads there) and of each grad-columns row (zeroed,
     ``col2im_flat``): the largest flat shift of a tap, rounded up to 16
     values (64-byte rows for float32)."""
-    # the corner taps: (i*dh - pt)*W + (j*dw - pl), where (kh - 1)*dh = pt + pb
-    shifts = (t * geo.w + u for t in (-geo.pt, geo.pb) for u in (-geo.pl, geo.pr))
-    return -(-max(abs(s) for s in shifts) // 16) * 16
+    # the corner taps: (i*dh - pt)*W + (j*dw - pl), where (kh - 1)*dh = pt + pb; the
+    # largest in size is a top-left or bottom-right one (the pads are not negative)
+    shift = max(geo.pt * geo.w + geo.pl, geo.pb * geo.w + geo.pr)
+    return -(-shift // 16) * 16
 
 
 def guard_width(geo: Geometry) -> int:

@@ -49,10 +49,6 @@ def default_limit() -> int:
     return _workspace_limit
 
 
-def _limit(limit: int | None) -> int:
-    return _workspace_limit if limit is None else check_limit(limit)
-
-
 def use_per_image(geo: Geometry, training: bool = False) -> bool:
     """Choose the column layout: per-image for short reductions and small layers.
 
@@ -74,7 +70,7 @@ def use_per_image(geo: Geometry, training: bool = False) -> bool:
 
 def chunks(geo: Geometry, itemsize: int, buffers: int, limit: int | None) -> list[slice]:
     """Split the batch so ``buffers`` column buffers fit in the workspace limit."""
-    limit = _limit(limit)
+    limit = _workspace_limit if limit is None else check_limit(limit)
     # one row more than im2col needs: the row of ones of a folded bias; the
     # grad columns' rows carry guards (col2im_flat), counted for every image,
     # and each chunk's rows ROW_PAD spare values
@@ -96,4 +92,4 @@ def use_fft(geo: Geometry, itemsize: int, limit: int | None) -> bool:
     spectra = geo.n * geo.c_in + geo.n * geo.c_out + geo.c_out * cg
     # complex values are two floats; the transposed copies for the products double it
     nbytes = 4 * spectra * rows * cols * itemsize
-    return nbytes <= _limit(limit)
+    return nbytes <= (_workspace_limit if limit is None else check_limit(limit))
