@@ -23,10 +23,8 @@ import contextlib
 import functools
 import inspect
 import itertools
-import math
 import os
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,20 +35,28 @@ import numpy
 
 from . import _args
 
+# Scratch memory (per-call Workspace objects, per-thread bytes) has its own module;
+# its names are part of this one's API.
+from ._workspace import Workspace, debug_workspace, release_scratch, reserve_scratch, scratch
+
 __all__ = [
     "Backend",
     "BackendUnavailableError",
+    "Workspace",
     "array_namespace",
     "asarray",
     "available_backends",
     "backend_of",
     "blas_info",
     "cuda_unavailable_reason",
+    "debug_workspace",
     "describe_device",
     "dispatch",
     "get_backend",
     "parallel_for",
     "parse_device",
+    "release_scratch",
+    "reserve_scratch",
     "scratch",
     "set_num_threads",
     "synchronize",
@@ -479,48 +485,6 @@ def fft2(xp: ModuleType) -> tuple[Callable[..., Any], Callable[..., Any]]:
 
         return scipy.fft.rfft2, scipy.fft.irfft2
     return xp.fft.rfft2, xp.fft.irfft2
-
-
-class _Scratch(threading.local):
-    def __init__(self) -> None:
-        self.buffers: dict[str, numpy.ndarray] = {}
-
-
-_scratch = _Scratch()
-
-
-def scratch(xp: ModuleType, name: str, shape: tuple[int, ...], dtype: Any) -> Any:
-    """Return an uninitialised array for temporary use inside one operation.
-
-    On the CPU the memory of each ``name`` is kept per thread and reused by
-    the next call: a fresh multi-megabyte NumPy array costs a page fault per
-    page on first touch, which measured up to 3x the time of the copy that
-    fills it (conv2d, 3 -> 32 channels). CuPy's memory pool already reuses
-    device memory, so on a GPU this is ``xp.empty``. The array is only valid
-    until the next ``scratch`` call with the same name in the same thread:
-    never return it.
-    """
-    if xp is not numpy:
-        return xp.empty(shape, dtype=dtype)
-    dtype = numpy.dtype(dtype)
-    nbytes = math.prod(int(size) for size in shape) * dtype.itemsize  # numpy.prod: 8 us
-    buffer = _scratch.buffers.get(name)
-    if buffer is None or buffer.nbytes < nbytes:
-        buffer = _scratch.buffers[name] = numpy.empty(max(nbytes, 1), dtype=numpy.uint8)
-    return buffer[:nbytes].view(dtype).reshape(shape)
-
-
-def reserve_scratch(xp: ModuleType, name: str, nbytes: int) -> None:
-    """Grow the scratch memory of ``name`` to ``nbytes`` now, so later ``scratch``
-    calls of different shapes that fit share it instead of replacing it (no-op on
-    a GPU, where ``scratch`` is the memory pool)."""
-    if xp is numpy:
-        scratch(xp, name, (nbytes,), numpy.uint8)
-
-
-def release_scratch() -> None:
-    """Free the calling thread's scratch buffers (they are re-made on demand)."""
-    _scratch.buffers.clear()
 
 
 F = TypeVar("F", bound=Callable[..., Any])

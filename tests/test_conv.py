@@ -259,10 +259,10 @@ def test_conv2d_backward_can_skip_the_input_gradient(backend):
 def force_layout(monkeypatch, layout: str) -> None:
     """Make conv2d pick the column layout ``layout`` ("per_image" or
     "channel_major") whatever the sizes."""
-    from cnnarray.ops import conv
+    from cnnarray.ops import _conv_plan
 
     per_image = layout == "per_image"
-    monkeypatch.setattr(conv, "_per_image", lambda geo, training=False: per_image)
+    monkeypatch.setattr(_conv_plan, "use_per_image", lambda geo, training=False: per_image)
 
 
 @pytest.mark.parametrize("layout", ["per_image", "channel_major"])
@@ -295,14 +295,14 @@ def _force_im2col(monkeypatch, im2col: str, words_per_image: int) -> None:
     """Make _im2col_flat mask every image row ("mask"), with a mask of one or two
     images applied a group at a time ("mask-1", "mask-2": 2 of a batch of 3 leaves a
     short last group), or copy and zero ("zero", its path for wide images)."""
-    from cnnarray.ops import conv
+    from cnnarray.ops import _im2col
 
     if im2col == "zero":
-        monkeypatch.setattr(conv, "_MASK_MAX_ROW_BYTES", 0)
+        monkeypatch.setattr(_im2col, "MASK_MAX_ROW_BYTES", 0)
         return
-    monkeypatch.setattr(conv, "_MASK_MAX_ROW_BYTES", 1 << 30)
+    monkeypatch.setattr(_im2col, "MASK_MAX_ROW_BYTES", 1 << 30)
     if im2col != "mask":
-        monkeypatch.setattr(conv, "_MASK_MAX_WORDS", int(im2col[-1]) * words_per_image)
+        monkeypatch.setattr(_im2col, "MASK_MAX_WORDS", int(im2col[-1]) * words_per_image)
 
 
 @pytest.mark.parametrize("im2col", ["mask", "mask-1", "mask-2", "zero"])
@@ -322,17 +322,17 @@ def _force_im2col(monkeypatch, im2col: str, words_per_image: int) -> None:
 def test_same_size_flat_im2col_and_col2im_match_the_oracle(
     monkeypatch, backend, layout, im2col, x_shape, w_shape, params
 ):
-    from cnnarray.ops import conv
+    from cnnarray.ops import _conv_plan, _im2col
 
-    # Stride 1 with an output the input's size takes _im2col_flat (channel-major)
-    # and _col2im_flat: every tap a flat shift of guarded rows, wrapped reads
+    # Stride 1 with an output the input's size takes im2col_flat (channel-major)
+    # and col2im_flat: every tap a flat shift of guarded rows, wrapped reads
     # landing on masked or zeroed entries.
     force_layout(monkeypatch, layout)
     _force_im2col(monkeypatch, im2col, w_shape[2] * w_shape[3] * x_shape[2] * x_shape[3])
-    monkeypatch.setattr(conv, "_use_fft", lambda *args: False)
+    monkeypatch.setattr(_conv_plan, "use_fft", lambda *args: False)
     calls = []
-    flat = conv._col2im_flat
-    monkeypatch.setattr(conv, "_col2im_flat", lambda *a, **k: calls.append(1) or flat(*a, **k))
+    flat = _im2col.col2im_flat
+    monkeypatch.setattr(_im2col, "col2im_flat", lambda *a, **k: calls.append(1) or flat(*a, **k))
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     b = rng.standard_normal(w_shape[0])
@@ -350,7 +350,7 @@ def test_same_size_flat_im2col_and_col2im_match_the_oracle(
 @settings(max_examples=40, deadline=None)
 @given(case=conv_cases(), im2col=st.sampled_from(["mask", "mask-1", "zero"]))
 def test_channel_major_columns_match_the_oracle(backend, dtype, case: ConvCase, im2col):
-    from cnnarray.ops import conv
+    from cnnarray.ops import _conv_plan
 
     # Any geometry through the channel-major column layout, so every same-size
     # one takes the flat im2col (masked, mask whole or per image, or zeroed) and
@@ -358,8 +358,8 @@ def test_channel_major_columns_match_the_oracle(backend, dtype, case: ConvCase, 
     x, w, b = case.arrays(dtype)
     g = case.grad_out(ref.conv2d(x, w, b, **case.kwargs).shape, dtype)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(conv, "_per_image", lambda geo, training=False: False)
-        mp.setattr(conv, "_use_fft", lambda *args: False)
+        mp.setattr(_conv_plan, "use_per_image", lambda geo, training=False: False)
+        mp.setattr(_conv_plan, "use_fft", lambda *args: False)
         _force_im2col(mp, im2col, 1)
         y = run_op(cnnarray.conv2d, x, w, b, backend=backend, **case.kwargs)
         grads = run_op(cnnarray.conv2d_backward, g, x, w, b, backend=backend, **case.kwargs)
@@ -373,26 +373,23 @@ def test_channel_major_columns_match_the_oracle(backend, dtype, case: ConvCase, 
 def test_flat_im2col_reads_of_padding_stay_zero_whatever_memory_and_pixels_hold(
     monkeypatch, backend, dtype, im2col
 ):
-    from cnnarray.backend import scratch
-    from cnnarray.ops import conv
+    from cnnarray.ops import _conv_plan
 
-    # _im2col_flat leaves the guards around its flat input uninitialised and ANDs
-    # every tap with a mask. With NaN left in that scratch memory and inf / NaN
-    # pixels on the edges of the images (where taps wrap into the neighbouring
-    # row or image), exactly the outputs whose window reads a non-finite pixel
-    # may be non-finite, and the others match the oracle.
+    # im2col_flat leaves the guards around its flat input uninitialised and ANDs
+    # every tap with a mask. With NaN in that scratch memory (debug_workspace)
+    # and inf / NaN pixels on the edges of the images (where taps wrap into the
+    # neighbouring row or image), exactly the outputs whose window reads a
+    # non-finite pixel may be non-finite, and the others match the oracle.
     force_layout(monkeypatch, "channel_major")
-    monkeypatch.setattr(conv, "_use_fft", lambda *args: False)
+    monkeypatch.setattr(_conv_plan, "use_fft", lambda *args: False)
     _force_im2col(monkeypatch, im2col, 9 * 5 * 6)  # 3x3 taps over 5x6 images
-    if backend == "cpu":  # small calls run in this thread: poison its scratch
-        scratch(np, "conv.image", (1 << 12,), dtype)[...] = np.nan
     rng = np.random.default_rng(21)
     x = rng.standard_normal((3, 2, 5, 6)).astype(dtype)
     w = (rng.uniform(0.5, 1.5, (4, 2, 3, 3)) * rng.choice([-1, 1], (4, 2, 3, 3))).astype(dtype)
     x[0, 0, :, -1] = np.inf  # the last column: wrapped into by the next row's x = 0
     x[1, 1, 0, :] = np.nan  # the first row: wrapped into by the previous image
     x[2, 0, -1, 0] = -np.inf  # the last pixel of the batch, next to the guard
-    with np.errstate(invalid="ignore"):  # inf - inf in the GEMM
+    with np.errstate(invalid="ignore"), cnnarray.backend.debug_workspace():  # inf - inf in GEMM
         y = cnnarray.to_numpy(run_op(cnnarray.conv2d, x, w, backend=backend, padding=1))
     bad = _reads(~np.isfinite(x), w.shape, padding=1)
     np.testing.assert_array_equal(~np.isfinite(y), bad)
@@ -469,7 +466,7 @@ def test_column_cache_is_used_once_and_never_over_the_workspace_limit():
 
 
 def test_interrupted_forward_leaves_the_cache_unused(monkeypatch):
-    from cnnarray.ops import conv
+    from cnnarray.ops import _im2col
 
     rng = np.random.default_rng(15)
     x, w = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
@@ -478,7 +475,7 @@ def test_interrupted_forward_leaves_the_cache_unused(monkeypatch):
     def fail(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(conv, "_store_nchw", fail)
+    monkeypatch.setattr(_im2col, "store_nchw", fail)
     force_layout(monkeypatch, "channel_major")
     with pytest.raises(KeyboardInterrupt):
         cnnarray.conv2d(x, w, padding=1, cache=cache)
@@ -532,11 +529,12 @@ def test_fft_path_input_grad_false_and_finite_differences(backend):
 
 
 def test_layout_rule():
-    from cnnarray.ops import conv
+    from cnnarray.ops import _conv_geometry, _conv_plan
 
     def per_image(n, c_in, c_out, size, k, training=False):
         x, w = np.empty((n, c_in, size, size)), np.empty((c_out, c_in, k, k))
-        return conv._per_image(conv._geometry(x, w, None, 1, k // 2, 1, 1), training)
+        geo = _conv_geometry.geometry(x, w, None, 1, k // 2, 1, 1)
+        return _conv_plan.use_per_image(geo, training)
 
     assert per_image(64, 3, 32, 32, 3)  # K = 27: short reduction
     assert not per_image(16, 64, 128, 8, 3)  # wide weights: 2x faster channel-major

@@ -225,9 +225,7 @@ def test_pool_flags_of_wrong_type():
 
 
 def test_workspace_limit_must_be_positive():
-    with pytest.raises(
-        ValueError, match="workspace_limit must be a positive number of bytes, got 0"
-    ):
+    with pytest.raises(ValueError, match="workspace_limit must be a positive int, got 0"):
         cnnarray.conv2d(X, W, workspace_limit=0)
     with pytest.raises(ValueError, match="workspace_limit .* got -5"):
         cnnarray.set_workspace_limit(-5)

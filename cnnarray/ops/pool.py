@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import _args
-from ..backend import array_namespace, dispatch, parallel_for, scratch
+from ..backend import Workspace, array_namespace, dispatch, parallel_for
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -93,12 +93,27 @@ def _geometry(
     return _PoolGeometry(n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, unbatched)
 
 
-def _pad(xp: Any, x: Any, geo: _PoolGeometry, fill: float) -> Any:
+class _PoolWorkspace(Workspace):
+    """The scratch memory of one pooling call (see :class:`cnnarray.backend.Workspace`).
+
+    Every view is taken and dies inside one ``parallel_for`` body, in its
+    thread's memory, and no two share memory: ``pad``, the slice padded by
+    :func:`_pad`, read by every tap; max_pool2d_backward's ``best`` (the window
+    maxima, when not given), ``grad`` (the padded gradient, cropped into grad_x
+    at the end) and ``pending`` and ``hit`` (the windows whose maximum is not
+    found yet, and those found at the current tap).
+    """
+
+    NAME = "pool"
+    VIEWS = {name: name for name in ("pad", "best", "grad", "pending", "hit")}
+
+
+def _pad(ws: Workspace, x: Any, geo: _PoolGeometry, fill: float) -> Any:
     """Pad maps (M, H, W) to the padded shape with ``fill``."""
     hp, wp = geo.padded_shape
     if (hp, wp) == (geo.h, geo.w):
         return x
-    out = scratch(xp, "pool.pad", (x.shape[0], hp, wp), x.dtype)
+    out = ws.take("pad", (x.shape[0], hp, wp), x.dtype)
     out[...] = fill
     out[:, geo.ph : geo.ph + geo.h, geo.pw : geo.pw + geo.w] = x
     return out
@@ -175,10 +190,10 @@ def max_pool2d(
     """
     geo = _geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
     xp, x = _prepare(x, geo)
-    windows = geo.windows()
+    windows, ws = geo.windows(), _PoolWorkspace(xp)
 
     def body(part: slice, out: Any) -> None:
-        xpad = _pad(xp, x[part], geo, -float("inf"))
+        xpad = _pad(ws, x[part], geo, -float("inf"))
         out[...] = xpad[:, windows[0][0], windows[0][1]]
         for rows, cols in windows[1:]:
             xp.maximum(out, xpad[:, rows, cols], out=out)
@@ -229,29 +244,29 @@ def max_pool2d_backward(
         _args.check_shape(output, "output", geo.out_shape)
         _args.float_dtype(xp, output=output, x=x)
         output = output.astype(x.dtype, copy=False).reshape(grad_out.shape)
-    windows = geo.windows()
+    windows, ws = geo.windows(), _PoolWorkspace(xp)
     # When the windows tile the padded input exactly, every input element gets
     # the gradient of one window and the slices can be written, not added.
     tiled = geo.tiles
     padded = geo.padded_shape != (geo.h, geo.w)
 
     def body(part: slice, grad_x: Any) -> None:
-        xpad, g = _pad(xp, x[part], geo, -float("inf")), grad_out[part]
+        xpad, g = _pad(ws, x[part], geo, -float("inf")), grad_out[part]
         if output is not None:
             best = output[part]
         else:
-            best = scratch(xp, "pool.best", g.shape, x.dtype)
+            best = ws.take("best", g.shape, x.dtype)
             best[...] = xpad[:, windows[0][0], windows[0][1]]
             for rows, cols in windows[1:]:
                 xp.maximum(best, xpad[:, rows, cols], out=best)
         # g * hit is the fast way to route the gradient, but inf * False is NaN:
         # a gradient with inf or NaN takes the slower where().
         finite = bool(xp.isfinite(g).all())
-        grad = scratch(xp, "pool.grad", xpad.shape, x.dtype) if padded else grad_x
+        grad = ws.take("grad", xpad.shape, x.dtype) if padded else grad_x
         if not (tiled and finite):  # else every element is written exactly once below
             grad[...] = 0
-        pending = scratch(xp, "pool.pending", best.shape, bool)  # maximum not found yet
-        hit = scratch(xp, "pool.hit", best.shape, bool)
+        pending = ws.take("pending", best.shape, bool)  # maximum not found yet
+        hit = ws.take("hit", best.shape, bool)
         # Without a NaN maximum, the windows still pending at the last tap have
         # their maximum there: that tap's hits are the pending windows themselves.
         rest_at_last = len(windows) > 1 and not bool(xp.isnan(best).any())
@@ -371,9 +386,10 @@ def avg_pool2d(
     )
     windows = geo.windows()
     divisor = _avg_divisor(xp, geo, count_include_pad, divisor_override, x.dtype)
+    ws = _PoolWorkspace(xp)
 
     def body(part: slice, out: Any) -> None:
-        xpad = _pad(xp, x[part], geo, 0.0)
+        xpad = _pad(ws, x[part], geo, 0.0)
         out[...] = xpad[:, windows[0][0], windows[0][1]]
         for rows, cols in windows[1:]:
             out += xpad[:, rows, cols]

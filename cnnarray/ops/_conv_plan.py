@@ -1,0 +1,95 @@
+"""conv2d's measured rules: the column layout, the FFT, and batch chunks under the workspace limit.
+
+The thresholds come from timings on a 2-core Xeon with OpenBLAS, made by
+``benchmarks/layout_rule.py`` and ``benchmarks/fft_rule.py`` (tables in
+``benchmarks/README.md``); the FFT rule itself is
+:data:`cnnarray.ops._conv_fft.FFT_RULES`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _args
+from . import _conv_fft
+from ._conv_geometry import ROW_PAD, Geometry, guard_width
+
+__all__ = ["check_limit", "chunks", "default_limit", "set_default_limit", "use_fft",
+           "use_per_image"]  # fmt: skip
+
+_workspace_limit = 256 * 2**20
+# Column layout rule (use_per_image), measured by benchmarks/layout_rule.py (table in
+# benchmarks/README.md). Per-image for short reductions (K = C_in/groups * kh * kw
+# up to this: 2.2x faster for 3 -> 32 channels, 3x3) ...
+PER_IMAGE_MAX_K = 32
+# ... channel-major for a batch through wide weights (K * C_out/groups at least
+# this: the per-image GEMMs are long and thin, up to 3x slower per step) ...
+CHANNEL_MAJOR_MIN_WEIGHTS = 2**14
+# ... else per-image below this many outputs for a forward pass alone (1.2-1.4x
+# faster on LeNet's layers at batch 32) ...
+PER_IMAGE_MAX_OUTPUT = 2**19
+# ... and, for a training step (a ColumnCache, or the backward), below this
+# N * K * C_out/groups: the backward's per-image GEMMs fall behind sooner.
+PER_IMAGE_MAX_STEP = 2**17
+
+
+def check_limit(nbytes: Any) -> int:
+    """Return a workspace limit in bytes: a positive int."""
+    return _args.check_int(nbytes, "workspace_limit", minimum=1)
+
+
+def set_default_limit(nbytes: int) -> None:
+    """Set the limit of calls that give none (:func:`cnnarray.ops.set_workspace_limit`)."""
+    global _workspace_limit
+    _workspace_limit = check_limit(nbytes)
+
+
+def default_limit() -> int:
+    """The limit of calls that give none."""
+    return _workspace_limit
+
+
+def use_per_image(geo: Geometry, training: bool = False) -> bool:
+    """Choose the column layout: per-image for short reductions and small layers.
+
+    ``training`` is True for a forward pass that keeps its columns for the
+    backward (a :class:`ColumnCache`) and for the backward itself: there the
+    channel-major layout wins on smaller layers than for a forward alone. One
+    image keeps the forward's rule in both (one GEMM either way).
+    """
+    k = geo.c_in // geo.groups * geo.kh * geo.kw
+    weights = k * (geo.c_out // geo.groups)
+    if k <= PER_IMAGE_MAX_K:
+        return True
+    if geo.n > 1 and weights >= CHANNEL_MAJOR_MIN_WEIGHTS:
+        return False
+    if training and geo.n > 1:
+        return geo.n * weights < PER_IMAGE_MAX_STEP
+    return geo.n * geo.c_out * geo.out_h * geo.out_w < PER_IMAGE_MAX_OUTPUT
+
+
+def chunks(geo: Geometry, itemsize: int, buffers: int, limit: int | None) -> list[slice]:
+    """Split the batch so ``buffers`` column buffers fit in the workspace limit."""
+    limit = _workspace_limit if limit is None else check_limit(limit)
+    # one row more than im2col needs: the row of ones of a folded bias; the
+    # grad columns' rows carry guards (col2im_flat), counted for every image,
+    # and each chunk's rows ROW_PAD spare values
+    rows = buffers * (geo.c_in * geo.kh * geo.kw + 1)
+    width = geo.out_h * geo.out_w + guard_width(geo)
+    per_image = rows * width * itemsize
+    step = max(1, min(geo.n, (limit - rows * ROW_PAD * itemsize) // max(per_image, 1)))
+    return [slice(s, min(s + step, geo.n)) for s in range(0, geo.n, step)]
+
+
+def use_fft(geo: Geometry, itemsize: int, limit: int | None) -> bool:
+    """FFT for large kernels over few channels (stride 1), when its spectra fit the limit."""
+    cg = geo.c_in // geo.groups
+    if not _conv_fft.prefer_fft(geo.n, cg, geo.c_out, geo.kh, geo.kw, (geo.sh, geo.sw),
+                                (geo.dh, geo.dw)):  # fmt: skip
+        return False
+    rows = _conv_fft.fast_length(geo.h + geo.pt + geo.pb)
+    cols = _conv_fft.fast_length(geo.w + geo.pl + geo.pr) // 2 + 1
+    spectra = geo.n * geo.c_in + geo.n * geo.c_out + geo.c_out * cg
+    # complex values are two floats; the transposed copies for the products double it
+    nbytes = 4 * spectra * rows * cols * itemsize
+    return nbytes <= (_workspace_limit if limit is None else check_limit(limit))
