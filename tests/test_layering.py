@@ -1,8 +1,12 @@
-"""Layer code is written once against ``xp``: no module of cnnarray/ops (nor cnnarray/nn,
-cnnarray/optim.py, cnnarray/data/augment.py) imports numpy or cupy, or asks which one it has.
+"""The house's rules, read from the source with ``ast``.
 
-Only cnnarray/backend.py may know about CuPy. The checks read the source with ``ast``,
-so docstrings and comments that mention NumPy or CuPy are fine.
+1. Layer code is written once against ``xp``: no module of cnnarray/ops (nor cnnarray/nn,
+   cnnarray/optim.py, cnnarray/data/augment.py) imports numpy or cupy, or asks which one it
+   has. Only cnnarray/backend.py may know about CuPy; docstrings and comments that mention
+   NumPy or CuPy are fine.
+2. Imports point one way: cli -> train/bench -> nn/optim/data/io/plots -> ops -> backend/_args.
+   An import inside a function (a lazy one) counts as much as one at the top.
+3. No file of the package grows past 600 lines without saying at its top why it is one file.
 """
 
 from __future__ import annotations
@@ -132,3 +136,132 @@ def test_checker_catches(source):
 @pytest.mark.parametrize("source", GOOD)
 def test_checker_passes(source):
     assert violations(source) == [], source
+
+
+# --------------------------------------------------------------------------- arrows
+
+ROOT = "cnnarray"
+
+# part of the package -> parts it must never import
+FORBIDDEN = {
+    "backend": {"ops", "nn", "optim", "data", "io", "plots", "train", "bench", "cli", "ROOT"},
+    "_workspace": {"ops", "nn", "optim", "data", "io", "plots", "train", "bench", "cli", "ROOT"},
+    "_args": {"backend", "ops", "nn", "optim", "data", "io", "plots", "train", "bench", "cli"},
+    "ops": {"nn", "optim", "data", "io", "plots", "train", "bench", "cli", "ROOT"},
+    "nn": {"optim", "data", "plots", "train", "bench", "cli", "ROOT"},
+    "optim": {"data", "plots", "train", "bench", "cli", "ROOT"},
+    # data and io may use the public ``cnnarray.nn`` package, never its internals (below)
+    "data": {"optim", "plots", "train", "bench", "cli", "ROOT"},
+    "io": {"optim", "plots", "train", "bench", "cli", "ROOT"},
+    "plots": {"train", "bench", "cli", "ROOT"},
+    "train": {"bench", "cli"},
+    "bench": {"train", "cli"},
+}
+MAX_LINES = 600
+LONG_FILE_MARK = "Length:"  # a long module's docstring says why it is one file
+
+
+def all_modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def dotted(path: Path, package: Path = PACKAGE) -> str:
+    parts = (ROOT, *path.relative_to(package).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def part_of(name: str) -> str | None:
+    """``cnnarray.ops.conv`` -> ``ops``; ``cnnarray`` itself -> ``ROOT``; outside -> None."""
+    pieces = name.split(".")
+    if pieces[0] != ROOT:
+        return None
+    return pieces[1] if len(pieces) > 1 else "ROOT"
+
+
+def imported(path: Path, package_dir: Path = PACKAGE) -> list[tuple[int, str]]:
+    """Every cnnarray module that ``path`` imports, as (line, dotted name)."""
+    name = dotted(path, package_dir)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            if node.module is None or module == ROOT:
+                # `from .. import _args`: the names are the modules imported
+                found += [(node.lineno, f"{module}.{a.name}") for a in node.names]
+            else:
+                found.append((node.lineno, module))
+    return [(line, name) for line, name in found if part_of(name) is not None]
+
+
+def import_violations(path: Path, package_dir: Path = PACKAGE) -> list[str]:
+    """One line per import of ``path`` (a file of the package in ``package_dir``) that
+    points the wrong way."""
+    me = part_of(dotted(path, package_dir))
+    rel = path.relative_to(package_dir).as_posix()
+    found = []
+    for line, name in imported(path, package_dir):
+        target = part_of(name)
+        if target == "cli" and rel != "__main__.py":
+            found.append(f"line {line}: imports {name} (nothing imports the command line)")
+        elif target != me and target in FORBIDDEN.get(me, ()):
+            found.append(f"line {line}: {me} imports {name}")
+        elif me in ("data", "io") and target == "nn" and name != f"{ROOT}.nn":
+            found.append(f"line {line}: {me} imports nn internals ({name})")
+    return found
+
+
+@pytest.mark.parametrize("path", all_modules(), ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_imports_point_one_way(path: Path) -> None:
+    found = import_violations(path)
+    assert not found, f"{path.relative_to(PACKAGE.parent)}:\n  " + "\n  ".join(found)
+
+
+@pytest.mark.parametrize("path", all_modules(), ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_long_files_say_why(path: Path) -> None:
+    source = path.read_text(encoding="utf-8")
+    lines = source.count("\n")
+    if lines <= MAX_LINES:
+        return
+    doc = ast.get_docstring(ast.parse(source)) or ""
+    assert LONG_FILE_MARK in doc, (
+        f"{path.relative_to(PACKAGE.parent)} has {lines} lines (over {MAX_LINES}): split it by "
+        f"job, or say at its top why it is one file (a '{LONG_FILE_MARK}' line in its docstring)"
+    )
+
+
+# The import checker itself, on made-up files.
+@pytest.mark.parametrize(
+    ("rel", "source", "bad"),
+    [
+        ("ops/x.py", "from ..nn import Conv2d", True),
+        ("ops/x.py", "def f():\n    from cnnarray.train import fit", True),
+        (
+            "ops/x.py",
+            "from .. import _args\nfrom ..backend import dispatch\nfrom . import pool",
+            False,
+        ),
+        ("ops/x.py", "import cnnarray", True),
+        ("nn/x.py", "from ..train import fit", True),
+        ("nn/x.py", "from ..ops import conv2d\nfrom .module import Module", False),
+        ("data/x.py", "from ..nn.module import Parameter", True),
+        ("io.py", "from . import nn", False),
+        ("train.py", "from .cli import app", True),
+        ("__main__.py", "from .cli import main", False),
+        ("bench/x.py", "from .. import cli", True),
+        ("bench/x.py", "from ..ops import conv2d\nfrom . import cases", False),
+        ("backend.py", "from . import ops", True),
+    ],
+)
+def test_import_checker(tmp_path: Path, rel: str, source: str, bad: bool) -> None:
+    path = tmp_path / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(source)
+    assert bool(import_violations(path, tmp_path)) is bad, import_violations(path, tmp_path)
