@@ -9,13 +9,13 @@ of geometries ``(N, C_in, C_out, H = W, k)`` in float32 with padding ``k // 2``
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+from cnnarray.bench.timing import time_interleaved
 
 
 def forced(
@@ -36,14 +36,8 @@ def forced(
 
 def interleaved_ms(calls: dict, repeat: int, warmup: int = 3) -> dict:
     """Median ms of each call, the calls taking turns (so drift hits all alike)."""
-    times: dict = {key: [] for key in calls}
-    for round_ in range(repeat + warmup):
-        for key, call in calls.items():
-            start = time.perf_counter()
-            call()
-            if round_ >= warmup:
-                times[key].append(time.perf_counter() - start)
-    return {key: statistics.median(t) * 1e3 for key, t in times.items()}
+    timings = time_interleaved(calls, repeat, warmup=warmup)
+    return {key: timing.median_s * 1e3 for key, timing in timings.items()}
 
 
 def geometry_rows(doc: str, repeat: int, columns: list[str],
