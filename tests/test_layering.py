@@ -7,6 +7,8 @@
 2. Imports point one way: cli -> train/bench -> nn/optim/data/io/plots -> ops -> backend/_args.
    An import inside a function (a lazy one) counts as much as one at the top.
 3. No file of the package grows past 600 lines without saying at its top why it is one file.
+4. Scalar arguments are checked through ``_args`` (check_int, check_real, check_bool), never by
+   a hand-written ``isinstance(value, bool) or ...``.
 """
 
 from __future__ import annotations
@@ -265,3 +267,35 @@ def test_import_checker(tmp_path: Path, rel: str, source: str, bad: bool) -> Non
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(source)
     assert bool(import_violations(path, tmp_path)) is bad, import_violations(path, tmp_path)
+
+
+# --------------------------------------------------------------------------- one idiom
+
+
+def hand_checks(source: str) -> list[int]:
+    """Lines of ``isinstance(value, bool)``: the start of a hand-written scalar check,
+    which belongs in ``_args`` (check_int, check_real, check_bool)."""
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "isinstance"
+        and len(node.args) == 2
+        and isinstance(node.args[1], ast.Name)
+        and node.args[1].id == "bool"
+    ]
+
+
+@pytest.mark.parametrize("path", all_modules(), ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_scalar_checks_go_through_args(path: Path) -> None:
+    if path.name == "_args.py" and path.parent == PACKAGE:
+        return
+    lines = hand_checks(path.read_text(encoding="utf-8"))
+    assert not lines, f"{path.relative_to(PACKAGE.parent)}: hand-written check at lines {lines}"
+
+
+def test_hand_check_finder() -> None:
+    assert hand_checks("if isinstance(v, bool) or not isinstance(v, int) or v < 1:\n    pass")
+    assert hand_checks("ok = not isinstance(flag, bool)")
+    assert not hand_checks("n = _args.check_int(v, 'n', minimum=1)\nok = isinstance(v, int)")
