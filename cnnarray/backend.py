@@ -220,27 +220,39 @@ def get_backend(name: str | Backend | None = "auto") -> Backend:
             f"backend must be a string such as 'cpu', 'cuda' or 'cuda:1', got {type(name).__name__}"
         )
     key = name.strip().lower()
-    if key in _CPU_NAMES:
+    canonical = _canonical(key)
+    if canonical is None:
+        kind, _, index = key.partition(":")
+        if kind in _CUDA_NAMES:
+            raise ValueError(f"backend {name!r}: expected a device index after ':', got {index!r}")
+        raise ValueError(
+            f"backend must be one of 'cpu', 'numpy', 'cuda', 'cupy', 'gpu', 'cuda:N' or 'auto', "
+            f"got {name!r}"
+        )
+    if canonical == "cpu":
         return _CPU
-    if key == "auto":
-        cupy, _ = _probe_cupy()
+    cupy, reason = _probe_cupy()
+    if canonical == "auto":
         return _CPU if cupy is None else _cuda_backend(cupy, 0)
+    if cupy is None:
+        raise BackendUnavailableError(f"backend {name!r} is unavailable: {reason}")
+    return _cuda_backend(cupy, int(canonical.partition(":")[2] or 0))
+
+
+def _canonical(key: str) -> str | None:
+    """``"cpu"``, ``"auto"``, ``"cuda"`` or ``"cuda:N"`` for a known spelling ``key``
+    (lower case, stripped), else None: the one table of device names."""
+    if key in _CPU_NAMES:
+        return "cpu"
+    if key == "auto":
+        return "auto"
     kind, sep, index = key.partition(":")
     if kind in _CUDA_NAMES:
         if not sep:
-            device = 0
-        elif index.isdigit():
-            device = int(index)
-        else:
-            raise ValueError(f"backend {name!r}: expected a device index after ':', got {index!r}")
-        cupy, reason = _probe_cupy()
-        if cupy is None:
-            raise BackendUnavailableError(f"backend {name!r} is unavailable: {reason}")
-        return _cuda_backend(cupy, device)
-    raise ValueError(
-        f"backend must be one of 'cpu', 'numpy', 'cuda', 'cupy', 'gpu', 'cuda:N' or 'auto', "
-        f"got {name!r}"
-    )
+            return "cuda"
+        if index.isascii() and index.isdigit():
+            return f"cuda:{int(index)}"
+    return None
 
 
 def parse_device(value: str) -> str:
@@ -274,18 +286,10 @@ def parse_device(value: str) -> str:
     """
     if not isinstance(value, str):
         raise TypeError(f"device must be a string such as 'cpu' or 'cuda:1', got {value!r}")
-    key = value.strip().lower()
-    if key in _CPU_NAMES:
-        return "cpu"
-    if key == "auto":
-        return "auto"
-    kind, sep, index = key.partition(":")
-    if kind in _CUDA_NAMES:
-        if not sep:
-            return "cuda"
-        if index.isascii() and index.isdigit():
-            return f"cuda:{int(index)}"
-    raise ValueError(f"expected cpu, cuda, cuda:N or auto, got {value!r}")
+    canonical = _canonical(value.strip().lower())
+    if canonical is None:
+        raise ValueError(f"expected cpu, cuda, cuda:N or auto, got {value!r}")
+    return canonical
 
 
 def describe_device(backend: str | Backend) -> dict[str, Any]:

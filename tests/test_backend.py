@@ -41,7 +41,7 @@ def test_unknown_backend_name_is_value_error_naming_it(name):
         cnnarray.get_backend(name)
 
 
-@pytest.mark.parametrize("name", ["cuda:x", "gpu:-1", "cupy:1.0"])
+@pytest.mark.parametrize("name", ["cuda:x", "gpu:-1", "cupy:1.0", "cuda:\u00b2", "cuda:"])
 def test_bad_cuda_device_index_is_value_error(name):
     index = name.partition(":")[2]
     with pytest.raises(ValueError, match=f"expected a device index.*got {re.escape(repr(index))}"):
