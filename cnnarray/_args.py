@@ -62,6 +62,13 @@ def check_int(
     ...
     ValueError: groups must be a positive int, got 0
     """
+    # the common case first, without building a message: a plain int in range
+    if (
+        type(value) is int
+        and (minimum is None or value >= minimum)
+        and (maximum is None or value <= maximum)
+    ):
+        return value
     what = _int_expectation(minimum, maximum)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ArgumentTypeError(f"{name} must be {what}, got {_got(value)}")
