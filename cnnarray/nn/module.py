@@ -1,13 +1,11 @@
 """``Module`` and ``Parameter``: the containers every layer is built from.
 
-A module holds parameters (trainable arrays with a gradient), buffers (state
-that is saved but not trained, such as BatchNorm's running statistics) and
-child modules, all found by attribute assignment as in PyTorch. Its
-``forward`` computes an output and, in training mode, keeps what ``backward``
-will need; ``backward`` takes the gradient of the loss with respect to the
-output, adds the parameters' gradients into ``param.grad`` and returns the
-gradient with respect to the input. The math itself lives in
-:mod:`cnnarray.ops`.
+A module holds parameters (Tensors that require grad), buffers (state that
+is saved but not trained, such as BatchNorm's running statistics) and child
+modules, all found by attribute assignment as in PyTorch. A subclass writes
+``forward`` only: the ops it calls on Tensors are recorded by
+:mod:`cnnarray.autograd`, and ``loss.backward()`` fills every parameter's
+``.grad``. The math itself lives in :mod:`cnnarray.ops`.
 
 Architectures are described by :meth:`Module.spec`, a JSON-able dict of type
 names and constructor arguments, and rebuilt by :func:`from_spec`: a
@@ -74,15 +72,16 @@ class Module:
     Subclasses call ``super().__init__()`` first, assign their parameters,
     buffers (:meth:`register_buffer`) and children as attributes, name the
     constructor arguments that :meth:`spec` and ``repr`` show in
-    ``_config_names`` (or override ``_config``), and define :meth:`forward`
-    and :meth:`backward`.
+    ``_config_names`` (or override ``_config``), and define :meth:`forward`.
+    Decorated with :func:`register`, a subclass is rebuilt from its spec by
+    :func:`from_spec` (and so from a checkpoint).
 
     Attributes
     ----------
     training : bool
         True (the default) after :meth:`train`, False after :meth:`eval`.
-        Layers remember what backward needs only in training mode; Dropout
-        and BatchNorm2d behave differently in the two modes.
+        Dropout and BatchNorm2d behave differently in the two modes, and a
+        call on arrays records for :meth:`backward` only in training mode.
     """
 
     training: bool
@@ -219,7 +218,7 @@ class Module:
     def train(self: M, mode: bool = True) -> M:
         """Set training mode (``mode=True``) or evaluation mode on every module; return self.
 
-        What the last forward saved for backward is dropped.
+        What the last call on arrays recorded for backward is dropped.
         """
         _args.check_bool(mode, "mode")
         for module in self.modules():
@@ -234,7 +233,7 @@ class Module:
     def to(self: M, backend: Any) -> M:
         """Move parameters, gradients and buffers to ``backend`` ("cpu", "cuda", ...); return self.
 
-        What the last forward saved for backward is dropped.
+        What the last call on arrays recorded for backward is dropped.
         """
         target = get_backend(backend)
         for module in self.modules():
