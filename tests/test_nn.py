@@ -743,3 +743,12 @@ def test_conv2d_layer_keeps_columns_in_training_and_frees_them_in_eval():
     layer.eval()
     layer(x)
     assert layer._columns.nbytes == 0
+
+
+def test_spec_of_an_unregistered_module_says_to_register_it() -> None:
+    class Unregistered(nn.Module):
+        def forward(self, x):
+            return x
+
+    with pytest.raises(ValueError, match=r"Unregistered is not registered.*@cnnarray.nn.register"):
+        nn.Sequential(nn.ReLU(), Unregistered()).spec()

@@ -337,6 +337,7 @@ class Module:
         --------
         from_spec
         """
+        _check_registered(self)
         return {"type": type(self).__name__, "args": _jsonable(self._config())}
 
     @classmethod
@@ -390,6 +391,17 @@ def _jsonable(value: Any) -> Any:
 _REGISTRY: dict[str, type[Module]] = {}
 
 T = TypeVar("T", bound=type[Module])
+
+
+def _check_registered(module: Module) -> None:
+    """Refuse to describe a module that :func:`from_spec` could not rebuild."""
+    cls = type(module)
+    if _REGISTRY.get(cls.__name__) is not cls:
+        raise ValueError(
+            f"{cls.__name__} is not registered, so a checkpoint could not rebuild it: decorate "
+            f"the class with @cnnarray.nn.register (its constructor arguments named in "
+            f"_config_names)"
+        )
 
 
 def register(cls: T) -> T:
