@@ -11,7 +11,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -129,6 +129,19 @@ def check(
     console.print(f"all {len(results)} checks passed on {backend}")
 
 
+def _expand(path: Any) -> Any:
+    """Expand ``~`` and ``$VARS`` in a path option (or a list of them), as a shell would.
+
+    The shell leaves ``--out=~/m.safetensors`` and quoted paths alone, so the
+    command line does it for every path it takes.
+    """
+    if path is None:
+        return None
+    if isinstance(path, list | tuple):
+        return [_expand(p) for p in path]
+    return Path(os.path.expandvars(os.path.expanduser(os.fspath(path))))
+
+
 def _dataset(spec: str):
     from .data import load_dataset
 
@@ -174,15 +187,19 @@ def train(
         float, typer.Option(min=0.0, help="L2 (SGD, Adam) or decoupled (AdamW).")
     ] = 1e-4,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, shuffling, augmentation.")] = 0,
-    out: Annotated[Path, typer.Option(help="Checkpoint to write (safetensors).")] = Path(
-        "model.safetensors"
-    ),
+    out: Annotated[
+        Path, typer.Option(callback=_expand, help="Checkpoint to write (safetensors).")
+    ] = Path("model.safetensors"),
     resume: Annotated[
-        Path | None, typer.Option(help="Continue the run saved in this checkpoint.")
+        Path | None,
+        typer.Option(callback=_expand, help="Continue the run saved in this checkpoint."),
     ] = None,
-    plot: Annotated[Path | None, typer.Option(help="Write loss/accuracy curves as PNG.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(callback=_expand, help="Write loss/accuracy curves as PNG.")
+    ] = None,
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the per-epoch history as JSON.")
+        Path | None,
+        typer.Option("--json", callback=_expand, help="Write the per-epoch history as JSON."),
     ] = None,
 ) -> None:
     """Train a CNN (default: small_cnn on the bundled 8x8 digits) and save a checkpoint.
@@ -279,12 +296,16 @@ def _load_model(path: Path, backend: Backend):
 
 @app.command()
 def evaluate(
-    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint file.")],
+    model_path: Annotated[
+        Path, typer.Argument(callback=_expand, metavar="MODEL", help="Checkpoint file.")
+    ],
     device: DeviceOption = "auto",
     dataset: Annotated[
         str | None, typer.Option(help="Dataset spec; default: the one it was trained on.")
     ] = None,
-    plot: Annotated[Path | None, typer.Option(help="Write the confusion matrix as PNG.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(callback=_expand, help="Write the confusion matrix as PNG.")
+    ] = None,
 ) -> None:
     """Report test accuracy and the confusion matrix of a saved model."""
     import numpy as np
@@ -333,8 +354,12 @@ def _load_images(paths: list[Path], input_shape: list[int]):
 
 @app.command()
 def predict(
-    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint file.")],
-    images: Annotated[list[Path], typer.Argument(metavar="IMAGE...", help="Image files.")],
+    model_path: Annotated[
+        Path, typer.Argument(callback=_expand, metavar="MODEL", help="Checkpoint file.")
+    ],
+    images: Annotated[
+        list[Path], typer.Argument(callback=_expand, metavar="IMAGE...", help="Image files.")
+    ],
     device: DeviceOption = "auto",
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="Classes to show.")] = 3,
 ) -> None:
@@ -365,12 +390,17 @@ def predict(
 @app.command()
 def demo(
     image: Annotated[
-        Path | None, typer.Argument(help="Image file; default: a photograph matplotlib ships.")
+        Path | None,
+        typer.Argument(
+            callback=_expand, help="Image file; default: a photograph matplotlib ships."
+        ),
     ] = None,
     device: DeviceOption = "auto",
     stride: Annotated[int, typer.Option(min=1, help="Stride of the convolution.")] = 1,
     pool: Annotated[int, typer.Option(min=1, help="Pooling window (and stride).")] = 2,
-    out: Annotated[Path, typer.Option(help="PNG grid to write.")] = Path("demo.png"),
+    out: Annotated[Path, typer.Option(callback=_expand, help="PNG grid to write.")] = Path(
+        "demo.png"
+    ),
 ) -> None:
     """Walk through a CNN layer on a real 512x512 grayscale photograph.
 
@@ -398,12 +428,17 @@ def demo(
 
 @app.command()
 def visualize(
-    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint file.")],
+    model_path: Annotated[
+        Path, typer.Argument(callback=_expand, metavar="MODEL", help="Checkpoint file.")
+    ],
     image: Annotated[
-        Path | None, typer.Argument(help="Image file; default: the first test image.")
+        Path | None,
+        typer.Argument(callback=_expand, help="Image file; default: the first test image."),
     ] = None,
     device: DeviceOption = "auto",
-    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("filters.png"),
+    out: Annotated[Path, typer.Option(callback=_expand, help="PNG to write.")] = Path(
+        "filters.png"
+    ),
 ) -> None:
     """Draw a trained model's first-layer filters and the activation maps of an image."""
     from . import visualize as vis
@@ -441,9 +476,12 @@ def bench(
         ),
     ] = 3,
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write machine-readable results here.")
+        Path | None,
+        typer.Option("--json", callback=_expand, help="Write machine-readable results here."),
     ] = None,
-    plot: Annotated[Path | None, typer.Option(help="Write a bar chart (PNG, log scale).")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(callback=_expand, help="Write a bar chart (PNG, log scale).")
+    ] = None,
     slow_limit: Annotated[
         float,
         typer.Option(

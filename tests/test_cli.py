@@ -241,3 +241,19 @@ def test_ctrl_c_saves_the_last_finished_epoch(monkeypatch, tmp_path):
     assert result.exit_code == 0, result.output
     assert "resuming" in result.output
     assert len(json.loads((tmp_path / "r.json").read_text())["history"]) == 2
+
+
+def test_paths_expand_tilde_and_variables(tmp_path, monkeypatch) -> None:
+    # The shell does not expand ~ after "mnist:" nor inside quotes; the CLI does, everywhere.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CNNARRAY_TEST_OUT", "runs")
+    (tmp_path / "runs").mkdir()
+    out = "~/$CNNARRAY_TEST_OUT/m.safetensors"
+    result = invoke("train", "-d", "cpu", "--epochs", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs" / "m.safetensors").is_file()
+    result = invoke("evaluate", "~/runs/m.safetensors", "-d", "cpu")
+    assert result.exit_code == 0, result.output
+    result = invoke("train", "-d", "cpu", "--epochs", "1", "--dataset", "mnist:~/nowhere")
+    assert result.exit_code != 0
+    assert f"~/nowhere (= {tmp_path / 'nowhere'})" in " ".join(result.output.split())

@@ -236,9 +236,11 @@ def _find_file(directory: Path, name: str) -> Path:
 def _check_directory(directory: PathLike) -> Path:
     if not isinstance(directory, str | os.PathLike):
         raise TypeError(f"directory must be a str or path, got {type(directory).__name__}")
-    path = Path(directory)
+    # ~ and $VARS as a shell would expand them (it does not after "mnist:"), as torchvision does
+    path = Path(os.path.expandvars(os.path.expanduser(os.fspath(directory))))
     if not path.is_dir():
-        raise FileNotFoundError(f"dataset directory not found: {path}")
+        shown = f"{directory} (= {path})" if os.fspath(directory) != str(path) else str(path)
+        raise FileNotFoundError(f"dataset directory not found: {shown}")
     return path
 
 
