@@ -18,10 +18,15 @@ from helpers import (
 )
 
 import cnnarray
-from cnnarray import Tensor
+from cnnarray import Tensor, nn
 from cnnarray.backend import to_numpy
 
 F64 = np.float64
+
+
+@pytest.fixture
+def torch():
+    return pytest.importorskip("torch")
 
 
 def _u(shape, seed=0, low=-1.0, high=1.0):
@@ -75,3 +80,38 @@ def test_matmul_with_an_array_on_the_left(backend):
     w = _t(_u((4, 2), 9), backend, requires_grad=True)
     (a @ w).sum().backward()
     assert_close(w.grad, to_numpy(a).sum(axis=0)[:, None].repeat(2, axis=1), dtype=F64)
+
+
+def test_zero_d_leaves_get_array_gradients_of_their_dtype(backend):
+    # NumPy returns 0-d results as scalars: .grad must still be an array, so that an
+    # optimiser's in-place update of it (momentum buffers) sticks
+    x = _t(np.float64(3.0), backend, requires_grad=True)
+    (x * x).backward()
+    assert type(x.grad) is backend.xp.ndarray and x.grad.shape == ()
+    assert float(x.grad) == 6.0
+    w = _t(np.ones(3, np.float32), backend, requires_grad=True)
+    (w * _t(np.ones(3), backend)).sum().backward()  # promoted to float64 on the way
+    assert w.grad.dtype == np.float32
+    # 0-d data are arrays too: a scalar parameter loads in place, a loss's data is an array
+    scaled = nn.Module()
+    scaled.scale = nn.Parameter(np.float64(2.0))
+    assert type(scaled.scale.data) is np.ndarray
+    scaled.to(backend).load_state_dict({"scale": np.array(3.0)})
+    assert float(scaled.scale.data) == 3.0
+    loss = cnnarray.cross_entropy(_t(np.ones((2, 3)), backend), cnnarray.asarray([0, 2], backend))
+    assert type(loss.data) is backend.xp.ndarray and loss.shape == ()
+
+
+def test_sgd_momentum_on_a_scalar_parameter_matches_torch(torch):
+    p = nn.Parameter(np.array(2.0))
+    tp = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    opt = cnnarray.optim.SGD([p], lr=0.1, momentum=0.9)
+    topt = torch.optim.SGD([tp], lr=0.1, momentum=0.9)
+    for _ in range(4):
+        opt.zero_grad()
+        (p * p).backward()
+        opt.step()
+        topt.zero_grad()
+        (tp * tp).backward()
+        topt.step()
+    assert_close(p.data, tp.detach().numpy(), dtype=F64)
