@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import (
+    OPS,
     assert_close,
     assert_grad_close,
     numerical_grad,
@@ -19,7 +20,7 @@ from helpers import (
 
 import cnnarray
 from cnnarray import Tensor, nn
-from cnnarray.backend import to_numpy
+from cnnarray.backend import backend_of, to_numpy
 
 F64 = np.float64
 
@@ -115,3 +116,40 @@ def test_sgd_momentum_on_a_scalar_parameter_matches_torch(torch):
         (tp * tp).backward()
         topt.step()
     assert_close(p.data, tp.detach().numpy(), dtype=F64)
+
+
+def _on(value, backend):
+    return cnnarray.asarray(value, backend) if isinstance(value, np.ndarray) else value
+
+
+def _flat(out):
+    return out if isinstance(out, tuple) else (out,)
+
+
+@pytest.mark.parametrize("spec", OPS, ids=lambda s: s.name)
+def test_every_op_keeps_arrays_in_arrays_out(backend, spec):
+    args, kwargs = spec.call_args(F64)
+    args = tuple(_on(a, backend) for a in args)
+    kwargs = {k: _on(v, backend) for k, v in kwargs.items()}
+    before = [to_numpy(a).copy() for a in (*args, *kwargs.values()) if hasattr(a, "shape")]
+    out = spec.fn(*args, **kwargs)
+    for item in _flat(out):
+        if item is None:
+            continue
+        assert not isinstance(item, Tensor), spec.name
+        assert backend_of(item) == backend
+        if item.ndim:  # NumPy gives 0-d results as scalars, as before autograd
+            assert type(item) is backend.xp.ndarray, type(item)
+    after = [to_numpy(a) for a in (*args, *kwargs.values()) if hasattr(a, "shape")]
+    for a, b in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=f"{spec.name} changed an input")
+    # the same call with Tensors (no grad): Tensors of the same values, recording nothing
+    wrapped = spec.fn(*(Tensor(a) if hasattr(a, "shape") else a for a in args), **kwargs)
+    assert isinstance(wrapped, tuple) == isinstance(out, tuple), spec.name
+    for got, want in zip(_flat(wrapped), _flat(out), strict=True):
+        if want is None:
+            assert got is None
+            continue
+        assert isinstance(got, Tensor) and not got.requires_grad and got.grad_fn is None
+        # a tight tolerance rather than equality: GPU reductions need not repeat bit for bit
+        assert_close(got.data, want, dtype=want.dtype, backend=backend, err_msg=spec.name)

@@ -181,7 +181,7 @@ class Tensor:
     @staticmethod
     def __cnnarray_function__(
         op: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Tensor:
+    ) -> Tensor | tuple[Tensor | None, ...]:
         """Called by :func:`cnnarray.backend.dispatch` when an op is given a Tensor."""
         return _rules.call_op(op, args, kwargs)
 
