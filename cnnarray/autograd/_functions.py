@@ -151,11 +151,12 @@ def matmul(a: Any, b: Any) -> _t.Tensor:
         # 1-D operands are matrices of one row (x) or one column (y) in matmul's rules
         x2 = x[None, :] if x.ndim == 1 else x
         y2 = y[:, None] if y.ndim == 1 else y
+        # put back the axes matmul dropped: y's last first, so that 1-D @ 1-D (0-d g) works
         g2 = g
-        if x.ndim == 1:
-            g2 = xp.expand_dims(g2, -2)
         if y.ndim == 1:
             g2 = xp.expand_dims(g2, -1)
+        if x.ndim == 1:
+            g2 = xp.expand_dims(g2, -2)
         gx = gy = None
         if needs[0]:
             gx = _unbroadcast(xp, xp.matmul(g2, xp.swapaxes(y2, -1, -2)), x2.shape).reshape(x.shape)

@@ -74,9 +74,12 @@ def has_rule(op: Callable[..., Any]) -> bool:
     return op in _RULES
 
 
-def call_op(op: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _t.Tensor:
+def call_op(
+    op: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> _t.Tensor | tuple[_t.Tensor | None, ...]:
     """Run ``op`` on the arrays of its Tensor arguments; return a Tensor, recorded when
-    grad mode is on and a differentiable argument requires grad."""
+    grad mode is on and a differentiable argument requires grad (a tuple of Tensors, or
+    None, for the ``*_backward`` ops, which record nothing)."""
     binder = _BINDERS.get(op)
     if binder is None:
         binder = _BINDERS[op] = _Binder(op)
@@ -103,6 +106,8 @@ def call_op(op: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any
         )
     out = op(**arguments)
     if not requires:
+        if isinstance(out, tuple):  # the *_backward ops: (grad_x, grad_weight, grad_bias)
+            return tuple(None if o is None else _t.Tensor(o) for o in out)
         return _t.Tensor(out)
     assert rule is not None
 

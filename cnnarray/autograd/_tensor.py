@@ -168,7 +168,8 @@ class Tensor:
     ) -> None:
         if isinstance(data, Tensor):
             data = data.data
-        elif not hasattr(data, "__array_namespace__") or not hasattr(data, "dtype"):
+        elif not (hasattr(data, "__array_namespace__") and hasattr(data, "dtype") and data.ndim):
+            # lists, numbers, and NumPy's 0-d results, which are immutable scalars: 0-d arrays
             data = asarray(data)
         self.data = data
         self.grad: Any = None
@@ -180,7 +181,7 @@ class Tensor:
     @staticmethod
     def __cnnarray_function__(
         op: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Tensor:
+    ) -> Tensor | tuple[Tensor | None, ...]:
         """Called by :func:`cnnarray.backend.dispatch` when an op is given a Tensor."""
         return _rules.call_op(op, args, kwargs)
 
@@ -432,11 +433,20 @@ class Tensor:
 
 
 def _accumulate(leaf: Tensor, grad: Any, owned: bool) -> None:
-    """Add ``grad`` into ``leaf.grad``; the first is kept uncopied only if nobody else has it."""
-    if leaf.grad is None:
-        leaf.grad = grad if owned else grad.copy()
-    else:
+    """Add ``grad`` into ``leaf.grad``; the first is kept uncopied only if nobody else has it.
+
+    ``.grad`` is an array of the leaf's dtype, as in PyTorch: an op may have promoted the
+    dtype on the way (float32 * float64), and NumPy hands 0-d results back as scalars,
+    whose in-place updates (an optimiser's momentum buffer) would not stick.
+    """
+    if leaf.grad is not None:
         leaf.grad += grad
+    elif grad.dtype != leaf.data.dtype or grad.ndim == 0:
+        target = backend_of(leaf.data)
+        with target.activate():
+            leaf.grad = target.xp.array(grad, dtype=leaf.data.dtype)
+    else:
+        leaf.grad = grad if owned else grad.copy()
 
 
 def _graph_order(root: Node) -> list[Node]:
