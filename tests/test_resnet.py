@@ -179,7 +179,7 @@ def _resnet_count(layers, widths, stem_kernel, in_channels, num_classes):
 
 
 def _count(model):
-    return sum(p.size for p in model.parameters())
+    return sum(p.data.size for p in model.parameters())
 
 
 @pytest.mark.parametrize(
