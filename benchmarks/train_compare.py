@@ -79,13 +79,13 @@ def train_epochs(step, data, args, epochs) -> Timing:
 
 def cnnarray_step(model, opt, data):
     """One training step of the cnnarray ``model``: ``step(idx)`` on those training images."""
-    from cnnarray import ops
+    from cnnarray import ops, tensor
 
     def step(idx):
-        logits = model(data.x_train[idx])
+        # the images do not require grad, so their gradient is skipped, as in PyTorch
+        loss = ops.cross_entropy(model(tensor(data.x_train[idx])), data.y_train[idx])
         opt.zero_grad()
-        # like PyTorch, which skips the gradient of the images (no requires_grad)
-        model.backward(ops.cross_entropy_backward(logits, data.y_train[idx]), input_grad=False)
+        loss.backward()
         opt.step()
 
     return step

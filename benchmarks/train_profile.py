@@ -4,12 +4,13 @@ The loop of ``train_compare.py`` (same model, weights, data, mini-batches,
 Adam), one process per framework with ``OPENBLAS_THREAD_TIMEOUT=4``. The first
 ``--warmup`` epochs are not measured; over the next ``--epochs`` it reports
 milliseconds per step for each kind of layer, forward and backward, and for
-the optimiser step. cnnarray's figures time each layer's ``forward`` and
-``backward`` calls; PyTorch's are the self CPU time of its operators under
-``torch.profiler`` (which adds a little overhead of its own), summed per kind;
-operators outside :data:`TORCH_OPS` (fills, copies, the loss) are left out, so
-PyTorch's rows are lower bounds. The step time is each framework's wall time
-per step in the measured epochs (PyTorch's from a run without the profiler).
+the optimiser step. cnnarray's figures time each layer's ``forward`` call
+and each recorded op's backward (``cnnarray.autograd.backward_times``);
+PyTorch's are the self CPU time of its operators under ``torch.profiler``
+(which adds a little overhead of its own), summed per kind; operators outside
+:data:`TORCH_OPS` (fills, copies, the loss) are left out, so PyTorch's rows
+are lower bounds. The step time is each framework's wall time per step in the
+measured epochs (PyTorch's from a run without the profiler).
 
     python benchmarks/train_profile.py --model vgg_small --dataset digits28
 """
@@ -42,6 +43,17 @@ TORCH_OPS = {
     "aten::mm": ("Linear", "backward"),
 }
 
+# cnnarray op recorded by autograd -> the kind of layer that calls it
+OP_KINDS = {
+    "conv2d": "Conv2d",
+    "batch_norm2d": "BatchNorm2d",
+    "max_pool2d": "MaxPool2d",
+    "relu": "ReLU",
+    "flatten": "Flatten",
+    "linear": "Linear",
+    "mul": "Dropout",
+}
+
 
 def _measure(args, data, step, start=None) -> Timing:
     """Train ``--warmup`` epochs with ``step``, call ``start()``, then time ``--epochs`` more."""
@@ -59,7 +71,7 @@ def _per_step(args, data, timing: Timing, kinds_s: dict[str, float]) -> dict:
 
 
 def profile_cnnarray(args, data, weights) -> dict:
-    from cnnarray import optim
+    from cnnarray import autograd, optim
 
     model = tc.build(args.model, data, args.seed)
     model.load_state_dict(weights)
@@ -77,13 +89,16 @@ def profile_cnnarray(args, data, weights) -> dict:
 
     for module in model.modules():
         if next(module.children(), None) is None:  # a leaf layer
-            for name in ("forward", "backward"):
-                setattr(
-                    module, name, timed(getattr(module, name), f"{type(module).__name__} {name}")
-                )
+            kind = f"{type(module).__name__} forward"
+            module.forward = timed(module.forward, kind)
     opt.step = timed(opt.step, "Adam step")
     # the warm-up's layer times are dropped when the measured epochs start
-    timing = _measure(args, data, tc.cnnarray_step(model, opt, data), start=totals.clear)
+    with autograd.backward_times() as backward:
+        timing = _measure(args, data, tc.cnnarray_step(model, opt, data),
+                          start=lambda: (totals.clear(), backward.seconds.clear()))  # fmt: skip
+    for op, seconds in backward.seconds.items():
+        if op in OP_KINDS:  # the loss's backward is left out, as PyTorch's is
+            totals[f"{OP_KINDS[op]} backward"] += seconds
     return _per_step(args, data, timing, totals)
 
 

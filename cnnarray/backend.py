@@ -503,6 +503,10 @@ def dispatch(*array_args: str) -> Callable[[F], F]:
     inputs such as lists go to that device too. With a backend name, every
     array is moved there first and the result is returned there. The body runs
     with that device current, so it only needs ``array_namespace``.
+
+    An argument whose type has a ``__cnnarray_function__(op, args, kwargs)``
+    (:class:`cnnarray.Tensor`) is handed the whole call instead, like NumPy's
+    ``__array_function__``: this module knows nothing of what it does.
     """
 
     def decorate(func: F) -> F:
@@ -522,6 +526,13 @@ def dispatch(*array_args: str) -> Callable[[F], F]:
                         break
                 else:
                     return func(*args, **kwargs)
+            # An array wrapper (cnnarray.Tensor) runs the call itself: it unwraps,
+            # calls back with arrays, and records what autograd needs.
+            for name, pos in positions:
+                value = args[pos] if pos < len(args) else kwargs.get(name)
+                handler = getattr(type(value), "__cnnarray_function__", None)
+                if handler is not None:
+                    return handler(wrapper, args, kwargs)
             bound = signature.bind(*args, **kwargs)
             requested = bound.arguments.get("backend")
             given = {

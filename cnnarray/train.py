@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import _args, nn, ops, optim
+from .autograd import Tensor
 from .backend import Backend, to_numpy
 from .data import augment
 from .data.datasets import Split
@@ -264,13 +265,12 @@ def fit(state: TrainState, data: Split, backend: Backend, callbacks: Callbacks |
         total_loss, correct, seen = 0.0, 0, 0
         lr = state.optimizer.param_groups[0]["lr"]
         for i, (xb, yb) in enumerate(loader):
-            logits = model(xb)
+            logits = model(Tensor(xb))
             loss = ops.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
             state.optimizer.zero_grad()
-            grad = ops.cross_entropy_backward(logits, yb, label_smoothing=config.label_smoothing)
-            model.backward(grad, input_grad=False)
+            loss.backward()
             state.optimizer.step()
-            batch_loss, hits = float(loss), int((logits.argmax(axis=1) == yb).sum())
+            batch_loss, hits = float(loss.data), int((logits.data.argmax(axis=1) == yb).sum())
             total_loss += batch_loss * len(yb)
             correct += hits
             seen += len(yb)

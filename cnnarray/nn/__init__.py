@@ -1,15 +1,12 @@
 """Neural-network layers, models and their containers, over :mod:`cnnarray.ops`.
 
-``Module`` holds parameters, buffers and children; layers are thin wrappers
-whose ``forward``/``backward`` call the functional ops; ``Sequential`` chains
-them; ``spec()``/``from_spec`` and ``state_dict()``/``load_state_dict`` save
-and rebuild models without pickle.
-
-Each layer's ``forward`` calls an op and, in training mode, keeps the inputs
-its backward op needs; ``backward`` calls the matching ``*_backward`` op,
-adds the parameter gradients into ``param.grad`` and returns the input
-gradient. Names, arguments and default initialisation follow ``torch.nn``,
-and the layers live in modules named by kind as in ``torch.nn.modules``:
+``Module`` holds parameters, buffers and children; a layer's ``forward``
+calls one functional op with its parameters (``Parameter`` is a Tensor that
+requires grad), and autograd records it, so no layer or model writes a
+backward; ``Sequential`` chains modules; ``spec()``/``from_spec`` and
+``state_dict()``/``load_state_dict`` save and rebuild models without pickle.
+Names, arguments and default initialisation follow ``torch.nn``, and the
+layers live in modules named by kind as in ``torch.nn.modules``:
 ``container`` (Sequential), ``conv`` (Conv2d), ``linear`` (Linear, Flatten),
 ``normalization`` (BatchNorm2d), ``activation`` (ReLU, LeakyReLU),
 ``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) and ``dropout``
@@ -21,11 +18,12 @@ networks.
 Examples
 --------
 >>> import numpy as np
->>> from cnnarray import nn, ops
+>>> import cnnarray
+>>> from cnnarray import nn
 >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, seed=0), nn.ReLU(), nn.Flatten(), nn.Linear(36, 3))
 >>> x, y = np.ones((2, 1, 5, 5), "float32"), np.array([0, 2])
->>> logits = model(x)
->>> grad_x = model.backward(ops.cross_entropy_backward(logits, y))
+>>> loss = cnnarray.cross_entropy(model(cnnarray.tensor(x)), y)
+>>> loss.backward()
 >>> [p.grad.shape for p in model.parameters()]
 [(4, 1, 3, 3), (4,), (3, 36), (3,)]
 """

@@ -32,30 +32,20 @@ def _weight_and_bias(
     return weight, (Parameter(init.uniform(shape[:1], bound, rng, dtype, target)) if bias else None)
 
 
-def _data(p: Parameter | None) -> Any:
-    return None if p is None else p.data
-
-
 class OpLayer(Module):
-    """A layer without parameters that is one op whose backward needs only the input.
+    """A layer without parameters that is one op of :mod:`cnnarray.ops`.
 
-    ``forward`` keeps x and returns ``_op(x, **self._op_args())``; ``backward``
-    returns ``_op_backward(grad, x, **self._op_args())``. A subclass names the
-    two ops (as ``staticmethod``) and its constructor arguments (``_config_names``),
-    which the ops take under the same names unless it overrides :meth:`_op_args`.
+    ``forward`` returns ``_op(x, **self._op_args())``; autograd records the op
+    and calls its ``*_backward``. A subclass names the op (as ``staticmethod``)
+    and its constructor arguments (``_config_names``), which the op takes under
+    the same names unless it overrides :meth:`_op_args`.
     """
 
     _op: Callable[..., Any]
-    _op_backward: Callable[..., Any]
 
     def _op_args(self) -> dict[str, Any]:
-        """Keyword arguments of both ops: the constructor's, unless the op names them otherwise."""
+        """Keyword arguments of the op: the constructor's, unless the op names them otherwise."""
         return self._config()
 
     def forward(self, x: Any) -> Any:
-        self._save(x)
         return self._op(x, **self._op_args())
-
-    def backward(self, grad: Any) -> Any:
-        (x,) = self._saved()
-        return self._op_backward(grad, x, **self._op_args())

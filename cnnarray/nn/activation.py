@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import _args
-from ..ops import leaky_relu, leaky_relu_backward, relu, relu_backward
+from ..ops import leaky_relu, relu
 from ._layer import OpLayer
 from .module import register
 
@@ -14,14 +14,14 @@ __all__ = ["LeakyReLU", "ReLU"]
 class ReLU(OpLayer):
     """``max(x, 0)`` elementwise. See ops.relu."""
 
-    _op, _op_backward = staticmethod(relu), staticmethod(relu_backward)
+    _op = staticmethod(relu)
 
 
 @register
 class LeakyReLU(OpLayer):
     """``x`` where positive, ``negative_slope * x`` elsewhere. See ops.leaky_relu."""
 
-    _op, _op_backward = staticmethod(leaky_relu), staticmethod(leaky_relu_backward)
+    _op = staticmethod(leaky_relu)
     _config_names = ("negative_slope",)
 
     def __init__(self, negative_slope: float = 0.01) -> None:

@@ -1,4 +1,4 @@
-"""Containers: ``Sequential``, which chains modules forward and backpropagates in reverse."""
+"""Containers: ``Sequential``, which chains modules."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ __all__ = ["Sequential"]
 
 @register
 class Sequential(Module):
-    """Chain modules: ``forward`` runs them in order, ``backward`` in reverse.
+    """Chain modules: ``forward`` runs them in order.
 
     Parameters
     ----------
@@ -27,8 +27,6 @@ class Sequential(Module):
     >>> [name for name, _ in model.named_parameters()]
     ['0.weight', '0.bias', '2.weight', '2.bias']
     """
-
-    skips_input_grad = True
 
     def __init__(self, *layers: Module | Mapping[str, Module]) -> None:
         super().__init__()
@@ -70,20 +68,6 @@ class Sequential(Module):
         for layer in self:
             x = layer(x)
         return x
-
-    def backward(self, grad: Any, input_grad: bool = True) -> Any:
-        """Backpropagate through the layers in reverse order.
-
-        ``input_grad=False`` lets the first layer skip the gradient of the
-        network's input (returned as None) when it can, as a training loop
-        never uses it.
-        """
-        layers = list(self)
-        for i, layer in reversed(list(enumerate(layers))):
-            if i == 0 and not input_grad and layer.skips_input_grad:
-                return layer.backward(grad, input_grad=False)
-            grad = layer.backward(grad)
-        return grad
 
     def spec(self) -> dict[str, Any]:
         # A list, not a dict: checkpoint headers are written with sorted keys.

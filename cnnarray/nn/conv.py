@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _args
-from ..ops import ColumnCache, conv2d, conv2d_backward
-from ._layer import _data, _weight_and_bias
+from ..ops import ColumnCache, conv2d
+from ._layer import _weight_and_bias
 from .module import Module, register
 
 __all__ = ["Conv2d"]
@@ -37,7 +37,7 @@ class Conv2d(Module):
     (Kaiming-uniform with ``a = sqrt(5)``).
 
     In training mode the layer keeps the forward pass's im2col columns in a
-    :class:`cnnarray.ops.ColumnCache` for its backward pass (at most the
+    :class:`cnnarray.ops.ColumnCache` for the backward pass (at most the
     workspace limit, :func:`cnnarray.ops.set_workspace_limit`); evaluation
     mode frees them.
 
@@ -45,8 +45,6 @@ class Conv2d(Module):
     --------
     torch.nn.Conv2d, cnnarray.ops.conv2d
     """
-
-    skips_input_grad = True
 
     _config_names = (
         "in_channels",
@@ -101,18 +99,7 @@ class Conv2d(Module):
         return self.stride, self.padding, self.dilation, self.groups
 
     def forward(self, x: Any) -> Any:
-        self._save(x)
         if not self.training:
             self._columns.release()
-            return conv2d(x, self.weight.data, _data(self.bias), *self._geometry())
-        return conv2d(x, self.weight.data, _data(self.bias), *self._geometry(),
-                      cache=self._columns)  # fmt: skip
-
-    def backward(self, grad: Any, input_grad: bool = True) -> Any:
-        (x,) = self._saved()
-        gx, gw, gb = conv2d_backward(grad, x, self.weight.data, _data(self.bias), *self._geometry(),
-                                     input_grad=input_grad, cache=self._columns)  # fmt: skip
-        self.weight.accumulate(gw)
-        if self.bias is not None:
-            self.bias.accumulate(gb)
-        return gx
+        cache = self._columns if self.training else None
+        return conv2d(x, self.weight, self.bias, *self._geometry(), cache=cache)

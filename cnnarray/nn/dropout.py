@@ -1,7 +1,7 @@
 """Dropout layers: ``Dropout``.
 
 No op of :mod:`cnnarray.ops` draws random masks, so the layer draws its own
-and keeps it for backward.
+and multiplies by it; autograd records the product.
 """
 
 from __future__ import annotations
@@ -45,17 +45,11 @@ class Dropout(Module):
 
     def forward(self, x: Any) -> Any:
         if not self.training or self.p == 0:
-            self._save(None)
             return x
-        xp = array_namespace(x)
-        x = x.astype(_args.float_dtype(xp, x=x), copy=False)
+        xp = array_namespace(x.data)
+        dtype = _args.float_dtype(xp, x=x.data)
         if self._rng_xp is not xp:
             self._rng, self._rng_xp = xp.random.default_rng(self.seed), xp
-        keep = self._rng.random(x.shape, dtype=x.dtype) >= self.p
-        mask = keep.astype(x.dtype) * (1 / (1 - self.p) if self.p < 1 else 0.0)
-        self._save(mask)
+        keep = self._rng.random(x.shape, dtype=dtype) >= self.p
+        mask = keep.astype(dtype) * (1 / (1 - self.p) if self.p < 1 else 0.0)
         return x * mask
-
-    def backward(self, grad: Any) -> Any:
-        (mask,) = self._saved()
-        return grad if mask is None else grad * mask

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _args
-from ..ops import flatten, flatten_backward, linear, linear_backward
-from ._layer import OpLayer, _data, _weight_and_bias
+from ..ops import flatten, linear
+from ._layer import OpLayer, _weight_and_bias
 from .module import Module, register
 
 __all__ = ["Flatten", "Linear"]
@@ -56,23 +56,14 @@ class Linear(Module):
         return {**super()._config(), "bias": self.bias is not None, "dtype": self.weight.dtype.name}
 
     def forward(self, x: Any) -> Any:
-        self._save(x)
-        return linear(x, self.weight.data, _data(self.bias))
-
-    def backward(self, grad: Any) -> Any:
-        (x,) = self._saved()
-        gx, gw, gb = linear_backward(grad, x, self.weight.data, _data(self.bias))
-        self.weight.accumulate(gw)
-        if self.bias is not None:
-            self.bias.accumulate(gb)
-        return gx
+        return linear(x, self.weight, self.bias)
 
 
 @register
 class Flatten(OpLayer):
     """Merge axes ``start_dim..end_dim``, by default (N, C, H, W) -> (N, C*H*W)."""
 
-    _op, _op_backward = staticmethod(flatten), staticmethod(flatten_backward)
+    _op = staticmethod(flatten)
     _config_names = ("start_dim", "end_dim")
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:

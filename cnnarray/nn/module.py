@@ -1,13 +1,11 @@
 """``Module`` and ``Parameter``: the containers every layer is built from.
 
-A module holds parameters (trainable arrays with a gradient), buffers (state
-that is saved but not trained, such as BatchNorm's running statistics) and
-child modules, all found by attribute assignment as in PyTorch. Its
-``forward`` computes an output and, in training mode, keeps what ``backward``
-will need; ``backward`` takes the gradient of the loss with respect to the
-output, adds the parameters' gradients into ``param.grad`` and returns the
-gradient with respect to the input. The math itself lives in
-:mod:`cnnarray.ops`.
+A module holds parameters (Tensors that require grad), buffers (state that
+is saved but not trained, such as BatchNorm's running statistics) and child
+modules, all found by attribute assignment as in PyTorch. A subclass writes
+``forward`` only: the ops it calls on Tensors are recorded by
+:mod:`cnnarray.autograd`, and ``loss.backward()`` fills every parameter's
+``.grad``. The math itself lives in :mod:`cnnarray.ops`.
 
 Architectures are described by :meth:`Module.spec`, a JSON-able dict of type
 names and constructor arguments, and rebuilt by :func:`from_spec`: a
@@ -23,41 +21,29 @@ from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple, TypeVar
 
 from .. import _args
+from ..autograd import Tensor, is_grad_enabled, no_grad
 from ..backend import asarray, backend_of, get_backend
 from .init import make_rng
 
 __all__ = ["IncompatibleKeys", "Module", "Parameter", "from_spec", "register"]
 
 
-class Parameter:
-    """A trainable array.
+class Parameter(Tensor):
+    """A trainable Tensor: a leaf that requires grad, found by :meth:`Module.parameters`.
 
     Attributes
     ----------
     data : array
         The value. Optimisers update it in place.
     grad : array or None
-        Gradient of the loss with respect to ``data``, accumulated by the
-        layers' ``backward`` until :meth:`Module.zero_grad` resets it to None.
+        Gradient of the loss with respect to ``data``, accumulated by
+        :meth:`Tensor.backward` until :meth:`Module.zero_grad` resets it to None.
     """
 
-    __slots__ = ("data", "grad")
+    __slots__ = ()
 
-    def __init__(self, data: Any) -> None:
-        self.data = data
-        self.grad: Any = None
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.data.shape)
-
-    @property
-    def dtype(self) -> Any:
-        return self.data.dtype
-
-    @property
-    def size(self) -> int:
-        return int(self.data.size)
+    def __init__(self, data: Any, requires_grad: bool = True) -> None:
+        super().__init__(data, requires_grad)
 
     def accumulate(self, grad: Any) -> None:
         """Add ``grad`` to ``self.grad`` (which starts as None)."""
@@ -86,15 +72,16 @@ class Module:
     Subclasses call ``super().__init__()`` first, assign their parameters,
     buffers (:meth:`register_buffer`) and children as attributes, name the
     constructor arguments that :meth:`spec` and ``repr`` show in
-    ``_config_names`` (or override ``_config``), and define :meth:`forward`
-    and :meth:`backward`.
+    ``_config_names`` (or override ``_config``), and define :meth:`forward`.
+    Decorated with :func:`register`, a subclass is rebuilt from its spec by
+    :func:`from_spec` (and so from a checkpoint).
 
     Attributes
     ----------
     training : bool
         True (the default) after :meth:`train`, False after :meth:`eval`.
-        Layers remember what backward needs only in training mode; Dropout
-        and BatchNorm2d behave differently in the two modes.
+        Dropout and BatchNorm2d behave differently in the two modes, and a
+        call on arrays records for :meth:`backward` only in training mode.
     """
 
     training: bool
@@ -104,7 +91,7 @@ class Module:
         object.__setattr__(self, "_buffer_names", [])
         object.__setattr__(self, "_module_names", [])
         self.training = True
-        self._cache: tuple[Any, ...] | None = None
+        self._graph: tuple[Any, ...] | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         if "_param_names" not in self.__dict__:
@@ -129,33 +116,53 @@ class Module:
 
     # -- computation -------------------------------------------------------
 
-    def forward(self, x: Any) -> Any:
-        """Return the output for input ``x``; in training mode keep what backward needs."""
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Return the output for the inputs (Tensors): the one method a subclass writes."""
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
 
-    #: True where ``backward(grad, input_grad=False)`` can skip the input's gradient.
-    skips_input_grad = False
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run :meth:`forward`. Tensors in, a Tensor out, recorded for autograd.
 
-    def backward(self, grad: Any) -> Any:
-        """Return the gradient with respect to the last input; add parameter gradients."""
-        raise NotImplementedError(f"{type(self).__name__} does not define backward")
+        Arrays in, arrays out: the arrays are wrapped in Tensors for
+        :meth:`forward` and the result unwrapped. In training mode (with grad
+        enabled) the graph is kept for :meth:`backward`; otherwise nothing is
+        recorded.
+        """
+        if any(isinstance(a, Tensor) for a in args) or any(
+            isinstance(v, Tensor) for v in kwargs.values()
+        ):
+            return self.forward(*args, **kwargs)
+        self._graph = None
+        if not (self.training and is_grad_enabled()):
+            with no_grad():
+                return _unwrap(self.forward(*(_wrap(a, False) for a in args), **kwargs))
+        inputs = tuple(_wrap(a, True) for a in args)
+        out = self.forward(*inputs, **kwargs)
+        if isinstance(out, Tensor) and out.requires_grad:
+            self._graph = (inputs, out)
+        return _unwrap(out)
 
-    def __call__(self, x: Any) -> Any:
-        return self.forward(x)
+    def backward(self, grad: Any, input_grad: bool = True) -> Any:
+        """Backpropagate ``grad`` (the gradient of the loss with respect to the output of the
+        last call with arrays) through the graph that call kept; add the parameters'
+        gradients into their ``.grad``; return the gradient with respect to the input.
 
-    def _save(self, *arrays: Any) -> None:
-        """Keep ``arrays`` for backward, in training mode only."""
-        self._cache = arrays if self.training else None
-
-    def _saved(self) -> tuple[Any, ...]:
-        """Return and forget what the last forward kept."""
-        if self._cache is None:
+        This is the array API of a layer; with Tensors, call ``loss.backward()``
+        instead. ``input_grad=False`` skips the input's gradient (None is returned).
+        """
+        if self._graph is None:
             raise RuntimeError(
-                f"{type(self).__name__}.backward needs a forward pass in training mode first "
-                f"(training={self.training}); each backward uses up what its forward saved"
+                f"{type(self).__name__}.backward needs a forward pass in training mode on arrays "
+                f"first (training={self.training}); each backward uses up what its forward kept"
             )
-        cache, self._cache = self._cache, None
-        return cache
+        (inputs, out), self._graph = self._graph, None
+        if not input_grad:
+            for t in inputs:
+                if isinstance(t, Tensor):
+                    t.requires_grad = False
+        out.backward(grad)
+        grads = tuple(t.grad if isinstance(t, Tensor) else None for t in inputs)
+        return grads[0] if len(grads) == 1 else grads
 
     # -- traversal -----------------------------------------------------------
 
@@ -211,12 +218,12 @@ class Module:
     def train(self: M, mode: bool = True) -> M:
         """Set training mode (``mode=True``) or evaluation mode on every module; return self.
 
-        What the last forward saved for backward is dropped.
+        What the last call on arrays recorded for backward is dropped.
         """
         _args.check_bool(mode, "mode")
         for module in self.modules():
             module.training = mode
-            module._cache = None
+            module._graph = None
         return self
 
     def eval(self: M) -> M:
@@ -226,7 +233,7 @@ class Module:
     def to(self: M, backend: Any) -> M:
         """Move parameters, gradients and buffers to ``backend`` ("cpu", "cuda", ...); return self.
 
-        What the last forward saved for backward is dropped.
+        What the last call on arrays recorded for backward is dropped.
         """
         target = get_backend(backend)
         for module in self.modules():
@@ -237,7 +244,7 @@ class Module:
                     p.grad = target.asarray(p.grad)
             for name in module._buffer_names:
                 setattr(module, name, target.asarray(getattr(module, name)))
-            module._cache = None
+            module._graph = None
         return self
 
     def state_dict(self) -> OrderedDict[str, Any]:
@@ -350,6 +357,25 @@ class Module:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
         return f"{type(self).__name__}({args})"
+
+
+def _wrap(value: Any, requires_grad: bool) -> Any:
+    """An array (or array-like) as a leaf Tensor; other arguments (None, ints) as they are."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    t = Tensor(value)
+    if requires_grad and t.dtype.kind == "f":
+        t.requires_grad = True
+    return t
+
+
+def _unwrap(value: Any) -> Any:
+    """Tensors to their arrays, inside tuples and lists too."""
+    if isinstance(value, Tensor):
+        return value.data
+    if isinstance(value, tuple | list):
+        return type(value)(_unwrap(v) for v in value)
+    return value
 
 
 def _jsonable(value: Any) -> Any:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _args
-from ..ops import batch_norm2d, batch_norm2d_backward
-from ._layer import _data, _setup
+from ..autograd import Tensor
+from ..ops import batch_norm2d
+from ._layer import _setup
 from .module import Module, Parameter, register
 
 __all__ = ["BatchNorm2d"]
@@ -76,7 +77,7 @@ class BatchNorm2d(Module):
     def _config(self) -> dict[str, Any]:
         return {**super()._config(), "dtype": self._dtype.name}
 
-    def _check(self, x: Any) -> Any:
+    def _check(self, x: Tensor) -> Tensor:
         _args.check_ndim(x, "x", (4,), f"(N, {self.num_features}, H, W)")
         if x.shape[1] != self.num_features:
             raise ValueError(
@@ -84,7 +85,7 @@ class BatchNorm2d(Module):
                 f"channels, got x of shape {tuple(x.shape)}"
             )
         if x.dtype.kind in "iu":
-            return x.astype(self._dtype)
+            return Tensor(x.data.astype(self._dtype))
         if x.dtype != self._dtype:
             raise TypeError(
                 f"x has dtype {x.dtype} but the parameters of BatchNorm2d are {self._dtype}; "
@@ -102,18 +103,5 @@ class BatchNorm2d(Module):
                 factor = 1.0 / float(self.num_batches_tracked)
         running = (self.running_mean, self.running_var) if self.track_running_stats else (None,) * 2
         # Running statistics are updated in place, so state_dict() arrays handed out stay live.
-        y = batch_norm2d(x, *running, _data(self.weight), _data(self.bias),
-                         training=batch_stats, momentum=factor or 0.0, eps=self.eps)  # fmt: skip
-        self._save(x, batch_stats)
-        return y
-
-    def backward(self, grad: Any) -> Any:
-        x, batch_stats = self._saved()
-        running = (self.running_mean, self.running_var) if self.track_running_stats else (None,) * 2
-        gx, gw, gb = batch_norm2d_backward(grad, x, *running, _data(self.weight),
-                                           _data(self.bias), training=batch_stats,
-                                           eps=self.eps)  # fmt: skip
-        if self.affine:
-            self.weight.accumulate(gw)
-            self.bias.accumulate(gb)
-        return gx
+        return batch_norm2d(x, *running, self.weight, self.bias, training=batch_stats,
+                            momentum=factor or 0.0, eps=self.eps)  # fmt: skip

@@ -46,13 +46,7 @@ class MaxPool2d(Module):
         self.ceil_mode = _args.check_bool(ceil_mode, "ceil_mode")
 
     def forward(self, x: Any) -> Any:
-        y = pool.max_pool2d(x, **self._config())
-        self._save(x, y)  # y: the window maxima, not computed again in backward
-        return y
-
-    def backward(self, grad: Any) -> Any:
-        x, y = self._saved()
-        return pool.max_pool2d_backward(grad, x, **self._config(), output=y)
+        return pool.max_pool2d(x, **self._config())
 
 
 @register
@@ -64,7 +58,7 @@ class AvgPool2d(OpLayer):
     torch.nn.AvgPool2d
     """
 
-    _op, _op_backward = staticmethod(pool.avg_pool2d), staticmethod(pool.avg_pool2d_backward)
+    _op = staticmethod(pool.avg_pool2d)
     _config_names = (
         "kernel_size",
         "stride",
@@ -107,7 +101,6 @@ class AdaptiveAvgPool2d(OpLayer):
     """
 
     _op = staticmethod(pool.adaptive_avg_pool2d)
-    _op_backward = staticmethod(pool.adaptive_avg_pool2d_backward)
     _config_names = ("output_size",)
 
     def __init__(self, output_size: int | tuple[int | None, int | None]) -> None:

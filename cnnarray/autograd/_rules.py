@@ -1,0 +1,195 @@
+"""How the ops of :mod:`cnnarray.ops` take Tensors: unwrap, run, record, and call the
+op's own ``*_backward`` on the way back.
+
+:func:`cnnarray.backend.dispatch` hands a call whose array arguments include
+a Tensor to :func:`call_op` (the ``__cnnarray_function__`` protocol, in the
+spirit of NumPy's ``__array_function__``), so the ops themselves know nothing
+of Tensors. Each rule below names the arguments the op is differentiable in
+and maps the output's gradient to theirs with the matching ``*_backward``
+call: one definition of each gradient, in ``ops``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from .. import ops
+from . import _tensor as _t
+
+__all__ = ["call_op", "differentiable", "has_rule"]
+
+Backward = Callable[[Any, tuple[bool, ...], dict[str, Any], Any], tuple[Any, ...]]
+
+
+class _Rule(NamedTuple):
+    names: tuple[str, ...]  # the arguments the op is differentiable in, in order
+    backward: Backward  # (grad, needs, arguments, output) -> one gradient per name
+    owns: bool  # the gradients are fresh arrays (see Node.owns)
+
+
+class _Binder:
+    """Bind an op's arguments by name with its defaults, faster than ``inspect.Signature.bind``
+    (a few microseconds per op call, which add up over a training step)."""
+
+    __slots__ = ("defaults", "name", "positional")
+
+    def __init__(self, op: Callable[..., Any]) -> None:
+        params = inspect.signature(op).parameters.values()
+        self.name = op.__name__
+        self.positional = tuple(p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD)
+        self.defaults = {p.name: p.default for p in params if p.default is not p.empty}
+
+    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        if len(args) > len(self.positional):
+            raise TypeError(
+                f"{self.name}() takes {len(self.positional)} positional arguments but "
+                f"{len(args)} were given"
+            )
+        arguments = dict(self.defaults)
+        arguments.update(zip(self.positional, args, strict=False))  # fewer args than names
+        arguments.update(kwargs)
+        return arguments
+
+
+_RULES: dict[Callable[..., Any], _Rule] = {}
+_BINDERS: dict[Callable[..., Any], _Binder] = {}
+
+
+def differentiable(
+    op: Callable[..., Any], *names: str, owns: bool = True
+) -> Callable[[Backward], Backward]:
+    """Decorator: register the backward rule of ``op`` over its arguments ``names``."""
+
+    def decorate(backward: Backward) -> Backward:
+        _RULES[op] = _Rule(names, backward, owns)
+        return backward
+
+    return decorate
+
+
+def has_rule(op: Callable[..., Any]) -> bool:
+    """Whether ``op`` can be recorded on the tape."""
+    return op in _RULES
+
+
+def call_op(op: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _t.Tensor:
+    """Run ``op`` on the arrays of its Tensor arguments; return a Tensor, recorded when
+    grad mode is on and a differentiable argument requires grad."""
+    binder = _BINDERS.get(op)
+    if binder is None:
+        binder = _BINDERS[op] = _Binder(op)
+    arguments = binder(args, kwargs)
+    rule = _RULES.get(op)
+    record = _t.is_grad_enabled()
+    requires = False
+    given: dict[str, _t.Tensor] = {}
+    for name, value in arguments.items():
+        if isinstance(value, _t.Tensor):
+            if record and value.requires_grad:
+                if rule is None or name not in rule.names:
+                    raise TypeError(
+                        f"{op.__name__} has no gradient with respect to {name}, which requires "
+                        f"grad; pass {name}.detach() or call it under cnnarray.no_grad()"
+                    )
+                requires = True
+            given[name] = value
+            arguments[name] = value.data
+    if requires and arguments.get("backend") is not None:
+        raise ValueError(
+            f"{op.__name__}: backend= cannot move Tensors that require grad; move them first "
+            "with tensor.to(...)"
+        )
+    out = op(**arguments)
+    if not requires:
+        return _t.Tensor(out)
+    assert rule is not None
+
+    def backward(grad: Any, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        return rule.backward(grad, needs, arguments, out)
+
+    node = _t.Node(op.__name__, backward, tuple(given.get(n) for n in rule.names), rule.owns)
+    return _t.Tensor(out, requires_grad=True, _node=node)
+
+
+@differentiable(ops.conv2d, "x", "weight", "bias")
+def _conv2d(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    return ops.conv2d_backward(
+        g, a["x"], a["weight"], a["bias"], a["stride"], a["padding"], a["dilation"], a["groups"],
+        workspace_limit=a["workspace_limit"], input_grad=needs[0], cache=a["cache"],
+    )  # fmt: skip
+
+
+@differentiable(ops.linear, "x", "weight", "bias")
+def _linear(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    return ops.linear_backward(g, a["x"], a["weight"], a["bias"])
+
+
+@differentiable(ops.flatten, "x", owns=False)  # the gradient is a view of g
+def _flatten(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    return (ops.flatten_backward(g, a["x"], a["start_axis"], a["end_axis"]),)
+
+
+@differentiable(ops.max_pool2d, "x")
+def _max_pool2d(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    return (ops.max_pool2d_backward(g, a["x"], a["kernel_size"], a["stride"], a["padding"],
+                                    a["dilation"], a["ceil_mode"], output=out),)  # fmt: skip
+
+
+@differentiable(ops.avg_pool2d, "x")
+def _avg_pool2d(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    return (ops.avg_pool2d_backward(g, a["x"], a["kernel_size"], a["stride"], a["padding"],
+                                    a["ceil_mode"], a["count_include_pad"],
+                                    a["divisor_override"]),)  # fmt: skip
+
+
+@differentiable(ops.adaptive_avg_pool2d, "x")
+def _adaptive_avg_pool2d(
+    g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any
+) -> tuple[Any, ...]:
+    return (ops.adaptive_avg_pool2d_backward(g, a["x"], a["output_size"]),)
+
+
+@differentiable(ops.relu, "x")
+def _relu(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    return (ops.relu_backward(g, a["x"]),)
+
+
+@differentiable(ops.leaky_relu, "x")
+def _leaky_relu(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    return (ops.leaky_relu_backward(g, a["x"], a["negative_slope"]),)
+
+
+@differentiable(ops.sigmoid, "x")
+def _sigmoid(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    return (ops.sigmoid_backward(g, a["x"]),)
+
+
+@differentiable(ops.tanh, "x")
+def _tanh(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    return (ops.tanh_backward(g, a["x"]),)
+
+
+@differentiable(ops.softmax, "x")
+def _softmax(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    return (ops.softmax_backward(g, a["x"], a["axis"]),)
+
+
+@differentiable(ops.log_softmax, "x")
+def _log_softmax(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    return (ops.log_softmax_backward(g, a["x"], a["axis"]),)
+
+
+@differentiable(ops.batch_norm2d, "x", "weight", "bias")
+def _batch_norm2d(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    # In training mode the forward updated the running statistics in place, but
+    # normalised with the batch's, which the backward recomputes from x.
+    return ops.batch_norm2d_backward(g, a["x"], a["running_mean"], a["running_var"], a["weight"],
+                                     a["bias"], a["training"], a["eps"])  # fmt: skip
+
+
+@differentiable(ops.cross_entropy, "logits")
+def _cross_entropy(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    return (ops.cross_entropy_backward(a["logits"], a["target"], a["reduction"],
+                                       a["label_smoothing"], grad_out=g),)  # fmt: skip
