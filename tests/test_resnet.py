@@ -14,8 +14,12 @@ import pytest
 from helpers import assert_close
 from typer.testing import CliRunner
 
-from cnnarray import nn, to_numpy
+import cnnarray
+from cnnarray import get_backend, nn, optim, to_numpy
+from cnnarray import train as training
 from cnnarray.cli import app
+from cnnarray.data import load_digits
+from cnnarray.data.datasets import Split
 
 F64 = "float64"
 NEW_MODELS = ["resnet8", "resnet20", "resnet18", "mobilenet_small"]
@@ -420,3 +424,55 @@ def test_models_are_registered_and_listed_by_the_cli():
     assert result.exit_code == 0, result.output
     for name in nn.MODELS:
         assert name in result.output
+
+
+# --------------------------------------------------------------------------- training
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, x_shape",
+    [("resnet8", {"in_channels": 1, "input_size": 8, "num_classes": 4}, (6, 1, 8, 8)),
+     ("bottleneck", {}, (4, 2, 11, 11)),
+     ("mobilenet_small", {"num_classes": 4}, (4, 3, 8, 8))],
+    ids=["resnet8", "bottleneck", "mobilenet_small"],
+)  # fmt: skip
+def test_one_sgd_step_equals_torch_autograd_in_float64(backend, torch, name, kwargs, x_shape):
+    model = _build(name, kwargs).to(backend)
+    twin = torch_twin(torch, model)
+    x = _x(x_shape, seed=2, dtype=np.float64)
+    y = np.arange(x_shape[0]) % model.num_classes
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    topt = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    for step in range(2):  # the second step uses the momentum buffers
+        loss = cnnarray.cross_entropy(model.train()(cnnarray.tensor(backend.asarray(x))),
+                                      backend.asarray(y))  # fmt: skip
+        opt.zero_grad()
+        loss.backward()
+        tloss = torch.nn.functional.cross_entropy(twin.train()(torch.tensor(x)), torch.tensor(y))
+        topt.zero_grad()
+        tloss.backward()
+        np.testing.assert_allclose(loss.item(), tloss.item(), rtol=1e-12)
+        theirs = dict(twin.named_parameters())
+        for key, p in model.named_parameters():
+            assert_close(p.grad, theirs[key].grad.numpy(), dtype=np.float64, backend=backend,
+                         rtol=1e-9, err_msg=f"step {step}: grad of {key}")  # fmt: skip
+        opt.step()
+        topt.step()
+    theirs = twin.state_dict()
+    for key, value in model.state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            assert_close(value, theirs[key].numpy(), dtype=np.float64, backend=backend, rtol=1e-9,
+                         err_msg=f"after two steps: {key}")  # fmt: skip
+
+
+def test_resnet8_learns_the_bundled_digits():
+    digits = load_digits()
+    data = Split(digits.x_train[:480], digits.y_train[:480], digits.x_test[:160],
+                 digits.y_test[:160], digits.classes, "digits")  # fmt: skip
+    cpu = get_backend("cpu")
+    config = training.TrainConfig(model="resnet8", epochs=3, batch_size=32, lr=3e-3,
+                                  augment="none")  # fmt: skip
+    state = training.new_state(config, data, cpu)
+    history = training.fit(state, data, cpu)
+    assert history[-1].train_loss < 0.5 * history[0].train_loss
+    assert history[-1].test_accuracy >= 0.8
