@@ -29,6 +29,7 @@ from .backend import (
     get_backend,
     parse_device,
 )
+from .nn import MODELS
 
 app = typer.Typer(
     name="cnnarray",
@@ -171,7 +172,7 @@ def train(
         str,
         typer.Option(help="digits | mnist:DIR | fashion-mnist:DIR | cifar10:DIR | folder:DIR"),
     ] = "digits",
-    model: Annotated[str, typer.Option(help="lenet5 | small_cnn | vgg_small")] = "small_cnn",
+    model: Annotated[str, typer.Option(help=" | ".join(MODELS))] = "small_cnn",
     epochs: Annotated[
         int | None,
         typer.Option(min=1, help="Total epochs to train [default: 60, or as saved with --resume]."),

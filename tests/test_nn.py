@@ -687,7 +687,8 @@ def test_models_are_reproducible_from_a_seed():
 
 
 def test_build_model_rejects_unknown_names_and_bad_sizes():
-    assert set(nn.MODELS) == {"lenet5", "small_cnn", "vgg_small"}
+    assert set(nn.MODELS) == {"lenet5", "small_cnn", "vgg_small", "resnet8", "resnet20",
+                              "resnet18", "mobilenet_small"}  # fmt: skip
     with pytest.raises(ValueError, match="unknown model 'resnet'"):
         nn.build_model("resnet")
     with pytest.raises(ValueError, match="at least 8"):

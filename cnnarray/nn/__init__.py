@@ -11,7 +11,9 @@ layers live in modules named by kind as in ``torch.nn.modules``:
 ``normalization`` (BatchNorm2d), ``activation`` (ReLU, LeakyReLU),
 ``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) and ``dropout``
 (Dropout); ``module`` holds Module and Parameter, ``init`` the
-initialisation, ``models`` the ready-made networks.
+initialisation, ``resnet`` (BasicBlock, Bottleneck, ResNet) and ``mobilenet``
+(DepthwiseSeparable, MobileNet) the model classes, ``models`` the ready-made
+networks.
 
 Examples
 --------
@@ -32,32 +34,53 @@ from .container import Sequential
 from .conv import Conv2d
 from .dropout import Dropout
 from .linear import Flatten, Linear
-from .models import MODELS, build_model, lenet5, small_cnn, vgg_small
+from .mobilenet import DepthwiseSeparable, MobileNet
+from .models import (
+    MODELS,
+    build_model,
+    lenet5,
+    mobilenet_small,
+    resnet8,
+    resnet18,
+    resnet20,
+    small_cnn,
+    vgg_small,
+)
 from .module import IncompatibleKeys, Module, Parameter, from_spec, register
 from .normalization import BatchNorm2d
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .resnet import BasicBlock, Bottleneck, ResNet
 
 __all__ = [
     "MODELS",
     "AdaptiveAvgPool2d",
     "AvgPool2d",
+    "BasicBlock",
     "BatchNorm2d",
+    "Bottleneck",
     "Conv2d",
+    "DepthwiseSeparable",
     "Dropout",
     "Flatten",
     "IncompatibleKeys",
     "LeakyReLU",
     "Linear",
     "MaxPool2d",
+    "MobileNet",
     "Module",
     "Parameter",
     "ReLU",
+    "ResNet",
     "Sequential",
     "build_model",
     "from_spec",
     "init",
     "lenet5",
+    "mobilenet_small",
     "register",
+    "resnet8",
+    "resnet18",
+    "resnet20",
     "small_cnn",
     "vgg_small",
 ]

@@ -1,8 +1,10 @@
-"""Ready-made networks: LeNet-5, a small CNN for 8x8 digits, and a small VGG.
+"""Ready-made networks: LeNet-5, a small CNN for 8x8 digits, a small VGG, ResNets, a MobileNet.
 
-Every builder takes ``backend``, ``dtype`` and ``seed`` (one generator feeds
-all layers in order, so a seed fixes the whole model) and returns a
-:class:`~cnnarray.nn.Sequential`, whose :meth:`~cnnarray.nn.Module.spec`
+Every builder takes ``in_channels``, ``num_classes``, ``input_size``,
+``backend``, ``dtype`` and ``seed`` (one generator feeds all layers in order,
+so a seed fixes the whole model) and returns a :class:`~cnnarray.nn.Sequential`
+or a registered model class (:class:`~cnnarray.nn.ResNet`,
+:class:`~cnnarray.nn.MobileNet`), whose :meth:`~cnnarray.nn.Module.spec`
 rebuilds it without the builder.
 """
 
@@ -19,11 +21,23 @@ from .conv import Conv2d
 from .dropout import Dropout
 from .init import make_rng
 from .linear import Flatten, Linear
+from .mobilenet import MobileNet
 from .module import Module
 from .normalization import BatchNorm2d
 from .pooling import MaxPool2d
+from .resnet import ResNet
 
-__all__ = ["MODELS", "build_model", "lenet5", "small_cnn", "vgg_small"]
+__all__ = [
+    "MODELS",
+    "build_model",
+    "lenet5",
+    "mobilenet_small",
+    "resnet8",
+    "resnet18",
+    "resnet20",
+    "small_cnn",
+    "vgg_small",
+]
 
 
 def _pool_out(size: int) -> int:
@@ -202,14 +216,138 @@ def vgg_small(
     )
 
 
-MODELS: dict[str, Callable[..., Sequential]] = {
+def _cifar_resnet(
+    depth: int, in_channels: Any, num_classes: Any, input_size: Any, **kw: Any
+) -> ResNet:
+    """Build the CIFAR ResNet of He et al. (2016) with ``depth = 6 n + 2`` layers."""
+    _check_sizes(in_channels, num_classes, input_size)
+    n = (depth - 2) // 6
+    return ResNet("basic", [n] * 3, [16, 32, 64], "cifar", in_channels, num_classes, **kw)
+
+
+def resnet8(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 32,
+    *,
+    backend: Any = None,
+    dtype: Any = "float32",
+    seed: int | None = None,
+) -> ResNet:
+    """Build ResNet-8: the CIFAR-style ResNet of He et al. (2016) with one block per stage.
+
+    ``Conv(16, 3x3) - BN - ReLU``, then three stages of one :class:`~cnnarray.nn.BasicBlock`
+    each, of 16, 32 and 64 channels (the last two halve the size), then global
+    average pooling and ``Linear(64, num_classes)``; about 78k parameters. The
+    shortcuts that change shape are 1x1 convolutions with BatchNorm (the
+    paper's option B). Any input size works (8 -> 8 -> 4 -> 2 for 8x8 digits).
+
+    Parameters
+    ----------
+    in_channels : int, default 3
+    num_classes : int, default 10
+    input_size : int, default 32
+        Height and width of the inputs; any positive size fits.
+    backend, dtype, seed
+        As in :func:`lenet5`.
+    """
+    return _cifar_resnet(8, in_channels, num_classes, input_size, backend=backend, dtype=dtype,
+                         seed=seed)  # fmt: skip
+
+
+def resnet20(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 32,
+    *,
+    backend: Any = None,
+    dtype: Any = "float32",
+    seed: int | None = None,
+) -> ResNet:
+    """Build ResNet-20 (He et al., 2016, CIFAR-10): as :func:`resnet8` with three blocks a stage.
+
+    About 0.27M parameters.
+
+    Parameters
+    ----------
+    in_channels, num_classes, input_size, backend, dtype, seed
+        As in :func:`resnet8`.
+    """
+    return _cifar_resnet(20, in_channels, num_classes, input_size, backend=backend, dtype=dtype,
+                         seed=seed)  # fmt: skip
+
+
+def resnet18(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 32,
+    *,
+    backend: Any = None,
+    dtype: Any = "float32",
+    seed: int | None = None,
+) -> ResNet:
+    """Build ResNet-18 as torchvision does: ImageNet stem, BasicBlocks [2, 2, 2, 2], 64..512.
+
+    ``Conv(64, 7x7, stride 2) - BN - ReLU - MaxPool(3, 2, 1)``, four stages of
+    two :class:`~cnnarray.nn.BasicBlock` of 64, 128, 256 and 512 channels,
+    global average pooling and ``Linear(512, num_classes)``: 11.18M parameters
+    for 3 channels and 10 classes, with torchvision's parameter names. The stem
+    divides the size by 4 and each later stage by 2 (rounding up), so small
+    images end as 1x1 maps; any positive size fits.
+
+    Parameters
+    ----------
+    in_channels, num_classes, input_size, backend, dtype, seed
+        As in :func:`resnet8`.
+    """
+    _check_sizes(in_channels, num_classes, input_size)
+    return ResNet("basic", [2, 2, 2, 2], [64, 128, 256, 512], "imagenet", in_channels,
+                  num_classes, backend=backend, dtype=dtype, seed=seed)  # fmt: skip
+
+
+#: ``(out_channels, stride)`` of the blocks of :func:`mobilenet_small`.
+SMALL_MOBILENET_BLOCKS = ((32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1))
+
+
+def mobilenet_small(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 32,
+    *,
+    backend: Any = None,
+    dtype: Any = "float32",
+    seed: int | None = None,
+) -> MobileNet:
+    """Build a small MobileNet v1 (Howard et al., 2017) for images of 8 to 32 pixels.
+
+    ``Conv(16, 3x3) - BN - ReLU`` (stride 1), seven
+    :class:`~cnnarray.nn.DepthwiseSeparable` blocks of 32, 64, 64, 128, 128,
+    256 and 256 channels (the 2nd, 4th and 6th with stride 2), global average
+    pooling and ``Linear(256, num_classes)``: about 0.14M parameters. Any
+    input size works (8 -> 8 -> 4 -> 2 -> 1 for 8x8 digits).
+
+    Parameters
+    ----------
+    in_channels, num_classes, input_size, backend, dtype, seed
+        As in :func:`resnet8`.
+    """
+    _check_sizes(in_channels, num_classes, input_size)
+    return MobileNet(SMALL_MOBILENET_BLOCKS, 16, 1, in_channels, num_classes, backend=backend,
+                     dtype=dtype, seed=seed)  # fmt: skip
+
+
+MODELS: dict[str, Callable[..., Module]] = {
     "lenet5": lenet5,
     "small_cnn": small_cnn,
     "vgg_small": vgg_small,
+    "resnet8": resnet8,
+    "resnet20": resnet20,
+    "resnet18": resnet18,
+    "mobilenet_small": mobilenet_small,
 }
 
 
-def build_model(name: str, **kwargs: Any) -> Sequential:
+def build_model(name: str, **kwargs: Any) -> Module:
     """Build the model registered in :data:`MODELS` as ``name`` with keyword arguments.
 
     Examples
