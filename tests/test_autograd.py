@@ -824,3 +824,29 @@ def test_backward_times_collects_op_names(backend):
     assert set(inner.seconds) == {"mul", "sum"} and set(outer.seconds) == {"exp", "sum"}
     (w * 3).sum().backward()  # outside: nothing collected
     assert set(outer.seconds) == {"exp", "sum"}
+
+
+def test_no_grad_decorates_without_parentheses_too() -> None:
+    x = cnnarray.tensor([1.0, 2.0], requires_grad=True)
+
+    @cnnarray.no_grad
+    def doubled(t):
+        return t * 2
+
+    assert not doubled(x).requires_grad and doubled.__name__ == "doubled"
+    assert (x * 2).requires_grad
+
+
+def test_module_backward_of_a_tuple_output_says_what_to_do() -> None:
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 2, dtype="float64", seed=0)
+
+        def forward(self, x):
+            return self.lin(x), self.lin(x) * 2
+
+    model = Two()
+    model(np.ones((1, 2)))
+    with pytest.raises(TypeError, match=r"forward returned tuple.*Tensor loss"):
+        model.backward(np.ones((1, 2)))

@@ -30,7 +30,7 @@ def _record(
     """Wrap ``out``; record ``backward`` when grad mode is on and an input requires grad."""
     tensors = tuple(t if isinstance(t, _t.Tensor) else None for t in inputs)
     if _t.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        return _t.Tensor(out, _node=_t.Node(name, backward, tensors, owns), requires_grad=True)
+        return _t.Tensor._recorded(out, _t.Node(name, backward, tensors, owns))
     return _t.Tensor(out)
 
 

@@ -115,7 +115,7 @@ def call_op(
         return rule.backward(grad, needs, arguments, out)
 
     node = _t.Node(op.__name__, backward, tuple(given.get(n) for n in rule.names), rule.owns)
-    return _t.Tensor(out, requires_grad=True, _node=node)
+    return _t.Tensor._recorded(out, node)
 
 
 @differentiable(ops.conv2d, "x", "weight", "bias")

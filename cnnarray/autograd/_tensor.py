@@ -43,8 +43,14 @@ class _GradMode:
 
     _enabled: bool
 
-    def __init__(self) -> None:
+    def __new__(cls, func: Callable[..., Any] | None = None) -> Any:
+        # ``@no_grad`` as well as ``@no_grad()`` and ``with no_grad():``, as in PyTorch
+        self = super().__new__(cls)
         self._previous: list[bool] = []
+        return self if func is None else self(func)
+
+    def __init__(self, func: Callable[..., Any] | None = None) -> None:
+        pass
 
     def __enter__(self) -> None:
         self._previous.append(is_grad_enabled())
@@ -177,6 +183,15 @@ class Tensor:
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
+
+    @classmethod
+    def _recorded(cls, data: Any, node: Node) -> Tensor:
+        """The float result of a recorded op (no checks: the hot path of every op)."""
+        if not data.ndim:  # NumPy's 0-d results are immutable scalars: 0-d arrays instead
+            data = asarray(data)
+        t = object.__new__(cls)
+        t.data, t.grad, t._node, t.requires_grad = data, None, node, True
+        return t
 
     @staticmethod
     def __cnnarray_function__(

@@ -46,9 +46,9 @@ class Parameter(Tensor):
         super().__init__(data, requires_grad)
 
     def accumulate(self, grad: Any) -> None:
-        """Add ``grad`` to ``self.grad`` (which starts as None)."""
+        """Add ``grad`` to ``self.grad`` (which starts as None), as backward does for a leaf."""
         if self.grad is None:
-            self.grad = grad
+            self.grad = grad.copy()
         else:
             self.grad += grad
 
@@ -128,9 +128,7 @@ class Module:
         enabled) the graph is kept for :meth:`backward`; otherwise nothing is
         recorded.
         """
-        if any(isinstance(a, Tensor) for a in args) or any(
-            isinstance(v, Tensor) for v in kwargs.values()
-        ):
+        if (args and isinstance(args[0], Tensor)) or _any_tensor(args, kwargs):
             return self.forward(*args, **kwargs)
         self._graph = None
         if not (self.training and is_grad_enabled()):
@@ -138,7 +136,7 @@ class Module:
                 return _unwrap(self.forward(*(_wrap(a, False) for a in args), **kwargs))
         inputs = tuple(_wrap(a, True) for a in args)
         out = self.forward(*inputs, **kwargs)
-        if isinstance(out, Tensor) and out.requires_grad:
+        if not isinstance(out, Tensor) or out.requires_grad:
             self._graph = (inputs, out)
         return _unwrap(out)
 
@@ -156,6 +154,11 @@ class Module:
                 f"first (training={self.training}); each backward uses up what its forward kept"
             )
         (inputs, out), self._graph = self._graph, None
+        if not isinstance(out, Tensor):
+            raise TypeError(
+                f"{type(self).__name__}.backward takes the gradient of one output, but forward "
+                f"returned {type(out).__name__}; call .backward() on a Tensor loss instead"
+            )
         if not input_grad:
             for t in inputs:
                 if isinstance(t, Tensor):
@@ -358,6 +361,12 @@ class Module:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
         return f"{type(self).__name__}({args})"
+
+
+def _any_tensor(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    return any(isinstance(a, Tensor) for a in args) or any(
+        isinstance(v, Tensor) for v in kwargs.values()
+    )
 
 
 def _wrap(value: Any, requires_grad: bool) -> Any:
