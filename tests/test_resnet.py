@@ -8,6 +8,7 @@ names match one to one and weights copy across with ``load_state_dict``.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -476,3 +477,25 @@ def test_resnet8_learns_the_bundled_digits():
     history = training.fit(state, data, cpu)
     assert history[-1].train_loss < 0.5 * history[0].train_loss
     assert history[-1].test_accuracy >= 0.8
+
+
+def test_resnet8_checkpoint_round_trips_through_evaluate_and_predict(tmp_path) -> None:
+    # cnnarray train --model resnet8, then evaluate and predict rebuild it from the file alone
+    from PIL import Image
+
+    runner = CliRunner()
+    out = tmp_path / "r8.safetensors"
+    args = ["train", "-d", "cpu", "--model", "resnet8", "--epochs", "1", "--out", str(out)]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["evaluate", str(out), "-d", "cpu"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    accuracy = float(re.search(r"test accuracy ([\d.]+)%", result.output).group(1))
+    assert accuracy > 50  # one epoch learns the digits well past chance (10 %)
+    image = tmp_path / "digit.png"
+    data = load_digits()
+    Image.fromarray((data.x_test[0, 0] * 255).astype(np.uint8)).save(image)
+    result = runner.invoke(app, ["predict", str(out), str(image), "-d", "cpu"],
+                           env={"COLUMNS": "200"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "digit.png" in result.output
