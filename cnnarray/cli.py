@@ -29,6 +29,7 @@ from .backend import (
     get_backend,
     parse_device,
 )
+from .bench.cases import cases_help
 
 app = typer.Typer(
     name="cnnarray",
@@ -495,11 +496,11 @@ def visualize(
     console.print(f"wrote {out}")
 
 
-@app.command()
+@app.command(epilog=cases_help())
 def bench(
     device: DeviceOption = "auto",
     cases: Annotated[
-        str, typer.Option(help="Comma-separated cases: a,b,c,d,e,f,pool,matmul (default: all).")
+        str, typer.Option(help="Comma-separated cases (default: all; see below).")
     ] = "",
     compare: Annotated[
         str, typer.Option(help="Comma-separated peers to time beside cnnarray: torch,scipy,naive.")
@@ -524,7 +525,8 @@ def bench(
         float,
         typer.Option(
             min=0.0,
-            help="Skip scipy and naive where one call is estimated to take longer (seconds).",
+            help="Skip scipy and naive where one call is estimated to take longer (seconds); "
+            "the notes say which and the limit that times them.",
         ),
     ] = 3.0,
     budget: Annotated[
@@ -538,6 +540,9 @@ def bench(
     seed: Annotated[
         int, typer.Option(min=0, help="Seed of the inputs, the same for every peer.")
     ] = 0,
+    wide: Annotated[
+        bool, typer.Option(help="All columns: min-max, vs torch, |diff|, notes.")
+    ] = False,
     thread_timeout: Annotated[
         str,
         typer.Option(
@@ -557,13 +562,6 @@ def bench(
 
     from . import bench as harness
 
-    if thread_timeout.strip().lower() == "none":
-        openblas_timeout = None
-    elif thread_timeout.strip().isdigit():
-        openblas_timeout = int(thread_timeout)  # run_benchmarks checks the range
-    else:
-        raise typer.BadParameter(f"expected an int from 4 to 30 or 'none', got {thread_timeout!r}",
-                                 param_hint="'--thread-timeout'")  # fmt: skip
     backend = _backend(device)
     progress = Progress(TextColumn("{task.description}"), BarColumn(),
                         TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
@@ -574,15 +572,16 @@ def bench(
         progress.update(task, completed=done, total=total, description=label)
 
     try:
+        timeout = harness.thread_timeout(thread_timeout)
         with progress:
             results = harness.run_benchmarks(str(backend), cases or None,
                                              [p for p in compare.split(",") if p] or None,
                                              repeat, report, slow_limit_s=slow_limit,
                                              rounds=rounds, seed=seed, budget_s=budget,
-                                             thread_timeout=openblas_timeout)  # fmt: skip
+                                             thread_timeout=timeout)  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    console.print(harness.render_table(results))
+    console.print(harness.render_table(results, wide=wide))
     if json_path is not None:
         harness.write_json(results, json_path)
         console.print(f"wrote {json_path}")
