@@ -29,6 +29,7 @@ from .backend import (
     get_backend,
     parse_device,
 )
+from .bench.cases import cases_help
 from .nn import MODELS
 
 app = typer.Typer(
@@ -363,29 +364,67 @@ def predict(
     ],
     device: DeviceOption = "auto",
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="Classes to show.")] = 3,
+    show_input: Annotated[
+        Path | None,
+        typer.Option(callback=_expand, help="Write the inputs the model saw as one PNG."),
+    ] = None,
+    json_path: Annotated[
+        Path | None,
+        typer.Option("--json", callback=_expand, help="Write the predictions as JSON."),
+    ] = None,
 ) -> None:
     """Print the top-k classes with their probabilities for each image file.
 
-    Images are converted to the model's channels (grayscale or RGB), resized to
-    its input size and scaled to [0, 1], as the training data were.
+    Each image is made to look like the training data, as the checkpoint
+    records them: for digits (light ink on black) inverted when dark on light,
+    cropped to the ink, resized with the aspect kept, padded, centred by mass.
+    A prediction is marked "unreliable" when its top probability is low or the
+    image's intensities are unlike the training data's (noise, a photograph).
     """
+    import json
+
     import numpy as np
 
     from . import train as training
+    from .data import preprocess
+    from .io import atomic_write_bytes
 
+    for hint, path in (("--show-input", show_input), ("--json", json_path)):
+        if path is not None and not path.parent.is_dir():
+            raise typer.BadParameter(f"folder {path.parent} does not exist", param_hint=hint)
     backend = _backend(device)
     model, spec, _ = _load_model(model_path, backend)
-    x = _load_images(images, spec["input_shape"])
+    record = spec.get("preprocess")
+    c, h, w = spec["input_shape"]
+    if record is None:
+        err_console.print(f"note: {model_path} has no preprocessing record (an older cnnarray): "
+                          f"images are only resized to {h}x{w}", markup=False)  # fmt: skip
+    try:
+        loaded = [preprocess.load_for_model(p, spec["input_shape"], record) for p in images]
+    except (FileNotFoundError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="'IMAGE'") from None
+    x = np.stack([xi for xi, _ in loaded])
     probs = training.predict_proba(model, x, backend)
-    classes = spec["classes"]
+    doc = [preprocess.prediction(str(path), xi, steps, p, spec["classes"], top, record)
+           for path, xi, (_, steps), p in zip(images, x, loaded, probs, strict=True)]  # fmt: skip
     table = Table(title=f"predictions of {model_path.name}")
     table.add_column("image", overflow="fold")
-    for rank in range(min(top, len(classes))):
+    for rank in range(min(top, len(spec["classes"]))):
         table.add_column(f"#{rank + 1}")
-    for path, p in zip(images, probs, strict=True):
-        order = np.argsort(-p)[:top]
-        table.add_row(str(path), *[f"{classes[i]} ({p[i]:.1%})" for i in order])
+    table.add_column("note", overflow="fold")
+    for d in doc:
+        notes = [s.split(":")[0] for s in d["preprocessing"] if s.startswith("inverted")]
+        notes += ["unreliable: " + "; ".join(d["unreliable"])] if d["unreliable"] else []
+        table.add_row(escape(d["image"]), *[f"{t['class']} ({t['probability']:.1%})"
+                      for t in d["top"]], escape(", ".join(notes)))  # fmt: skip
     console.print(table)
+    if show_input is not None:
+        atomic_write_bytes(show_input, preprocess.input_png(x))
+        console.print(f"wrote {show_input} (the {c}x{h}x{w} inputs the model saw, enlarged)")
+    if json_path is not None:
+        text = json.dumps({"model": str(model_path), "predictions": doc}, indent=2)
+        atomic_write_bytes(json_path, (text + "\n").encode())
+        console.print(f"wrote {json_path}")
 
 
 @app.command()
@@ -458,11 +497,11 @@ def visualize(
     console.print(f"wrote {out}")
 
 
-@app.command()
+@app.command(epilog=cases_help())
 def bench(
     device: DeviceOption = "auto",
     cases: Annotated[
-        str, typer.Option(help="Comma-separated cases: a,b,c,d,e,f,pool,matmul (default: all).")
+        str, typer.Option(help="Comma-separated cases (default: all; see below).")
     ] = "",
     compare: Annotated[
         str, typer.Option(help="Comma-separated peers to time beside cnnarray: torch,scipy,naive.")
@@ -487,7 +526,8 @@ def bench(
         float,
         typer.Option(
             min=0.0,
-            help="Skip scipy and naive where one call is estimated to take longer (seconds).",
+            help="Skip scipy and naive where one call is estimated to take longer (seconds); "
+            "the notes say which and the limit that times them.",
         ),
     ] = 3.0,
     budget: Annotated[
@@ -501,6 +541,9 @@ def bench(
     seed: Annotated[
         int, typer.Option(min=0, help="Seed of the inputs, the same for every peer.")
     ] = 0,
+    wide: Annotated[
+        bool, typer.Option(help="All columns: min-max, vs torch, |diff|, notes.")
+    ] = False,
     thread_timeout: Annotated[
         str,
         typer.Option(
@@ -520,13 +563,6 @@ def bench(
 
     from . import bench as harness
 
-    if thread_timeout.strip().lower() == "none":
-        openblas_timeout = None
-    elif thread_timeout.strip().isdigit():
-        openblas_timeout = int(thread_timeout)  # run_benchmarks checks the range
-    else:
-        raise typer.BadParameter(f"expected an int from 4 to 30 or 'none', got {thread_timeout!r}",
-                                 param_hint="'--thread-timeout'")  # fmt: skip
     backend = _backend(device)
     progress = Progress(TextColumn("{task.description}"), BarColumn(),
                         TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
@@ -537,15 +573,16 @@ def bench(
         progress.update(task, completed=done, total=total, description=label)
 
     try:
+        timeout = harness.thread_timeout(thread_timeout)
         with progress:
             results = harness.run_benchmarks(str(backend), cases or None,
                                              [p for p in compare.split(",") if p] or None,
                                              repeat, report, slow_limit_s=slow_limit,
                                              rounds=rounds, seed=seed, budget_s=budget,
-                                             thread_timeout=openblas_timeout)  # fmt: skip
+                                             thread_timeout=timeout)  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    console.print(harness.render_table(results))
+    console.print(harness.render_table(results, wide=wide))
     if json_path is not None:
         harness.write_json(results, json_path)
         console.print(f"wrote {json_path}")

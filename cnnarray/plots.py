@@ -175,14 +175,17 @@ def filters_and_maps(image: np.ndarray, weights: np.ndarray,
     return fig
 
 
+_PEER_COLOURS = {"cnnarray": "C0", "torch": "C1", "scipy": "C2", "naive": "C3"}
+
+
 def _bench_groups(results: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
     groups: list[tuple[str, str]] = []
     peers: list[str] = []
     for r in results["records"]:
         if (r["case"], r["mode"]) not in groups:
             groups.append((r["case"], r["mode"]))
-        if r["peer"] not in peers:
-            peers.append(r["peer"])
+        if r["peer"] not in peers and r["median_s"] is not None:
+            peers.append(r["peer"])  # a peer that never ran gets no legend entry
     return groups, peers
 
 
@@ -206,7 +209,8 @@ def benchmark_chart(results: dict[str, Any]) -> Figure:
             ys.append(r["median_s"] * 1e3)
             low.append((r["median_s"] - r["min_s"]) * 1e3)
             high.append((r["max_s"] - r["median_s"]) * 1e3)
-        ax.bar(xs, ys, width, yerr=[low, high], capsize=2, label=peer)
+        colour = _PEER_COLOURS.get(peer)  # the same for a peer whichever others ran
+        ax.bar(xs, ys, width, yerr=[low, high], capsize=2, label=peer, color=colour)
     ax.set_yscale("log")
     ax.set_ylabel("median time per call (ms, log scale)")
     ax.set_xticks(range(len(groups)), [f"{c}\n{m}" for c, m in groups])

@@ -28,6 +28,7 @@ from .backend import Backend, to_numpy
 from .data import augment
 from .data.datasets import Split
 from .data.loader import DataLoader
+from .data.preprocess import describe_inputs
 from .io import CheckpointError, load_checkpoint, save_checkpoint
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -128,6 +129,8 @@ def build_model(config: TrainConfig, data: Split, backend: Backend) -> tuple[nn.
         "input_shape": list(data.input_shape),
         "classes": list(data.classes),
         "dataset": data.name,
+        # how predict makes a user's image look like these training images
+        "preprocess": describe_inputs(data.x_train),
     }
     return model, spec
 

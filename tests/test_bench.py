@@ -203,11 +203,90 @@ def test_plot_writes_a_png(results: dict, tmp_path) -> None:
 def test_render_table(results: dict) -> None:
     table = bench.render_table(results)
     assert isinstance(table, Table)
-    assert table.row_count == len(results["records"])
+    ran = [r for r in results["records"] if not r["status"].startswith("skipped")]
+    assert table.row_count == len(ran)  # skipped runs are in the notes, not in rows
     console = Console(width=200, record=True)
     console.print(table)
     text = console.export_text()
-    assert "tinymatmul" in text and "skipped: not applicable" in text
+    assert "tinymatmul" in text and "scipy: not applicable to tinypool, tinymatmul." in text
+
+
+def text_of(table, width: int = 80) -> str:
+    console = Console(width=width, record=True)
+    console.print(table)
+    return console.export_text()
+
+
+def test_the_default_table_fits_80_columns_and_wide_has_every_column(results: dict) -> None:
+    narrow = text_of(bench.render_table(results))
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    assert "vs cnnarray" in narrow and "max |diff|" not in narrow
+    header = next(line for line in narrow.splitlines() if "median ms" in line)
+    assert "median ms" in header and "GFLOP/s" in header  # no header cut to "med…"
+    wide = text_of(bench.render_table(results, wide=True), width=200)
+    for column in ("min-max ms", "max |diff|"):  # "note" only where a run failed
+        assert column in wide
+    assert "vs torch" not in wide  # torch was not compared
+
+
+def synthetic(statuses: dict[str, str]) -> dict:
+    """Results of case tiny (fwd) with cnnarray ok and each other peer in ``statuses``."""
+
+    def record(peer: str, status: str) -> dict:
+        ok = status == "ok"
+        return {"case": "tiny", "mode": "fwd", "peer": peer, "status": status,
+                "median_s": 1e-3 if ok else None, "min_s": 9e-4 if ok else None,
+                "max_s": 2e-3 if ok else None, "gflops": 1.0 if ok else None,
+                "fraction_of_gemm_ceiling": None, "ratio_vs_cnnarray": 2.0 if ok else None,
+                "ratio_vs_torch": None, "max_abs_diff": 1e-6 if ok else None,
+                "grad_max_abs_diff": None}  # fmt: skip
+
+    peers = ["cnnarray", *statuses]
+    records = [record(p, statuses.get(p, "ok")) for p in peers]
+    return {"metadata": {"device": "cpu", "device_name": "a CPU", "rounds": 3, "peers": peers,
+                         "slow_limit_s": 3.0}, "records": records}  # fmt: skip
+
+
+def test_a_peer_not_installed_is_one_note_and_not_named_elsewhere() -> None:
+    results = synthetic({"torch": "skipped: torch not installed"})
+    table = bench.render_table(results, wide=True)
+    text = " ".join(text_of(table, width=200).split())
+    assert table.row_count == 1
+    assert "torch: torch not installed, left out." in text
+    assert text.count("torch") == 2  # that note only: no column, no method footnote
+    assert "cnnarray: 3 interleaved worker processes" in text
+
+
+def test_too_slow_runs_say_which_limit_would_time_them() -> None:
+    results = synthetic({"naive": "skipped: too slow (estimated 8.39 s per call)"})
+    results["records"][1]["case"] = "a"
+    notes = bench.notes(results)
+    assert any(n.startswith("naive: skipped where one call would take over 3.0 s: a (fwd);")
+               and "--slow-limit 11 times them too" in n for n in notes), notes  # fmt: skip
+
+
+def test_a_failed_run_keeps_its_row_and_its_error() -> None:
+    results = synthetic({"scipy": "error: worker timed out after 1 s"})
+    table = bench.render_table(results)
+    assert table.row_count == 2
+    text = " ".join(text_of(table).split())  # the notes wrap at the table's width
+    assert "scipy on tiny fwd: error: worker timed out after 1 s" in text
+
+
+def test_the_plot_has_legend_entries_only_for_peers_that_ran(tmp_path) -> None:
+    from cnnarray import plots
+
+    results = synthetic({"torch": "skipped: torch not installed", "scipy": "ok"})
+    (ax,) = plots.benchmark_chart(results).axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["cnnarray", "scipy"]
+    colours = {p.get_facecolor() for p in ax.patches}
+    assert len(colours) == 2  # scipy keeps its own colour, not the one torch would take
+
+
+def test_help_describes_every_case() -> None:
+    text = bench.cases_help()
+    for name in bench.DEFAULT_CASES:
+        assert f"{name}: {bench.CASES[name].about}: {bench.CASES[name].describe()}" in text
 
 
 @pytest.mark.parametrize(
@@ -322,3 +401,31 @@ def test_train_profile_worker_times_every_kind_of_layer() -> None:
         assert kinds[f"{layer} forward"] > 0 and kinds[f"{layer} backward"] > 0, layer
     assert kinds["Adam step"] > 0
     assert sum(kinds.values()) < result["step_ms"]
+
+
+def test_bench_command_without_torch_leaves_it_out_with_one_note(monkeypatch) -> None:
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from cnnarray.cli import app
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch" else real(name, *a))  # fmt: skip
+    args = ["bench", "-d", "cpu", "--cases", "tinymatmul", "--repeat", "1", "--rounds", "1"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "torch: torch not installed, left out." in " ".join(result.output.split())
+    assert "vs torch" not in result.output and "vs cnnarray" not in result.output
+
+
+def test_bench_help_says_what_the_cases_are() -> None:
+    from typer.testing import CliRunner
+
+    from cnnarray.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "--help"], env={"COLUMNS": "80"})
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "LeNet-5's first layer on MNIST" in text and "the GEMM ceiling" in text
+    assert "--wide" in text

@@ -56,13 +56,13 @@ ratios) and :mod:`~cnnarray.bench.report` (JSON, table, plot). The command
 line is ``cnnarray bench``; ``python -m cnnarray.bench`` only runs a worker.
 """
 
-from .cases import CASES, DEFAULT_CASES, MODES, Case, make_inputs
+from .cases import CASES, DEFAULT_CASES, MODES, Case, cases_help, make_inputs
 from .machine import blas_threads
 from .peers import ONE_ROUND_PEERS, PEERS
-from .report import plot, render_table, write_json
+from .report import notes, plot, render_table, write_json
 from .run import ROUNDS, run_benchmarks
 from .timing import MAX_WARMUP, MIN_REPEATS, MIN_WARMUP, WARMUP_S
-from .worker import THREAD_TIMEOUT
+from .worker import THREAD_TIMEOUT, thread_timeout
 
 __all__ = [
     "CASES",
@@ -78,9 +78,12 @@ __all__ = [
     "WARMUP_S",
     "Case",
     "blas_threads",
+    "cases_help",
     "make_inputs",
+    "notes",
     "plot",
     "render_table",
     "run_benchmarks",
+    "thread_timeout",
     "write_json",
 ]

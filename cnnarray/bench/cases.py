@@ -34,6 +34,7 @@ class Case:
     two_d: bool = False
     dim: int = 0
     hidden: bool = False  # small cases for the tests; valid names, not run by default
+    about: str = ""  # what the case stands for, in a few words (shown by --help)
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -94,14 +95,21 @@ class Case:
 CASES: dict[str, Case] = {
     c.name: c
     for c in (
-        Case("a", "conv2d", n=64, c_in=3, c_out=32, h=32, w=32, k=3, padding=1),
-        Case("b", "conv2d", n=64, c_in=32, c_out=64, h=16, w=16, k=3, padding=1),
-        Case("c", "conv2d", n=32, c_in=64, c_out=128, h=16, w=16, k=3, padding=1),
-        Case("d", "conv2d", h=512, w=512, k=3, two_d=True),
-        Case("e", "conv2d", n=128, c_in=1, c_out=6, h=28, w=28, k=5),
-        Case("f", "conv2d", h=512, w=512, k=15, padding=7, two_d=True),
-        Case("pool", "max_pool2d", n=64, c_in=64, h=32, w=32, k=2, stride=2),
-        Case("matmul", "matmul", dim=2048),
+        Case("a", "conv2d", n=64, c_in=3, c_out=32, h=32, w=32, k=3, padding=1,
+             about="first layer of a CIFAR-10 CNN"),
+        Case("b", "conv2d", n=64, c_in=32, c_out=64, h=16, w=16, k=3, padding=1,
+             about="second layer of that CNN"),
+        Case("c", "conv2d", n=32, c_in=64, c_out=128, h=16, w=16, k=3, padding=1,
+             about="a deeper, wider layer"),
+        Case("d", "conv2d", h=512, w=512, k=3, two_d=True,
+             about="one photograph, one 3x3 filter"),
+        Case("e", "conv2d", n=128, c_in=1, c_out=6, h=28, w=28, k=5,
+             about="LeNet-5's first layer on MNIST"),
+        Case("f", "conv2d", h=512, w=512, k=15, padding=7, two_d=True,
+             about="one photograph, a large 15x15 filter"),
+        Case("pool", "max_pool2d", n=64, c_in=64, h=32, w=32, k=2, stride=2,
+             about="2x2 max pooling"),
+        Case("matmul", "matmul", dim=2048, about="the GEMM ceiling of the machine"),
         # Small versions of each kind, for the tests.
         Case("tiny", "conv2d", n=2, c_in=3, c_out=4, h=9, w=9, k=3, stride=2, padding=1,
              hidden=True),
@@ -111,6 +119,12 @@ CASES: dict[str, Case] = {
     )
 }  # fmt: skip
 DEFAULT_CASES = tuple(name for name, case in CASES.items() if not case.hidden)
+
+
+def cases_help() -> str:
+    """The default cases, one paragraph each (``name: about: shapes``), for ``--help``."""
+    return "\n\n".join(["Cases (--cases):"] + [f"{name}: {CASES[name].about}: "
+                       f"{CASES[name].describe()}" for name in DEFAULT_CASES])  # fmt: skip
 
 
 def make_inputs(case: Case, seed: int = 0) -> dict[str, np.ndarray | None]:

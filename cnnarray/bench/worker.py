@@ -35,6 +35,15 @@ _WORKER_UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+def thread_timeout(text: str) -> int | None:
+    """Parse ``--thread-timeout``: an int (range checked by run_benchmarks) or "none"."""
+    if text.strip().lower() == "none":
+        return None
+    if text.strip().isdigit():
+        return int(text)
+    raise ValueError(f"--thread-timeout: expected an int from 4 to 30 or 'none', got {text!r}")
+
+
 def environment(thread_timeout: int | None) -> tuple[dict[str, str], dict[str, str], list[str]]:
     """Return (environment of the workers, variables set, variables removed)."""
     env = dict(os.environ)
