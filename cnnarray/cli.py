@@ -450,7 +450,7 @@ def evaluate(
         console.print(f"wrote {plot}")
     if json_path is not None:
         doc = {"model": str(model_path), "dataset": spec_dataset, "split": "test",
-               "accuracy": accuracy, "loss": loss, "correct": correct, "total": len(pred),
+               "test_accuracy": accuracy, "test_loss": loss, "correct": correct, "total": len(pred),
                "classes": [str(c) for c in spec["classes"]], "confusion": confusion.tolist(),
                "device": str(backend)}  # fmt: skip
         atomic_write_bytes(json_path, json.dumps(doc, indent=2).encode())

@@ -49,6 +49,7 @@ def test_version():
 def test_every_option_has_help_that_rich_prints_as_written():
     group = get_command(app)
     for name, command in [("", group), *group.commands.items()]:
+        assert Text.from_markup(command.help).plain == command.help, name
         for param in command.params:
             if param.name == "help":
                 continue
@@ -202,10 +203,10 @@ def test_evaluate_json_batch_size_and_titles(trained, tmp_path):
                     "--json", str(out), "--plot", str(png))  # fmt: skip
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
-    assert doc["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert doc["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
     assert doc["dataset"] == "digits" and doc["split"] == "test"
     assert np.trace(doc["confusion"]) == doc["correct"] and np.sum(doc["confusion"]) == doc["total"]
-    title = f"m.safetensors on digits (test set): accuracy {100 * doc['accuracy']:.2f}%"
+    title = f"m.safetensors on digits (test set): accuracy {100 * doc['test_accuracy']:.2f}%"
     assert title in result.output
     assert invoke("evaluate", str(model), "-d", "cpu", "--batch-size", "0").exit_code == 2
     fig = plots.confusion_matrix(np.eye(2, dtype=int), ["a", "b"], title="m on d: 100%")
