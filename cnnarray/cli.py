@@ -1,12 +1,11 @@
 """The ``cnnarray`` command line.
 
 Each command that computes takes ``--device/-d cpu|cuda|cuda:N|auto`` after
-its name, e.g. ``cnnarray check --device cuda``. ``cnnarray --debug COMMAND``
-shows the traceback of an unexpected error instead of one line.
+its name, e.g. ``cnnarray check --device cuda``.
 
-Length: one Typer app, a function per command whose annotated options are its
-help; the commands share the option checks and error handling above them, and
-each command's body only parses, calls and prints.
+Length: one Typer app, one function per command; each only parses, calls and
+prints (the work is in train, callbacks, progress, bench, ...), and splitting
+the commands over files would only scatter the options they share.
 """
 
 from __future__ import annotations
@@ -230,11 +229,6 @@ def _figure_option(what: str) -> Any:
     return typer.Option(callback=_figure_path, help=f"{what} ({suffixes}).")
 
 
-def _plural(count: int, noun: str) -> str:
-    """``1 epoch``, ``2 epochs``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def _dataset(spec: str):
     from .data import load_dataset
 
@@ -267,11 +261,9 @@ def train(
     model: Annotated[str, typer.Option(help="lenet5 | small_cnn | vgg_small")] = "small_cnn",
     epochs: Annotated[
         int | None,
-        typer.Option(
-            min=1, help="Total epochs to train.", show_default="60, or as saved with --resume"
-        ),
+        typer.Option(min=1, help="Total epochs to train [default: 60, or as saved with --resume]."),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per training step.")] = 16,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
     lr: Annotated[float, typer.Option(min=0.0, help="Initial learning rate.")] = 2e-3,
     optimizer: Annotated[str, typer.Option(help="sgd | adam | adamw")] = "adamw",
     schedule: Annotated[str, typer.Option(help="none | cosine | step")] = "cosine",
@@ -366,8 +358,7 @@ def train(
     console.print(_history_table(state.history))
     final = state.history[-1]
     total = sum(h.seconds for h in state.history)
-    console.print(f"test accuracy {100 * final.test_accuracy:.2f}% after "
-                  f"{_plural(state.epoch, 'epoch')} "
+    console.print(f"test accuracy {100 * final.test_accuracy:.2f}% after {state.epoch} epochs "
                   f"({total:.1f} s of training); saved {out}")  # fmt: skip
     if plot is not None:
         atomic_write_bytes(plot, plots.png_bytes(plots.training_curves(state.history)))

@@ -97,14 +97,15 @@ def training_curves(history: Sequence[Any]) -> Figure:
     epochs = [h.epoch for h in history]
     fig = _figure(10, 4)
     ax_loss, ax_acc = fig.subplots(1, 2)
-    dots = {"marker": "o", "markersize": 3}  # a one-epoch run is a single point: show it
-    ax_loss.plot(epochs, [h.train_loss for h in history], label="train", **dots)
-    ax_loss.plot(epochs, [h.test_loss for h in history], label="test", **dots)
+    ax_loss.plot(epochs, [h.train_loss for h in history], label="train")
+    ax_loss.plot(epochs, [h.test_loss for h in history], label="test")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss", yscale="log")
-    ax_acc.plot(epochs, [100 * h.train_accuracy for h in history], label="train", **dots)
-    ax_acc.plot(epochs, [100 * h.test_accuracy for h in history], label="test", **dots)
+    ax_acc.plot(epochs, [100 * h.train_accuracy for h in history], label="train")
+    ax_acc.plot(epochs, [100 * h.test_accuracy for h in history], label="test")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
+        for line in ax.get_lines():  # a one-epoch run is a single point: show it
+            line.set(marker="o", markersize=3)
         if len(epochs) <= 12:  # epochs are whole numbers: a tick for each
             ax.set_xticks(epochs)
         else:

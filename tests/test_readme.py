@@ -130,13 +130,32 @@ def home(tmp_path_factory):
     make_mnist(home / "data" / "mnist", n_train=32, n_test=16, size=28)
     (home / "data" / "cifar-10-batches-bin").mkdir()
     make_cifar(home / "data" / "cifar-10-batches-bin", per_file=1)
-    Image.fromarray(np.full((28, 28), 255, np.uint8)).save(home / "my_digit.png")
+    # every image an example reads (my_digit.png, ...): a white digit-like stroke on black
+    digit = np.zeros((28, 28), np.uint8)
+    digit[5:23, 12:16] = 255
+    for name in input_images():
+        Image.fromarray(digit).convert("RGB" if name.endswith(".jpg") else "L").save(home / name)
     # what `cnnarray train` (Quick start) and the mnist example leave behind, made short
     for args in ("train --epochs 1 --out model.safetensors",
                  "train --epochs 1 --dataset mnist:~/data/mnist --model lenet5 "
                  "--out lenet5.safetensors"):  # fmt: skip
         run(f"cnnarray {args}", home)
     return home
+
+
+OUTPUT_OPTIONS = ("--out", "--plot", "--json", "--show-input")
+
+
+def input_images() -> set[str]:
+    """The image files the examples read: names ending in .png/.jpg not given to an output
+    option."""
+    names = set()
+    for command in COMMANDS:
+        words = shlex.split(command)
+        for before, word in zip(["", *words], words, strict=False):
+            if re.fullmatch(r"[\w.-]+\.(png|jpg|jpeg)", word) and before not in OUTPUT_OPTIONS:
+                names.add(word)
+    return names
 
 
 def run(command: str, home: pathlib.Path) -> subprocess.CompletedProcess:
@@ -164,7 +183,7 @@ def test_readme_has_shell_examples() -> None:
 def test_readme_shell_example_runs(command, home) -> None:
     run(command, home)
     words = shlex.split(command)
-    for option in ("--out", "--plot", "--json"):  # the files an example says it writes
+    for option in OUTPUT_OPTIONS:  # the files an example says it writes
         if option in words:
             target = home / words[words.index(option) + 1]
             assert target.is_file() and target.stat().st_size > 0, target
