@@ -47,6 +47,11 @@ def test_version():
     assert result.output.strip() == f"cnnarray {__version__}"
 
 
+def printed_as_written(text: str) -> bool:
+    """Whether Rich prints ``text`` whole: markup eats ``[default: ...]`` unless escaped."""
+    return Text.from_markup(text).plain == text.replace("\\[", "[")
+
+
 # train's options are being reworked on the h-life branch of issue 15, which describes
 # --batch-size and writes "1 epoch"; strict, so that the merge shows and drops these marks
 TRAIN_PENDING = pytest.mark.xfail(
@@ -62,14 +67,13 @@ COMMANDS = ["", *get_command(app).commands]
 def test_every_option_has_help_that_rich_prints_as_written(name):
     group = get_command(app)
     command = group.commands[name] if name else group
-    # Rich markup would eat "[default: ...]" and the like
-    assert Text.from_markup(command.help).plain == command.help, name
+    assert printed_as_written(command.help), name
     for param in command.params:
         if param.name == "help":
             continue
         text = getattr(param, "help", None)
         assert text, f"{name} {param.name} has no help text"
-        assert Text.from_markup(text).plain == text, f"{name} {param.name}: {text!r}"
+        assert printed_as_written(text), f"{name} {param.name}: {text!r}"
     if name == "train":
         result = invoke("train", "--help")
         assert result.exit_code == 0
