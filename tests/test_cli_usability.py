@@ -96,6 +96,20 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypat
     assert isinstance(result.exception, RuntimeError)
 
 
+def test_an_output_folder_without_write_permission_is_named(monkeypatch, tmp_path):
+    import os
+
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: path != tmp_path and real_access(path, mode)
+    )
+    result = invoke("demo", "-d", "cpu", "--out", str(tmp_path / "d.png"))
+    assert result.exit_code == 2, result.output
+    assert f"cannot write {tmp_path / 'd.png'}: no permission to write in {tmp_path}" in flat(
+        result.output
+    )
+
+
 def test_evaluate_checks_the_plot_path_before_computing(trained, monkeypatch, tmp_path):
     from cnnarray import train as training
 
