@@ -2,6 +2,10 @@
 
 Each command that computes takes ``--device/-d cpu|cuda|cuda:N|auto`` after
 its name, e.g. ``cnnarray check --device cuda``.
+
+Length: one Typer app, one function per command; each only parses, calls and
+prints (the work is in train, callbacks, progress, bench, ...), and splitting
+the commands over files would only scatter the options they share.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from . import __version__
 from .backend import (
@@ -32,15 +37,59 @@ from .backend import (
 from .bench.cases import cases_help
 from .nn import MODELS
 
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _Commands(TyperGroup):
+    """The command group: an unexpected error ends in one line on stderr and exit status 1.
+
+    ``cnnarray --debug COMMAND`` lets the exception through, with its traceback.
+    """
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.exceptions.TyperException):
+            raise  # usage errors and exits: click prints and exits as usual
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            message = " ".join(str(exc).split()) or "(no message)"
+            err_console.print(f"error: {type(exc).__name__}: {message} "
+                              "(cnnarray --debug ... shows the traceback)",
+                              soft_wrap=True, markup=False)  # fmt: skip
+            raise typer.Exit(1) from None
+
+
 app = typer.Typer(
     name="cnnarray",
+    cls=_Commands,
     help="Convolutional neural networks on NumPy (CPU) and CuPy (CUDA) from one code base.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        console.print(f"cnnarray {__version__}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an unexpected error.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True,
+                     help="Print the version and exit."),
+    ] = False,
+) -> None:  # fmt: skip
+    """Convolutional neural networks on NumPy (CPU) and CuPy (CUDA) from one code base."""
 
 
 def _parse_device(value: str) -> str:
@@ -142,6 +191,44 @@ def _expand(path: Any) -> Any:
     if isinstance(path, list | tuple):
         return [_expand(p) for p in path]
     return Path(os.path.expandvars(os.path.expanduser(os.fspath(path))))
+
+
+def _output_path(path: Path | None) -> Path | None:
+    """Expand an output path option and check that it can be written, before any work."""
+    path = _expand(path)
+    if path is None:
+        return None
+    folder = path.parent
+    if path.is_dir():
+        problem = "it is a directory; expected a file name"
+    elif not folder.exists():
+        problem = f"folder {folder} does not exist"
+    elif not folder.is_dir():
+        problem = f"{folder} is not a folder"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"no permission to write in {folder}"
+    else:
+        return path
+    raise typer.BadParameter(f"cannot write {path}: {problem}")
+
+
+def _figure_path(path: Path | None) -> Path | None:
+    """:func:`_output_path` for a figure, whose suffix says its format (.png, .jpg, .pdf, ...)."""
+    from .plots import figure_format
+
+    path = _output_path(path)
+    if path is not None:
+        try:
+            figure_format(path)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return path
+
+
+def _figure_option(what: str) -> Any:
+    """The ``typer.Option`` of a figure file: checked before any work, format by suffix."""
+    suffixes = ".png, .jpg, .pdf, .svg, ...: the suffix picks the format"
+    return typer.Option(callback=_figure_path, help=f"{what} ({suffixes}).")
 
 
 def _dataset(spec: str):
@@ -290,6 +377,9 @@ def _load_model(path: Path, backend: Backend):
     from . import train as training
     from .io import CheckpointError
 
+    if path.is_dir():  # not "file not found": the user named something that is there
+        raise typer.BadParameter(f"{path} is a directory; expected a checkpoint file "
+                                 "(.safetensors)", param_hint="'MODEL'")  # fmt: skip
     try:
         return training.load_model(path, backend)
     except (CheckpointError, FileNotFoundError) as exc:
@@ -305,11 +395,19 @@ def evaluate(
     dataset: Annotated[
         str | None, typer.Option(help="Dataset spec; default: the one it was trained on.")
     ] = None,
-    plot: Annotated[
-        Path | None, typer.Option(callback=_expand, help="Write the confusion matrix as PNG.")
+    plot: Annotated[Path | None, _figure_option("Write the confusion matrix as an image")] = None,
+    json_path: Annotated[
+        Path | None,
+        typer.Option("--json", callback=_output_path,
+                     help="Write accuracy, loss and the confusion matrix as JSON."),
     ] = None,
-) -> None:
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Images per forward pass (memory, not results).")
+    ] = 256,
+) -> None:  # fmt: skip
     """Report test accuracy and the confusion matrix of a saved model."""
+    import json
+
     import numpy as np
 
     from . import plots
@@ -324,21 +422,32 @@ def evaluate(
         raise typer.BadParameter(
             f"the model takes inputs of shape {spec['input_shape']}, "
             f"{spec_dataset} has {list(data.input_shape)}", param_hint="'--dataset'")  # fmt: skip
-    loss, accuracy, pred = training.evaluate(model, data.x_test, data.y_test, backend)
+    loss, accuracy, pred = training.evaluate(model, data.x_test, data.y_test, backend,
+                                             batch_size=batch_size)  # fmt: skip
     confusion = training.confusion_matrix(data.y_test, pred, len(spec["classes"]))
-    table = Table(title=f"confusion matrix ({spec_dataset}, rows: true, columns: predicted)")
+    correct = int(np.trace(confusion))
+    title = (f"{model_path.name} on {spec_dataset} (test set): accuracy {100 * accuracy:.2f}% "
+             f"({correct}/{len(pred)})")  # fmt: skip
+    table = Table(title=f"{title}\nconfusion matrix, rows: true, columns: predicted")
     table.add_column("")
     for name in spec["classes"]:
         table.add_column(str(name)[:6], justify="right")
     for name, row in zip(spec["classes"], confusion, strict=True):
         table.add_row(str(name), *[str(v) for v in row])
     console.print(table)
-    console.print(f"test accuracy {100 * accuracy:.2f}% ({int(np.trace(confusion))}/"
-                  f"{len(pred)}), mean loss {loss:.4f}")  # fmt: skip
+    console.print(f"test accuracy {100 * accuracy:.2f}% ({correct}/{len(pred)}), "
+                  f"mean loss {loss:.4f}")  # fmt: skip
     if plot is not None:
-        figure = plots.confusion_matrix(confusion, spec["classes"])
-        atomic_write_bytes(plot, plots.png_bytes(figure))
+        figure = plots.confusion_matrix(confusion, spec["classes"], title=title)
+        atomic_write_bytes(plot, plots.figure_bytes(figure, plots.figure_format(plot)))
         console.print(f"wrote {plot}")
+    if json_path is not None:
+        doc = {"model": str(model_path), "dataset": spec_dataset, "split": "test",
+               "test_accuracy": accuracy, "test_loss": loss, "correct": correct, "total": len(pred),
+               "classes": [str(c) for c in spec["classes"]], "confusion": confusion.tolist(),
+               "device": str(backend)}  # fmt: skip
+        atomic_write_bytes(json_path, json.dumps(doc, indent=2).encode())
+        console.print(f"wrote {json_path}")
 
 
 def _load_images(paths: list[Path], input_shape: list[int]):
@@ -432,21 +541,23 @@ def demo(
     image: Annotated[
         Path | None,
         typer.Argument(
-            callback=_expand, help="Image file; default: a photograph matplotlib ships."
+            callback=_expand,
+            metavar="IMAGE",
+            help="Image file; default: a photograph matplotlib ships.",
         ),
     ] = None,
     device: DeviceOption = "auto",
     stride: Annotated[int, typer.Option(min=1, help="Stride of the convolution.")] = 1,
     pool: Annotated[int, typer.Option(min=1, help="Pooling window (and stride).")] = 2,
-    out: Annotated[Path, typer.Option(callback=_expand, help="PNG grid to write.")] = Path(
-        "demo.png"
-    ),
+    out: Annotated[Path, _figure_option("Image of the maps to write")] = Path("demo.png"),
 ) -> None:
     """Walk through a CNN layer on a real 512x512 grayscale photograph.
 
     Applies edge detectors and random filters with the given stride, then ReLU,
     max and average pooling; prints each stage's shape and time and draws all
-    maps, with their shapes, in one PNG.
+    maps, with their shapes, in one image. A filter whose responses are all
+    negative (the second random one) leaves a black map after ReLU; its title
+    says so.
     """
     from . import demo as walkthrough
 
@@ -455,6 +566,10 @@ def demo(
         gray = walkthrough.load_grayscale(image)
     except (FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="'IMAGE'") from None
+    try:
+        walkthrough.check_sizes(gray.shape, stride=stride, pool=pool)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--stride' / '--pool'") from None
     stages = walkthrough.run_demo(backend, gray, stride=stride, pool=pool)
     table = Table(title=f"demo on {backend}")
     for column in ("stage", "shape", "time (ms)"):
@@ -473,12 +588,12 @@ def visualize(
     ],
     image: Annotated[
         Path | None,
-        typer.Argument(callback=_expand, help="Image file; default: the first test image."),
+        typer.Argument(
+            callback=_expand, metavar="IMAGE", help="Image file; default: the first test image."
+        ),
     ] = None,
     device: DeviceOption = "auto",
-    out: Annotated[Path, typer.Option(callback=_expand, help="PNG to write.")] = Path(
-        "filters.png"
-    ),
+    out: Annotated[Path, _figure_option("Image to write")] = Path("filters.png"),
 ) -> None:
     """Draw a trained model's first-layer filters and the activation maps of an image."""
     from . import visualize as vis
@@ -517,10 +632,11 @@ def bench(
     ] = 3,
     json_path: Annotated[
         Path | None,
-        typer.Option("--json", callback=_expand, help="Write machine-readable results here."),
+        typer.Option("--json", callback=_output_path, help="Write machine-readable results here."),
     ] = None,
     plot: Annotated[
-        Path | None, typer.Option(callback=_expand, help="Write a bar chart (PNG, log scale).")
+        Path | None,
+        typer.Option(callback=_output_path, help="Write a bar chart (PNG, log scale)."),
     ] = None,
     slow_limit: Annotated[
         float,

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import ops
+from ._args import check_int
 from .backend import Backend, to_numpy
 from .data.images import read_image
 from .io import atomic_write_bytes
@@ -48,6 +49,34 @@ def filter_bank(seed: int = 0) -> np.ndarray:
     return np.stack([sobel_x, sobel_x.T, laplacian, *random])[:, None]
 
 
+def check_sizes(image_shape: tuple[int, int], stride: int, pool: int) -> tuple[int, int]:
+    """Check that ``stride`` and ``pool`` leave maps to pool; return the conv's (H', W').
+
+    Raises
+    ------
+    ValueError
+        Naming the stride or pool at fault and the largest value that fits.
+    """
+    stride = check_int(stride, "stride", minimum=1)
+    pool = check_int(pool, "pool", minimum=1)
+    h, w = image_shape
+    if min(h, w) < 3:
+        raise ValueError(f"the image must be at least 3x3 for the 3x3 filters, got {h}x{w}")
+    out_h, out_w = (h - 3) // stride + 1, (w - 3) // stride + 1
+    side = min(out_h, out_w)
+    if pool <= side:
+        return out_h, out_w
+    largest_pool = (min(h, w) - 3) + 1  # the conv's output with stride 1
+    if pool > largest_pool:
+        raise ValueError(f"pool {pool} is larger than the {out_h}x{out_w} maps the 3x3 conv "
+                         f"with stride {stride} leaves of the {h}x{w} image: expected a pool "
+                         f"of at most {side}")  # fmt: skip
+    largest_stride = (min(h, w) - 3) // (pool - 1)
+    raise ValueError(f"stride {stride} leaves {out_h}x{out_w} maps of the {h}x{w} image, "
+                     f"smaller than the {pool}x{pool} pool: expected a stride of at most "
+                     f"{largest_stride} with pool {pool}, or a pool of at most {side}")  # fmt: skip
+
+
 @dataclass
 class Stage:
     """One step of the walkthrough: its name, output (NumPy) and time on the device."""
@@ -75,6 +104,7 @@ def run_demo(
         input (1, H, W), conv (F, H', W'), relu, max pool, avg pool, with
         ``H' = floor((H - 3) / stride) + 1`` (no padding).
     """
+    check_sizes(image.shape, stride, pool)
     filters = backend.asarray(filter_bank(seed))
     x = backend.asarray(image[None])  # (1, H, W): one channel, unbatched
     stages = [Stage("input", image[None], 0.0)]
@@ -96,8 +126,10 @@ def run_demo(
 
 
 def save_grid(stages: list[Stage], path: str | Path) -> Path:
-    """Draw every stage's maps as one PNG: a row per stage, a column per filter."""
-    from .plots import demo_grid, png_bytes
+    """Draw every stage's maps in one image (format by suffix, e.g. PNG): a row per stage,
+    a column per filter."""
+    from .plots import demo_grid, figure_bytes, figure_format
 
-    atomic_write_bytes(path, png_bytes(demo_grid(stages, FILTER_NAMES), dpi=80))
+    fmt = figure_format(path)
+    atomic_write_bytes(path, figure_bytes(demo_grid(stages, FILTER_NAMES), fmt, dpi=80))
     return Path(path)

@@ -21,15 +21,22 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = [
+    "FORMATS",
     "benchmark_chart",
     "confusion_matrix",
     "demo_grid",
+    "figure_bytes",
+    "figure_format",
     "filters_and_maps",
     "png_bytes",
     "training_curves",
 ]
+
+#: File formats a figure can be written in, by file suffix (what Agg's savefig writes)
+FORMATS = ("png", "jpg", "jpeg", "webp", "tif", "tiff", "gif", "pdf", "svg", "svgz", "eps", "ps")
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -45,8 +52,36 @@ def png_bytes(fig: Figure, dpi: int = 90) -> bytes:
     Any figure works, one from pyplot too: savefig renders on a temporary Agg
     canvas when the figure's own canvas cannot write PNG.
     """
+    return figure_bytes(fig, "png", dpi)
+
+
+def figure_format(path: Any) -> str:
+    """Return the format a figure written to ``path`` should have, from its suffix.
+
+    Raises
+    ------
+    ValueError
+        If the suffix is not one of :data:`FORMATS`; the message lists them.
+
+    Examples
+    --------
+    >>> figure_format("curves.JPG")
+    'jpg'
+    """
+    suffix = str(path).rpartition(".")[2].lower() if "." in str(path) else ""
+    if suffix not in FORMATS:
+        raise ValueError(f"cannot tell the image format of {path}: expected a file name ending "
+                         f"in .{', .'.join(FORMATS)}")  # fmt: skip
+    return suffix
+
+
+def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 90) -> bytes:
+    """Render ``fig`` in format ``fmt`` (one of :data:`FORMATS`) and return the file's bytes.
+
+    JPEG has no transparency: the figure is drawn on its white background.
+    """
     buffer = BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format=figure_format(f".{fmt}"), dpi=dpi)
     return buffer.getvalue()
 
 
@@ -69,13 +104,21 @@ def training_curves(history: Sequence[Any]) -> Figure:
     ax_acc.plot(epochs, [100 * h.test_accuracy for h in history], label="test")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
+        for line in ax.get_lines():  # a one-epoch run is a single point: show it
+            line.set(marker="o", markersize=3)
+        if len(epochs) <= 12:  # epochs are whole numbers: a tick for each
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-def confusion_matrix(confusion: np.ndarray, classes: Sequence[str]) -> Figure:
+def confusion_matrix(
+    confusion: np.ndarray, classes: Sequence[str], title: str = "confusion matrix"
+) -> Figure:
     """Draw a confusion matrix with its counts written in the cells.
 
     Parameters
@@ -85,12 +128,14 @@ def confusion_matrix(confusion: np.ndarray, classes: Sequence[str]) -> Figure:
         (see :func:`cnnarray.train.confusion_matrix`).
     classes : sequence of str, length K
         Class names, for the tick labels.
+    title : str, default "confusion matrix"
+        The figure's title: say which model, which data and the accuracy.
     """
     fig = _figure(6, 5)
     ax = fig.subplots()
     im = ax.imshow(confusion, cmap="Blues")
     ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted",
-           ylabel="true", title="confusion matrix")  # fmt: skip
+           ylabel="true", title=title)  # fmt: skip
     ax.set_xticklabels(classes, rotation=45, ha="right")
     ax.set_yticklabels(classes)
     for (i, j), v in np.ndenumerate(confusion):
@@ -99,6 +144,15 @@ def confusion_matrix(confusion: np.ndarray, classes: Sequence[str]) -> Figure:
     fig.colorbar(im)
     fig.tight_layout()
     return fig
+
+
+def _sign_note(m: np.ndarray) -> str:
+    """Say why a map is black: a filter whose every response is negative, cut by ReLU."""
+    if m.max() > 0:
+        return ""
+    if m.min() < 0:
+        return "\nall < 0: ReLU will zero it"
+    return "\nall 0 (black): its responses\nwere all negative before ReLU"
 
 
 def demo_grid(stages: Sequence[Any], filter_names: Sequence[str]) -> Figure:
@@ -111,6 +165,7 @@ def demo_grid(stages: Sequence[Any], filter_names: Sequence[str]) -> Figure:
         the stage named ``"input"`` gets no filter name in its titles.
     filter_names : sequence of str
         Name of the filter behind each channel, at least as many as the widest stage.
+        A map with no positive value says why in its title (ReLU zeroes negatives).
     """
     cols = max(s.output.shape[0] for s in stages)
     fig = _figure(2.6 * cols, 2.8 * len(stages))
@@ -121,9 +176,10 @@ def demo_grid(stages: Sequence[Any], filter_names: Sequence[str]) -> Figure:
             ax.axis("off")
             if c >= stage.output.shape[0]:
                 continue
-            ax.imshow(stage.output[c], cmap="gray")
+            m = stage.output[c]
+            ax.imshow(m, cmap="gray")
             label = "" if stage.name == "input" else f"\n{filter_names[c]}"
-            ax.set_title(f"{stage.name}{label}\n{tuple(stage.output[c].shape)}", fontsize=8)
+            ax.set_title(f"{stage.name}{label}\n{tuple(m.shape)}{_sign_note(m)}", fontsize=8)
     fig.suptitle("cnnarray demo: filters -> ReLU -> pooling (shape of each map in its title)")
     fig.tight_layout()
     return fig
@@ -146,6 +202,8 @@ def filters_and_maps(image: np.ndarray, weights: np.ndarray,
         What the image is, for the figure's title.
     """
     n = min(weights.shape[0], 16)  # a readable grid: the first 16 filters and maps
+    # say what is drawn where it is less than what the shape says
+    shown = "" if n == weights.shape[0] else f"\nfirst {n} of {weights.shape[0]}"
     rows = 2 + len(maps)
     fig = _figure(1.6 * (n + 1), 1.8 * rows)
     axes = fig.subplots(rows, n + 1, squeeze=False)
@@ -162,11 +220,12 @@ def filters_and_maps(image: np.ndarray, weights: np.ndarray,
         else:
             axes[1, k + 1].imshow(w[0], cmap="bwr", vmin=-abs(w).max(), vmax=abs(w).max())
         axes[1, k + 1].set_title(f"filter {k}\n{tuple(w.shape)}", fontsize=7)
-    axes[1, 0].text(0.5, 0.5, f"conv1 filters\n{tuple(weights.shape)}", ha="center",
-                    va="center", fontsize=8)  # fmt: skip
+    axes[1, 0].text(0.5, 0.5, f"conv1 filters\n{tuple(weights.shape)}{shown}",
+                    ha="center", va="center", fontsize=8)  # fmt: skip
     for r, (name, m) in enumerate(maps, start=2):
-        axes[r, 0].text(0.5, 0.5, f"{name}\n{tuple(m.shape)}", ha="center", va="center",
-                        fontsize=8)  # fmt: skip
+        maps_shown = "" if m.shape[0] <= n else f"\nfirst {n} of {m.shape[0]} maps"
+        axes[r, 0].text(0.5, 0.5, f"{name}\n{tuple(m.shape)}{maps_shown}", ha="center",
+                        va="center", fontsize=8)  # fmt: skip
         for k in range(min(n, m.shape[0])):
             axes[r, k + 1].imshow(m[k], cmap="viridis")
             axes[r, k + 1].set_title(f"map {k} {tuple(m[k].shape)}", fontsize=6)

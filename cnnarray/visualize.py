@@ -44,10 +44,14 @@ def activations(model: nn.Module, backend: Backend, x: np.ndarray) -> list[tuple
 
 def save_filters_and_maps(model: nn.Module, backend: Backend, x: np.ndarray,
                           path: str | Path, title: str) -> Path:  # fmt: skip
-    """Draw the first conv's filters (first input channel, or RGB) and the image's maps."""
-    from .plots import filters_and_maps, png_bytes
+    """Draw the first conv's filters (first input channel, or RGB) and the image's maps.
 
+    The file's format follows its suffix (``.png``, ``.jpg``, ``.pdf``, ...).
+    """
+    from .plots import figure_bytes, figure_format, filters_and_maps
+
+    fmt = figure_format(path)  # before any work: a bad suffix costs nothing
     weights = to_numpy(first_conv(model).weight.data)  # (C_out, C_in, kh, kw)
     fig = filters_and_maps(x[0], weights, activations(model, backend, x), title)
-    atomic_write_bytes(path, png_bytes(fig))
+    atomic_write_bytes(path, figure_bytes(fig, fmt))
     return Path(path)

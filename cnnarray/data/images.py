@@ -59,7 +59,8 @@ def read_image(
         If ``path`` does not exist.
     ValueError
         If Pillow cannot read the file as an image (unknown format,
-        truncated, ...); the message names the file and Pillow's reason.
+        truncated, more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``, ...); the
+        message names the file and Pillow's reason.
 
     Examples
     --------
@@ -84,6 +85,8 @@ def read_image(
             img = img.convert("L" if grayscale else "RGB")
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} does not exist") from None
+    except Image.DecompressionBombError as exc:  # not an OSError: Pillow's size limit
+        raise ValueError(f"{path} is too large to read safely: {exc}") from None
     except (OSError, ValueError) as exc:  # UnidentifiedImageError is an OSError
         raise ValueError(f"{path} is not a readable image: {exc}") from exc
     if square:
