@@ -152,48 +152,142 @@ def _dataset(spec: str):
 
 
 def _history_table(history: list) -> Table:
-    table = Table(title="training summary")
-    for column in ("epoch", "lr", "train loss", "train acc", "test loss", "test acc", "s",
+    """The per-epoch table, narrow enough for 80 columns."""
+    from rich import box
+
+    table = Table(title="training summary (val: held-back part of the training set)",
+                  box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
+    for column in ("epoch", "lr", "train loss", "train acc", "val loss", "val acc", "s",
                    "img/s"):  # fmt: skip
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", no_wrap=True)
     for h in history:
+        val = ("-", "-") if h.val_loss is None else (f"{h.val_loss:.4f}",
+                                                     f"{100 * h.val_accuracy:.2f}%")  # fmt: skip
         table.add_row(str(h.epoch), f"{h.lr:.3g}", f"{h.train_loss:.4f}",
-                      f"{100 * h.train_accuracy:.2f}%", f"{h.test_loss:.4f}",
-                      f"{100 * h.test_accuracy:.2f}%", f"{h.seconds:.2f}",
+                      f"{100 * h.train_accuracy:.2f}%", *val, f"{h.seconds:.1f}",
                       f"{h.images_per_second:.0f}")  # fmt: skip
     return table
+
+
+def _epoch_line(stats, epochs: int) -> str:
+    """One summary line per epoch: training and validation loss and accuracy."""
+    line = (f"epoch {stats.epoch}/{epochs}: train loss {stats.train_loss:.4f} "
+            f"acc {100 * stats.train_accuracy:.2f}%")  # fmt: skip
+    if stats.val_loss is not None:
+        line += f", val loss {stats.val_loss:.4f} acc {100 * stats.val_accuracy:.2f}%"
+    return f"{line}, {stats.seconds:.1f} s"
+
+
+def _exit_with(message: str, code: int = 2) -> typer.Exit:
+    """Print ``error: message`` as one line on stderr; return the Exit to raise."""
+    err_console.print(f"error: {message}", soft_wrap=True, markup=False, highlight=False)
+    return typer.Exit(code)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 @app.command()
 def train(
     device: DeviceOption = "auto",
     dataset: Annotated[
-        str,
-        typer.Option(help="digits | mnist:DIR | fashion-mnist:DIR | cifar10:DIR | folder:DIR"),
-    ] = "digits",
-    model: Annotated[str, typer.Option(help="lenet5 | small_cnn | vgg_small")] = "small_cnn",
+        str | None,
+        typer.Option(
+            help="digits | mnist:DIR | fashion-mnist:DIR | cifar10:DIR | folder:DIR "
+            "(default: digits, or as saved with --resume)."
+        ),
+    ] = None,  # fmt: skip
+    model: Annotated[
+        str | None, typer.Option(help="lenet5 | small_cnn | vgg_small (default: small_cnn).")
+    ] = None,
     epochs: Annotated[
         int | None,
-        typer.Option(min=1, help="Total epochs to train [default: 60, or as saved with --resume]."),
+        typer.Option(
+            min=1,
+            help="Total epochs to train (default: 60, or as saved with --resume; "
+            "more than saved continues, fewer is an error).",
+        ),
+    ] = None,  # fmt: skip
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Samples per mini-batch (default: 16).")
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 16,
-    lr: Annotated[float, typer.Option(min=0.0, help="Initial learning rate.")] = 2e-3,
-    optimizer: Annotated[str, typer.Option(help="sgd | adam | adamw")] = "adamw",
-    schedule: Annotated[str, typer.Option(help="none | cosine | step")] = "cosine",
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help="Initial learning rate, finite and > 0 (default: 0.05 for sgd, 0.002 "
+            "for adam and adamw). With --resume: the schedule continues from it."
+        ),
+    ] = None,  # fmt: skip
+    optimizer: Annotated[str | None, typer.Option(help="sgd | adam | adamw (default).")] = None,
+    momentum: Annotated[
+        float | None, typer.Option(help="Momentum of sgd, in [0, 1) (default: 0.9).")
+    ] = None,
+    schedule: Annotated[
+        str | None, typer.Option(help="Learning rate per epoch: none | cosine (default) | step.")
+    ] = None,
     augment: Annotated[
-        str, typer.Option(help="Comma-separated: none, shift, crop, flip, noise.")
-    ] = "shift",
+        str | None,
+        typer.Option(help="Comma-separated: none, shift (default), crop, flip, noise."),
+    ] = None,
     weight_decay: Annotated[
-        float, typer.Option(min=0.0, help="L2 (SGD, Adam) or decoupled (AdamW).")
-    ] = 1e-4,
-    seed: Annotated[int, typer.Option(help="Seed of initialisation, shuffling, augmentation.")] = 0,
+        float | None,
+        typer.Option(
+            help="L2 (sgd, adam) or decoupled (adamw) weight decay, >= 0 (default: 0.0001)."
+        ),
+    ] = None,  # fmt: skip
+    label_smoothing: Annotated[
+        float | None,
+        typer.Option(help="Share of each target spread over all classes, in [0, 1) (default: 0)."),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Seed of initialisation, validation split, shuffling, augmentation (default: 0).",
+        ),
+    ] = None,  # fmt: skip
+    val_split: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of the training set held back (seeded) for the per-epoch "
+            "validation, --patience and --save-best; 0 for none (default: 0.1)."
+        ),
+    ] = None,  # fmt: skip
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Stop after this many epochs without a lower validation loss "
+            "(default: train all epochs).",
+        ),
+    ] = None,  # fmt: skip
     out: Annotated[
-        Path, typer.Option(callback=_expand, help="Checkpoint to write (safetensors).")
-    ] = Path("model.safetensors"),
+        Path | None,
+        typer.Option(
+            callback=_expand,
+            help="Checkpoint to write (safetensors; default: the "
+            "--resume file, else model.safetensors).",
+        ),
+    ] = None,  # fmt: skip
     resume: Annotated[
         Path | None,
-        typer.Option(callback=_expand, help="Continue the run saved in this checkpoint."),
-    ] = None,
+        typer.Option(
+            callback=_expand,
+            help="Continue the run saved in this checkpoint "
+            "(and write back to it unless --out is given).",
+        ),
+    ] = None,  # fmt: skip
+    save_every: Annotated[
+        int, typer.Option(min=1, help="Write the checkpoint every N epochs (default: 1).")
+    ] = 1,
+    save_best: Annotated[
+        bool,
+        typer.Option(
+            help="Also keep the epoch with the lowest validation loss, in OUT with "
+            "'.best' before the suffix."
+        ),
+    ] = False,  # fmt: skip
     plot: Annotated[
         Path | None, typer.Option(callback=_expand, help="Write loss/accuracy curves as PNG.")
     ] = None,
@@ -201,87 +295,219 @@ def train(
         Path | None,
         typer.Option("--json", callback=_expand, help="Write the per-epoch history as JSON."),
     ] = None,
+    log_dir: Annotated[
+        Path | None,
+        typer.Option(
+            callback=_expand,
+            help="Write TensorBoard event files in this folder "
+            "(needs: pip install 'cnnarray[tensorboard]').",
+        ),
+    ] = None,  # fmt: skip
+    log_every: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Also report the running loss and accuracy every N batches "
+            "(plain lines and --log-dir; default: 0, per epoch only).",
+        ),
+    ] = 0,  # fmt: skip
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the final result and errors.")
+    ] = False,
 ) -> None:
     """Train a CNN (default: small_cnn on the bundled 8x8 digits) and save a checkpoint.
 
-    Ctrl-C saves a checkpoint of the last finished epoch before exiting; --resume
-    continues from it.
+    The checkpoint is written every epoch (see --save-every); Ctrl-C saves the
+    last finished epoch and prints the command that continues the run.
+    Per-epoch numbers come from a validation part of the training set (see
+    --val-split); the test set is evaluated once, after training.
     """
+    from . import train as training
+    from .io import check_writable
+
+    given = {"dataset": dataset, "model": model, "batch_size": batch_size, "lr": lr,
+             "optimizer": optimizer, "momentum": momentum, "weight_decay": weight_decay,
+             "schedule": schedule, "augment": augment, "label_smoothing": label_smoothing,
+             "seed": seed, "val_split": val_split, "patience": patience}  # fmt: skip
+    given = {name: value for name, value in given.items() if value is not None}
+    try:
+        # Every value as given, checked before any work (with --resume too).
+        training.TrainConfig(**given).validate()
+    except ValueError as exc:
+        raise _exit_with(str(exc)) from None
+    out = out or resume or Path("model.safetensors")
+    best = training.best_path(out) if save_best else None
+    for option, path in (("--out", out), ("--out", best), ("--plot", plot), ("--json", json_path),
+                         ("--log-dir", log_dir)):  # fmt: skip
+        if path is not None:
+            try:
+                check_writable(path, folder=option == "--log-dir")
+            except ValueError as exc:
+                raise _exit_with(f"{option}: {exc}") from None
+    if save_best and val_split == 0:
+        raise _exit_with("--save-best needs a validation set: --val-split must be above 0")
+    try:
+        _train(training, device, given, epochs, out, resume, save_every, best, plot, json_path,
+               log_dir, log_every, quiet)  # fmt: skip
+    except KeyboardInterrupt:
+        raise _exit_with("interrupted before training started: nothing saved", 130) from None
+
+
+def _train(training, device, given, epochs, out, resume, save_every, best, plot, json_path,
+           log_dir, log_every, quiet) -> None:  # fmt: skip
+    """The body of ``train`` once the options are checked."""
     import json
+    import shlex
     from dataclasses import asdict
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from . import plots
-    from . import train as training
     from .io import CheckpointError, atomic_write_bytes
 
     backend = _backend(device)
-    data = _dataset(dataset)
-    config = training.TrainConfig(dataset=dataset, model=model,
-                                  epochs=epochs or training.TrainConfig.epochs,
-                                  batch_size=batch_size, lr=lr, optimizer=optimizer,
-                                  weight_decay=weight_decay, schedule=schedule, augment=augment,
-                                  seed=seed)  # fmt: skip
+    say = (lambda *a, **k: None) if quiet else console.print
     try:
         if resume is not None:
-            state = training.resume(resume, data, backend, epochs=epochs)
-            console.print(f"resuming {resume} at epoch {state.epoch} of {state.config.epochs}")
+            saved = training.read_config(resume)
+            data = _dataset(given.get("dataset", saved.dataset))
+            state = training.resume(resume, data, backend, epochs=epochs, changes=given)
+            say(f"resuming {resume} at epoch {state.epoch} of {state.config.epochs}")
         else:
+            data = _dataset(given.get("dataset", "digits"))
+            config = training.TrainConfig(**given)
+            config.epochs = epochs or config.epochs
             state = training.new_state(config, data, backend)
-    except CheckpointError as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--resume'") from None
+    except training.ResumeConflict as exc:
+        names = ", ".join(f"--{f.replace('_', '-')} {g} (saved: {s})" for f, g, s in exc.conflicts)
+        raise _exit_with(f"--resume {resume}: these options differ from the saved run: "
+                         f"{names}; leave them out to continue it, or start a new run"
+                         ) from None  # fmt: skip
+    except (CheckpointError, FileNotFoundError) as exc:
+        raise _exit_with(f"--resume: {exc}") from None
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    console.print(f"training {state.config.model} on {data!r} on {backend}")
-    progress = Progress(
-        TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.1%}"),
-        TextColumn("{task.fields[speed]:.0f} img/s"), TimeElapsedColumn(), console=console,
-    )  # fmt: skip
-    task = {}
-    clock = {}
+        raise _exit_with(str(exc)) from None
+    if state.epoch >= state.config.epochs or state.stopped_early:
+        why = "stopped early" if state.stopped_early else "done"
+        console.print(f"{resume} is {why} at epoch {state.epoch} of {state.config.epochs}: "
+                      "nothing to train (raise --epochs or --patience to continue)")  # fmt: skip
+        return
+    logger = None
+    if log_dir is not None:
+        try:
+            logger = training.TensorBoardLog(log_dir)
+        except ModuleNotFoundError as exc:
+            raise _exit_with(f"--log-dir: {exc}") from None
+    checkpoints = training.Checkpointing(state, out, every=save_every, best_path=best)
+    say(f"training {state.config.model} on {data!r} on {backend}")
+    reporter = _Reporter(state, log_every, logger, quiet)
 
-    def start(epoch: int, batches: int) -> None:
-        task["id"] = progress.add_task("", total=batches, epoch=epoch + 1, loss=0.0, acc=0.0,
-                                       speed=0.0)  # fmt: skip
-        clock.update(t=time.perf_counter(), seen=0)
+    def epoch_end(stats) -> None:
+        checkpoints.epoch_end(state)
+        reporter.end(stats)
 
-    def batch(i: int, loss: float, acc: float) -> None:
-        clock["seen"] += state.config.batch_size
-        speed = clock["seen"] / max(time.perf_counter() - clock["t"], 1e-9)
-        progress.update(task["id"], advance=1, loss=loss, acc=acc, speed=speed)
-
-    def end(stats: training.EpochStats) -> None:
-        progress.update(task["id"], loss=stats.train_loss, acc=stats.test_accuracy,
-                        speed=stats.images_per_second)  # fmt: skip
-
-    callbacks = training.Callbacks(start, batch, end)
+    callbacks = training.Callbacks(reporter.start, reporter.batch, epoch_end)
     try:
-        with progress:
+        with reporter:
             training.fit(state, data, backend, callbacks)
+        test = training.test(state, data, backend)
+        checkpoints.finish(state)
     except KeyboardInterrupt:
-        if state.history:
-            training.save(state, out)
-            err_console.print(f"interrupted: saved epoch {state.epoch} to {out}; "
-                              f"continue with --resume {out}")  # fmt: skip
-        raise typer.Exit(130) from None
-    training.save(state, out)
-    console.print(_history_table(state.history))
-    final = state.history[-1]
+        epoch = checkpoints.interrupted()
+        again = f"cnnarray train --resume {shlex.quote(str(out))}"
+        raise _exit_with(f"interrupted: saved epoch {epoch} to {out}; continue with: {again}",
+                         130) from None  # fmt: skip
+    finally:
+        if logger is not None:
+            logger.close()
+    if not quiet:
+        console.print(_history_table(state.history))
+    if state.stopped_early:
+        say(f"stopped early: no lower validation loss for {state.config.patience} epochs")
     total = sum(h.seconds for h in state.history)
-    console.print(f"test accuracy {100 * final.test_accuracy:.2f}% after {state.epoch} epochs "
+    after = _plural(state.epoch, "epoch")
+    console.print(f"test accuracy {100 * test['accuracy']:.2f}% (loss {test['loss']:.4f}) on the "
+                  f"{test['samples']} test images, measured once after {after} "
                   f"({total:.1f} s of training); saved {out}")  # fmt: skip
+    if best is not None and checkpoints.best_epoch is not None:
+        say(f"best epoch {state.best.epoch} (val loss {state.best.val_loss:.4f}) saved to {best}")
     if plot is not None:
         atomic_write_bytes(plot, plots.png_bytes(plots.training_curves(state.history)))
-        console.print(f"wrote {plot}")
+        say(f"wrote {plot}")
     if json_path is not None:
-        doc = {"test_accuracy": final.test_accuracy, "epochs": state.epoch,
+        doc = {"test_accuracy": test["accuracy"], "test_loss": test["loss"],
+               "test_samples": test["samples"], "epochs": state.epoch,
+               "stopped_early": state.stopped_early,
+               "best_epoch": None if state.best is None else state.best.epoch,
                "train_seconds": total, "device": str(backend), "config": asdict(state.config),
                "history": [asdict(h) for h in state.history]}  # fmt: skip
         atomic_write_bytes(json_path, json.dumps(doc, indent=2).encode())
-        console.print(f"wrote {json_path}")
+        say(f"wrote {json_path}")
+
+
+class _Reporter:
+    """Show a run's progress: a Rich bar on a terminal, plain lines otherwise.
+
+    The bar shows the epoch's running-mean loss and accuracy, throughput and
+    ETA, and gives way to one summary line per epoch; without a terminal only
+    the summary lines (and with ``log_every`` a line every N batches) are
+    printed, each once.
+    """
+
+    def __init__(self, state, log_every: int, logger, quiet: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.state, self.log_every, self.logger, self.quiet = state, log_every, logger, quiet
+        self.live = console.is_terminal and not quiet
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}"), BarColumn(bar_width=16),
+            MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("acc {task.fields[acc]:.1%}"), TextColumn("{task.fields[speed]:.0f} img/s"),
+            TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True,
+        )  # fmt: skip
+        self.task, self.batches, self.t0, self.epoch = None, 0, 0.0, 0
+
+    def __enter__(self):
+        if self.live:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live:
+            self.progress.stop()
+
+    def start(self, epoch: int, batches: int) -> None:
+        self.epoch, self.batches, self.t0 = epoch, batches, time.perf_counter()
+        if self.live:
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self.task = self.progress.add_task("", total=batches, epoch=self._label(),
+                                               loss=0.0, acc=0.0, speed=0.0)  # fmt: skip
+
+    def _label(self) -> str:
+        return f"{self.epoch + 1}/{self.state.config.epochs}"
+
+    def batch(self, i: int, loss: float, acc: float) -> None:
+        # The last batch may be smaller: the rate is slightly high until the epoch ends.
+        speed = (i + 1) * self.state.config.batch_size / max(time.perf_counter() - self.t0, 1e-9)
+        if self.live:
+            self.progress.update(self.task, advance=1, loss=loss, acc=acc, speed=speed)
+        due = self.log_every and (i + 1) % self.log_every == 0
+        if due and self.logger is not None:
+            self.logger.batch(self.epoch * self.batches + i + 1, loss, acc)
+        if due and not self.live and not self.quiet:
+            console.print(f"epoch {self._label()} batch {i + 1}/{self.batches}: loss {loss:.4f} "
+                          f"acc {100 * acc:.2f}%, {speed:.0f} img/s", highlight=False)  # fmt: skip
+
+    def end(self, stats) -> None:
+        if self.logger is not None:
+            self.logger.epoch_end(stats)
+        if not self.quiet:
+            console.print(_epoch_line(stats, self.state.config.epochs), highlight=False)
 
 
 def _load_model(path: Path, backend: Backend):
