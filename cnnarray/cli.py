@@ -370,7 +370,6 @@ def _train(training, device, given, epochs, out, resume, save_every, best, plot,
             saved = training.read_config(resume)
             data = _dataset(given.get("dataset", saved.dataset))
             state = training.resume(resume, data, backend, epochs=epochs, changes=given)
-            say(f"resuming {resume} at epoch {state.epoch} of {state.config.epochs}")
         else:
             data = _dataset(given.get("dataset", "digits"))
             config = training.TrainConfig(**given)
@@ -390,14 +389,23 @@ def _train(training, device, given, epochs, out, resume, save_every, best, plot,
         console.print(f"{resume} is {why} at epoch {state.epoch} of {state.config.epochs}: "
                       "nothing to train (raise --epochs or --patience to continue)")  # fmt: skip
         return
+    if resume is not None:
+        say(f"resuming {resume} at epoch {state.epoch} of {state.config.epochs}")
     logger = None
     if log_dir is not None:
         try:
             logger = training.TensorBoardLog(log_dir)
         except ModuleNotFoundError as exc:
             raise _exit_with(f"--log-dir: {exc}") from None
+        except OSError as exc:
+            raise _exit_with(f"--log-dir: cannot write in {log_dir}: {exc.strerror}") from None
     checkpoints = training.Checkpointing(state, out, every=save_every, best_path=best)
-    say(f"training {state.config.model} on {data!r} on {backend}")
+    config = state.config
+    _, y_train, _, y_val = training.split_validation(data, config.val_split, config.seed)
+    say(
+        f"training {config.model} on {data.name} on {backend}: {len(y_train)} training and "
+        f"{len(y_val)} validation images; the {len(data.y_test)} test images wait for the end"
+    )
     reporter = _Reporter(state, log_every, logger, quiet)
 
     def epoch_end(stats) -> None:
@@ -465,8 +473,8 @@ class _Reporter:
         self.live = console.is_terminal and not quiet
         self.progress = Progress(
             TextColumn("epoch {task.fields[epoch]}"), BarColumn(bar_width=16),
-            MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
-            TextColumn("acc {task.fields[acc]:.1%}"), TextColumn("{task.fields[speed]:.0f} img/s"),
+            MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+            TextColumn("acc {task.fields[acc]}"), TextColumn("{task.fields[speed]} img/s"),
             TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True,
         )  # fmt: skip
         self.task, self.batches, self.t0, self.epoch = None, 0, 0.0, 0
@@ -486,7 +494,7 @@ class _Reporter:
             if self.task is not None:
                 self.progress.remove_task(self.task)
             self.task = self.progress.add_task("", total=batches, epoch=self._label(),
-                                               loss=0.0, acc=0.0, speed=0.0)  # fmt: skip
+                                               loss="-", acc="-", speed="-")  # fmt: skip
 
     def _label(self) -> str:
         return f"{self.epoch + 1}/{self.state.config.epochs}"
@@ -495,7 +503,8 @@ class _Reporter:
         # The last batch may be smaller: the rate is slightly high until the epoch ends.
         speed = (i + 1) * self.state.config.batch_size / max(time.perf_counter() - self.t0, 1e-9)
         if self.live:
-            self.progress.update(self.task, advance=1, loss=loss, acc=acc, speed=speed)
+            self.progress.update(self.task, advance=1, loss=f"{loss:.4f}", acc=f"{acc:.1%}",
+                                 speed=f"{speed:.0f}")  # fmt: skip
         due = self.log_every and (i + 1) % self.log_every == 0
         if due and self.logger is not None:
             self.logger.batch(self.epoch * self.batches + i + 1, loss, acc)
