@@ -2,6 +2,10 @@
 
 Each command that computes takes ``--device/-d cpu|cuda|cuda:N|auto`` after
 its name, e.g. ``cnnarray check --device cuda``.
+
+Length: one Typer app, one function per command; each only parses, calls and
+prints (the work is in train, callbacks, progress, bench, ...), and splitting
+the commands over files would only scatter the options they share.
 """
 
 from __future__ import annotations
@@ -9,7 +13,6 @@ from __future__ import annotations
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -149,33 +152,6 @@ def _dataset(spec: str):
         return load_dataset(spec)
     except (ValueError, FileNotFoundError) as exc:
         raise typer.BadParameter(str(exc), param_hint="'--dataset'") from None
-
-
-def _history_table(history: list) -> Table:
-    """The per-epoch table, narrow enough for 80 columns."""
-    from rich import box
-
-    table = Table(title="training summary (val: held-back part of the training set)",
-                  box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
-    for column in ("epoch", "lr", "train loss", "train acc", "val loss", "val acc", "s",
-                   "img/s"):  # fmt: skip
-        table.add_column(column, justify="right", no_wrap=True)
-    for h in history:
-        val = ("-", "-") if h.val_loss is None else (f"{h.val_loss:.4f}",
-                                                     f"{100 * h.val_accuracy:.2f}%")  # fmt: skip
-        table.add_row(str(h.epoch), f"{h.lr:.3g}", f"{h.train_loss:.4f}",
-                      f"{100 * h.train_accuracy:.2f}%", *val, f"{h.seconds:.1f}",
-                      f"{h.images_per_second:.0f}")  # fmt: skip
-    return table
-
-
-def _epoch_line(stats, epochs: int) -> str:
-    """One summary line per epoch: training and validation loss and accuracy."""
-    line = (f"epoch {stats.epoch}/{epochs}: train loss {stats.train_loss:.4f} "
-            f"acc {100 * stats.train_accuracy:.2f}%")  # fmt: skip
-    if stats.val_loss is not None:
-        line += f", val loss {stats.val_loss:.4f} acc {100 * stats.val_accuracy:.2f}%"
-    return f"{line}, {stats.seconds:.1f} s"
 
 
 def _exit_with(message: str, code: int = 2) -> typer.Exit:
@@ -322,6 +298,7 @@ def train(
     Per-epoch numbers come from a validation part of the training set (see
     --val-split); the test set is evaluated once, after training.
     """
+    from . import callbacks
     from . import train as training
     from .io import check_writable
 
@@ -336,7 +313,7 @@ def train(
     except ValueError as exc:
         raise _exit_with(str(exc)) from None
     out = out or resume or Path("model.safetensors")
-    best = training.best_path(out) if save_best else None
+    best = callbacks.best_path(out) if save_best else None
     for option, path in (("--out", out), ("--out", best), ("--plot", plot), ("--json", json_path),
                          ("--log-dir", log_dir)):  # fmt: skip
         if path is not None:
@@ -360,7 +337,7 @@ def _train(training, device, given, epochs, out, resume, save_every, best, plot,
     import shlex
     from dataclasses import asdict
 
-    from . import plots
+    from . import callbacks, plots, progress
     from .io import CheckpointError, atomic_write_bytes
 
     backend = _backend(device)
@@ -394,28 +371,28 @@ def _train(training, device, given, epochs, out, resume, save_every, best, plot,
     logger = None
     if log_dir is not None:
         try:
-            logger = training.TensorBoardLog(log_dir)
+            logger = callbacks.TensorBoardLog(log_dir)
         except ModuleNotFoundError as exc:
             raise _exit_with(f"--log-dir: {exc}") from None
         except OSError as exc:
             raise _exit_with(f"--log-dir: cannot write in {log_dir}: {exc.strerror}") from None
-    checkpoints = training.Checkpointing(state, out, every=save_every, best_path=best)
+    checkpoints = callbacks.Checkpointing(state, out, every=save_every, best_path=best)
     config = state.config
     _, y_train, _, y_val = training.split_validation(data, config.val_split, config.seed)
     say(
         f"training {config.model} on {data.name} on {backend}: {len(y_train)} training and "
         f"{len(y_val)} validation images; the {len(data.y_test)} test images wait for the end"
     )
-    reporter = _Reporter(state, log_every, logger, quiet)
+    reporter = progress.TrainingProgress(console, state, log_every, logger, quiet)
 
     def epoch_end(stats) -> None:
         checkpoints.epoch_end(state)
         reporter.end(stats)
 
-    callbacks = training.Callbacks(reporter.start, reporter.batch, epoch_end)
+    hooks = training.Callbacks(reporter.start, reporter.batch, epoch_end)
     try:
         with reporter:
-            training.fit(state, data, backend, callbacks)
+            training.fit(state, data, backend, hooks)
         test = training.test(state, data, backend)
         checkpoints.finish(state)
     except KeyboardInterrupt:
@@ -427,7 +404,7 @@ def _train(training, device, given, epochs, out, resume, save_every, best, plot,
         if logger is not None:
             logger.close()
     if not quiet:
-        console.print(_history_table(state.history))
+        console.print(progress.history_table(state.history))
     if state.stopped_early:
         say(f"stopped early: no lower validation loss for {state.config.patience} epochs")
     total = sum(h.seconds for h in state.history)
@@ -449,74 +426,6 @@ def _train(training, device, given, epochs, out, resume, save_every, best, plot,
                "history": [asdict(h) for h in state.history]}  # fmt: skip
         atomic_write_bytes(json_path, json.dumps(doc, indent=2).encode())
         say(f"wrote {json_path}")
-
-
-class _Reporter:
-    """Show a run's progress: a Rich bar on a terminal, plain lines otherwise.
-
-    The bar shows the epoch's running-mean loss and accuracy, throughput and
-    ETA, and gives way to one summary line per epoch; without a terminal only
-    the summary lines (and with ``log_every`` a line every N batches) are
-    printed, each once.
-    """
-
-    def __init__(self, state, log_every: int, logger, quiet: bool) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self.state, self.log_every, self.logger, self.quiet = state, log_every, logger, quiet
-        self.live = console.is_terminal and not quiet
-        self.progress = Progress(
-            TextColumn("epoch {task.fields[epoch]}"), BarColumn(bar_width=16),
-            MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-            TextColumn("acc {task.fields[acc]}"), TextColumn("{task.fields[speed]} img/s"),
-            TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True,
-        )  # fmt: skip
-        self.task, self.batches, self.t0, self.epoch = None, 0, 0.0, 0
-
-    def __enter__(self):
-        if self.live:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.live:
-            self.progress.stop()
-
-    def start(self, epoch: int, batches: int) -> None:
-        self.epoch, self.batches, self.t0 = epoch, batches, time.perf_counter()
-        if self.live:
-            if self.task is not None:
-                self.progress.remove_task(self.task)
-            self.task = self.progress.add_task("", total=batches, epoch=self._label(),
-                                               loss="-", acc="-", speed="-")  # fmt: skip
-
-    def _label(self) -> str:
-        return f"{self.epoch + 1}/{self.state.config.epochs}"
-
-    def batch(self, i: int, loss: float, acc: float) -> None:
-        # The last batch may be smaller: the rate is slightly high until the epoch ends.
-        speed = (i + 1) * self.state.config.batch_size / max(time.perf_counter() - self.t0, 1e-9)
-        if self.live:
-            self.progress.update(self.task, advance=1, loss=f"{loss:.4f}", acc=f"{acc:.1%}",
-                                 speed=f"{speed:.0f}")  # fmt: skip
-        due = self.log_every and (i + 1) % self.log_every == 0
-        if due and self.logger is not None:
-            self.logger.batch(self.epoch * self.batches + i + 1, loss, acc)
-        if due and not self.live and not self.quiet:
-            console.print(f"epoch {self._label()} batch {i + 1}/{self.batches}: loss {loss:.4f} "
-                          f"acc {100 * acc:.2f}%, {speed:.0f} img/s", highlight=False)  # fmt: skip
-
-    def end(self, stats) -> None:
-        if self.logger is not None:
-            self.logger.epoch_end(stats)
-        if not self.quiet:
-            console.print(_epoch_line(stats, self.state.config.epochs), highlight=False)
 
 
 def _load_model(path: Path, backend: Backend):

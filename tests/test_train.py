@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnarray import get_backend, nn
+from cnnarray import callbacks, get_backend, nn
 from cnnarray import train as training
 from cnnarray.data.datasets import Split
 from cnnarray.io import CheckpointError
@@ -176,8 +176,8 @@ def test_checkpointing_writes_every_n_epochs_the_best_and_on_interrupt(tmp_path)
     data, cpu = _data(), get_backend("cpu")
     state = training.new_state(training.TrainConfig(epochs=3, batch_size=8), data, cpu)
     out = tmp_path / "m.safetensors"
-    saver = training.Checkpointing(state, out, every=2, best_path=training.best_path(out))
-    assert training.best_path(out).name == "m.best.safetensors"
+    saver = callbacks.Checkpointing(state, out, every=2, best_path=callbacks.best_path(out))
+    assert callbacks.best_path(out).name == "m.best.safetensors"
     written = []
 
     def end(stats):
@@ -187,7 +187,7 @@ def test_checkpointing_writes_every_n_epochs_the_best_and_on_interrupt(tmp_path)
     training.fit(state, data, cpu, training.Callbacks(on_epoch_end=end))
     assert written == [(None, False), (2, True), (2, True)]
     assert training.load_model(out, cpu)[2]["epoch"] == 2
-    assert training.load_model(training.best_path(out), cpu)[2]["epoch"] == state.best.epoch
+    assert training.load_model(callbacks.best_path(out), cpu)[2]["epoch"] == state.best.epoch
     assert saver.interrupted() == 3
     assert training.load_model(out, cpu)[2]["epoch"] == 3
 
@@ -196,7 +196,7 @@ def test_an_interrupt_in_the_first_epoch_saves_the_initial_state(tmp_path):
     data, cpu = _data(), get_backend("cpu")
     state = training.new_state(training.TrainConfig(epochs=2, batch_size=8), data, cpu)
     initial = {k: v.copy() for k, v in state.model.state_dict().items()}
-    saver = training.Checkpointing(state, tmp_path / "m.safetensors")
+    saver = callbacks.Checkpointing(state, tmp_path / "m.safetensors")
 
     def stop(i, loss, acc):
         if i == 2:
@@ -213,7 +213,7 @@ def test_an_interrupt_in_the_first_epoch_saves_the_initial_state(tmp_path):
 
 def test_tensorboard_log_writes_event_files(tmp_path):
     pytest.importorskip("tensorboardX", reason="tensorboardX is an optional extra")
-    log = training.TensorBoardLog(tmp_path / "runs")
+    log = callbacks.TensorBoardLog(tmp_path / "runs")
     log.batch(1, 2.0, 0.5)
     log.epoch_end(training.EpochStats(1, 2.0, 0.5, 1.5, 0.6, 1.0, 100.0, 1e-3))
     log.close()
