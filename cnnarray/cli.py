@@ -173,7 +173,7 @@ def train(
             help="digits | mnist:DIR | fashion-mnist:DIR | cifar10:DIR | folder:DIR "
             "(default: digits, or as saved with --resume)."
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     model: Annotated[
         str | None, typer.Option(help="lenet5 | small_cnn | vgg_small (default: small_cnn).")
     ] = None,
@@ -184,7 +184,7 @@ def train(
             help="Total epochs to train (default: 60, or as saved with --resume; "
             "more than saved continues, fewer is an error).",
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     batch_size: Annotated[
         int | None, typer.Option(min=1, help="Samples per mini-batch (default: 16).")
     ] = None,
@@ -194,7 +194,7 @@ def train(
             help="Initial learning rate, finite and > 0 (default: 0.05 for sgd, 0.002 "
             "for adam and adamw). With --resume: the schedule continues from it."
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     optimizer: Annotated[str | None, typer.Option(help="sgd | adam | adamw (default).")] = None,
     momentum: Annotated[
         float | None, typer.Option(help="Momentum of sgd, in [0, 1) (default: 0.9).")
@@ -211,7 +211,7 @@ def train(
         typer.Option(
             help="L2 (sgd, adam) or decoupled (adamw) weight decay, >= 0 (default: 0.0001)."
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     label_smoothing: Annotated[
         float | None,
         typer.Option(help="Share of each target spread over all classes, in [0, 1) (default: 0)."),
@@ -222,14 +222,14 @@ def train(
             min=0,
             help="Seed of initialisation, validation split, shuffling, augmentation (default: 0).",
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     val_split: Annotated[
         float | None,
         typer.Option(
             help="Share of the training set held back (seeded) for the per-epoch "
             "validation, --patience and --save-best; 0 for none (default: 0.1)."
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     patience: Annotated[
         int | None,
         typer.Option(
@@ -237,7 +237,7 @@ def train(
             help="Stop after this many epochs without a lower validation loss "
             "(default: train all epochs).",
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -245,7 +245,7 @@ def train(
             help="Checkpoint to write (safetensors; default: the "
             "--resume file, else model.safetensors).",
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     resume: Annotated[
         Path | None,
         typer.Option(
@@ -253,17 +253,17 @@ def train(
             help="Continue the run saved in this checkpoint "
             "(and write back to it unless --out is given).",
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     save_every: Annotated[
-        int, typer.Option(min=1, help="Write the checkpoint every N epochs (default: 1).")
+        int, typer.Option(min=1, help="Write the checkpoint every N epochs.")
     ] = 1,
     save_best: Annotated[
         bool,
         typer.Option(
-            help="Also keep the epoch with the lowest validation loss, in OUT with "
+            help="Also keep the epoch with the lowest validation loss, in the --out file with "
             "'.best' before the suffix."
         ),
-    ] = False,  # fmt: skip
+    ] = False,
     plot: Annotated[
         Path | None, typer.Option(callback=_expand, help="Write loss/accuracy curves as PNG.")
     ] = None,
@@ -276,17 +276,17 @@ def train(
         typer.Option(
             callback=_expand,
             help="Write TensorBoard event files in this folder "
-            "(needs: pip install 'cnnarray[tensorboard]').",
+            "(needs: pip install 'cnnarray\\[tensorboard]').",
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     log_every: Annotated[
         int,
         typer.Option(
             min=0,
             help="Also report the running loss and accuracy every N batches "
-            "(plain lines and --log-dir; default: 0, per epoch only).",
+            "(plain lines and --log-dir; 0: per epoch only).",
         ),
-    ] = 0,  # fmt: skip
+    ] = 0,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only the final result and errors.")
     ] = False,
