@@ -361,6 +361,8 @@ def _train(training, device, given, epochs, out, resume, save_every, best, plot,
         raise _exit_with(f"--resume: {exc}") from None
     except ValueError as exc:
         raise _exit_with(str(exc)) from None
+    if best is not None and state.config.val_split == 0:
+        raise _exit_with(f"--save-best needs a validation set: {resume} was trained without one")
     if state.epoch >= state.config.epochs or state.stopped_early:
         why = "stopped early" if state.stopped_early else "done"
         console.print(f"{resume} is {why} at epoch {state.epoch} of {state.config.epochs}: "
