@@ -160,6 +160,11 @@ def _exit_with(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _say(quiet: bool):
+    """Return console.print, or with ``quiet`` a function that prints nothing."""
+    return (lambda *args, **kwargs: None) if quiet else console.print
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -324,24 +329,21 @@ def train(
     if save_best and val_split == 0:
         raise _exit_with("--save-best needs a validation set: --val-split must be above 0")
     try:
-        _train(training, device, given, epochs, out, resume, save_every, best, plot, json_path,
-               log_dir, log_every, quiet)  # fmt: skip
+        started = _start_run(device, given, epochs, resume, save_best)
     except KeyboardInterrupt:
         raise _exit_with("interrupted before training started: nothing saved", 130) from None
+    if started is not None:
+        _run(*started, out=out, save_every=save_every, best=best, log_dir=log_dir,
+             log_every=log_every, quiet=quiet, plot=plot, json_path=json_path)  # fmt: skip
 
 
-def _train(training, device, given, epochs, out, resume, save_every, best, plot, json_path,
-           log_dir, log_every, quiet) -> None:  # fmt: skip
-    """The body of ``train`` once the options are checked."""
-    import json
-    import shlex
-    from dataclasses import asdict
-
-    from . import callbacks, plots, progress
-    from .io import CheckpointError, atomic_write_bytes
+def _start_run(device: str, given: dict, epochs: int | None, resume: Path | None,
+               save_best: bool):  # fmt: skip
+    """Return backend, data and state of a new or resumed run; None when nothing is left."""
+    from . import train as training
+    from .io import CheckpointError
 
     backend = _backend(device)
-    say = (lambda *a, **k: None) if quiet else console.print
     try:
         if resume is not None:
             saved = training.read_config(resume)
@@ -361,15 +363,26 @@ def _train(training, device, given, epochs, out, resume, save_every, best, plot,
         raise _exit_with(f"--resume: {exc}") from None
     except ValueError as exc:
         raise _exit_with(str(exc)) from None
-    if best is not None and state.config.val_split == 0:
+    if save_best and state.config.val_split == 0:
         raise _exit_with(f"--save-best needs a validation set: {resume} was trained without one")
     if state.epoch >= state.config.epochs or state.stopped_early:
         why = "stopped early" if state.stopped_early else "done"
         console.print(f"{resume} is {why} at epoch {state.epoch} of {state.config.epochs}: "
                       "nothing to train (raise --epochs or --patience to continue)")  # fmt: skip
-        return
-    if resume is not None:
-        say(f"resuming {resume} at epoch {state.epoch} of {state.config.epochs}")
+        return None
+    return backend, data, state
+
+
+def _run(backend: Backend, data, state, *, out: Path, save_every: int, best: Path | None,
+         log_dir: Path | None, log_every: int, quiet: bool, plot: Path | None,
+         json_path: Path | None) -> None:  # fmt: skip
+    """Train ``state`` with checkpoints, progress and logs; evaluate on the test set; report."""
+    import shlex
+
+    from . import callbacks, progress
+    from . import train as training
+
+    say = _say(quiet)
     logger = None
     if log_dir is not None:
         try:
@@ -380,6 +393,8 @@ def _train(training, device, given, epochs, out, resume, save_every, best, plot,
             raise _exit_with(f"--log-dir: cannot write in {log_dir}: {exc.strerror}") from None
     checkpoints = callbacks.Checkpointing(state, out, every=save_every, best_path=best)
     config = state.config
+    if state.epoch:
+        say(f"resuming at epoch {state.epoch} of {config.epochs}, writing to {out}")
     _, y_train, _, y_val = training.split_validation(data, config.val_split, config.seed)
     say(
         f"training {config.model} on {data.name} on {backend}: {len(y_train)} training and "
@@ -405,6 +420,23 @@ def _train(training, device, given, epochs, out, resume, save_every, best, plot,
     finally:
         if logger is not None:
             logger.close()
+    try:
+        _report(state, test, str(backend), out=out, best=best if checkpoints.best_epoch else None,
+                plot=plot, json_path=json_path, quiet=quiet)  # fmt: skip
+    except KeyboardInterrupt:
+        raise _exit_with(f"interrupted: the trained model is saved in {out}", 130) from None
+
+
+def _report(state, test: dict, device: str, *, out: Path, best: Path | None, plot: Path | None,
+            json_path: Path | None, quiet: bool) -> None:  # fmt: skip
+    """Print the table and the test result of a finished run; write its plot and JSON."""
+    import json
+    from dataclasses import asdict
+
+    from . import plots, progress
+    from .io import atomic_write_bytes
+
+    say = _say(quiet)
     if not quiet:
         console.print(progress.history_table(state.history))
     if state.stopped_early:
@@ -414,7 +446,7 @@ def _train(training, device, given, epochs, out, resume, save_every, best, plot,
     console.print(f"test accuracy {100 * test['accuracy']:.2f}% (loss {test['loss']:.4f}) on the "
                   f"{test['samples']} test images, measured once after {after} "
                   f"({total:.1f} s of training); saved {out}")  # fmt: skip
-    if best is not None and checkpoints.best_epoch is not None:
+    if best is not None:
         say(f"best epoch {state.best.epoch} (val loss {state.best.val_loss:.4f}) saved to {best}")
     if plot is not None:
         atomic_write_bytes(plot, plots.png_bytes(plots.training_curves(state.history)))
@@ -424,7 +456,7 @@ def _train(training, device, given, epochs, out, resume, save_every, best, plot,
                "test_samples": test["samples"], "epochs": state.epoch,
                "stopped_early": state.stopped_early,
                "best_epoch": None if state.best is None else state.best.epoch,
-               "train_seconds": total, "device": str(backend), "config": asdict(state.config),
+               "train_seconds": total, "device": device, "config": asdict(state.config),
                "history": [asdict(h) for h in state.history]}  # fmt: skip
         atomic_write_bytes(json_path, json.dumps(doc, indent=2).encode())
         say(f"wrote {json_path}")
