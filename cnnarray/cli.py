@@ -32,6 +32,7 @@ from .backend import (
     get_backend,
     parse_device,
 )
+from .nn import MODELS
 
 app = typer.Typer(
     name="cnnarray",
@@ -180,7 +181,7 @@ def train(
         ),
     ] = None,
     model: Annotated[
-        str | None, typer.Option(help="lenet5 | small_cnn | vgg_small (default: small_cnn).")
+        str | None, typer.Option(help=" | ".join(MODELS) + " (default: small_cnn).")
     ] = None,
     epochs: Annotated[
         int | None,
