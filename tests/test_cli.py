@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -427,3 +428,13 @@ def test_train_log_dir_writes_tensorboard_events(tmp_path):
                     str(tmp_path / "m.st"), "--log-dir", str(tmp_path / "runs" / "a"))  # fmt: skip
     assert result.exit_code == 0, result.output
     assert any(p.name.startswith("events.") for p in (tmp_path / "runs" / "a").iterdir())
+
+
+def test_train_log_dir_without_a_writer_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)  # as if neither were installed
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    result = invoke("train", "-d", "cpu", "--epochs", "1", "--out", str(tmp_path / "m.st"),
+                    "--log-dir", str(tmp_path / "runs"))  # fmt: skip
+    assert result.exit_code == 2
+    assert "pip install 'cnnarray[tensorboard]'" in result.output
+    assert not (tmp_path / "m.st").exists()
