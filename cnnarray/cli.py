@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -240,49 +239,121 @@ def _dataset(spec: str):
         raise typer.BadParameter(str(exc), param_hint="'--dataset'") from None
 
 
-def _history_table(history: list) -> Table:
-    table = Table(title="training summary")
-    for column in ("epoch", "lr", "train loss", "train acc", "test loss", "test acc", "s",
-                   "img/s"):  # fmt: skip
-        table.add_column(column, justify="right")
-    for h in history:
-        table.add_row(str(h.epoch), f"{h.lr:.3g}", f"{h.train_loss:.4f}",
-                      f"{100 * h.train_accuracy:.2f}%", f"{h.test_loss:.4f}",
-                      f"{100 * h.test_accuracy:.2f}%", f"{h.seconds:.2f}",
-                      f"{h.images_per_second:.0f}")  # fmt: skip
-    return table
+def _exit_with(message: str, code: int = 2) -> typer.Exit:
+    """Print ``error: message`` as one line on stderr; return the Exit to raise."""
+    err_console.print(f"error: {message}", soft_wrap=True, markup=False, highlight=False)
+    return typer.Exit(code)
+
+
+def _say(quiet: bool):
+    """Return console.print, or with ``quiet`` a function that prints nothing."""
+    return (lambda *args, **kwargs: None) if quiet else console.print
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 @app.command()
 def train(
     device: DeviceOption = "auto",
     dataset: Annotated[
-        str,
-        typer.Option(help="digits | mnist:DIR | fashion-mnist:DIR | cifar10:DIR | folder:DIR"),
-    ] = "digits",
-    model: Annotated[str, typer.Option(help=" | ".join(MODELS))] = "small_cnn",
+        str | None,
+        typer.Option(
+            help="digits | mnist:DIR | fashion-mnist:DIR | cifar10:DIR | folder:DIR "
+            "(default: digits, or as saved with --resume)."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help=" | ".join(MODELS) + " (default: small_cnn).")
+    ] = None,
     epochs: Annotated[
         int | None,
-        typer.Option(min=1, help="Total epochs to train [default: 60, or as saved with --resume]."),
+        typer.Option(
+            min=1,
+            help="Total epochs to train (default: 60, or as saved with --resume; "
+            "more than saved continues, fewer is an error).",
+        ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 16,
-    lr: Annotated[float, typer.Option(min=0.0, help="Initial learning rate.")] = 2e-3,
-    optimizer: Annotated[str, typer.Option(help="sgd | adam | adamw")] = "adamw",
-    schedule: Annotated[str, typer.Option(help="none | cosine | step")] = "cosine",
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Samples per mini-batch (default: 16).")
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help="Initial learning rate, finite and > 0 (default: 0.05 for sgd, 0.002 "
+            "for adam and adamw). With --resume: the schedule continues from it."
+        ),
+    ] = None,
+    optimizer: Annotated[str | None, typer.Option(help="sgd | adam | adamw (default).")] = None,
+    momentum: Annotated[
+        float | None, typer.Option(help="Momentum of sgd, in [0, 1) (default: 0.9).")
+    ] = None,
+    schedule: Annotated[
+        str | None, typer.Option(help="Learning rate per epoch: none | cosine (default) | step.")
+    ] = None,
     augment: Annotated[
-        str, typer.Option(help="Comma-separated: none, shift, crop, flip, noise.")
-    ] = "shift",
+        str | None,
+        typer.Option(help="Comma-separated: none, shift (default), crop, flip, noise."),
+    ] = None,
     weight_decay: Annotated[
-        float, typer.Option(min=0.0, help="L2 (SGD, Adam) or decoupled (AdamW).")
-    ] = 1e-4,
-    seed: Annotated[int, typer.Option(help="Seed of initialisation, shuffling, augmentation.")] = 0,
+        float | None,
+        typer.Option(
+            help="L2 (sgd, adam) or decoupled (adamw) weight decay, >= 0 (default: 0.0001)."
+        ),
+    ] = None,
+    label_smoothing: Annotated[
+        float | None,
+        typer.Option(help="Share of each target spread over all classes, in [0, 1) (default: 0)."),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Seed of initialisation, validation split, shuffling, augmentation (default: 0).",
+        ),
+    ] = None,
+    val_split: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of the training set held back (seeded) for the per-epoch "
+            "validation, --patience and --save-best; 0 for none (default: 0.1)."
+        ),
+    ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Stop after this many epochs without a lower validation loss "
+            "(default: train all epochs).",
+        ),
+    ] = None,
     out: Annotated[
-        Path, typer.Option(callback=_expand, help="Checkpoint to write (safetensors).")
-    ] = Path("model.safetensors"),
+        Path | None,
+        typer.Option(
+            callback=_expand,
+            help="Checkpoint to write (safetensors; default: the "
+            "--resume file, else model.safetensors).",
+        ),
+    ] = None,
     resume: Annotated[
         Path | None,
-        typer.Option(callback=_expand, help="Continue the run saved in this checkpoint."),
+        typer.Option(
+            callback=_expand,
+            help="Continue the run saved in this checkpoint "
+            "(and write back to it unless --out is given).",
+        ),
     ] = None,
+    save_every: Annotated[
+        int, typer.Option(min=1, help="Write the checkpoint every N epochs.")
+    ] = 1,
+    save_best: Annotated[
+        bool,
+        typer.Option(
+            help="Also keep the epoch with the lowest validation loss, in the --out file with "
+            "'.best' before the suffix."
+        ),
+    ] = False,
     plot: Annotated[
         Path | None, typer.Option(callback=_expand, help="Write loss/accuracy curves as PNG.")
     ] = None,
@@ -290,87 +361,190 @@ def train(
         Path | None,
         typer.Option("--json", callback=_expand, help="Write the per-epoch history as JSON."),
     ] = None,
+    log_dir: Annotated[
+        Path | None,
+        typer.Option(
+            callback=_expand,
+            help="Write TensorBoard event files in this folder "
+            "(needs: pip install 'cnnarray\\[tensorboard]').",
+        ),
+    ] = None,
+    log_every: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Also report the running loss and accuracy every N batches "
+            "(plain lines and --log-dir; 0: per epoch only).",
+        ),
+    ] = 0,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the final result and errors.")
+    ] = False,
 ) -> None:
     """Train a CNN (default: small_cnn on the bundled 8x8 digits) and save a checkpoint.
 
-    Ctrl-C saves a checkpoint of the last finished epoch before exiting; --resume
-    continues from it.
+    The checkpoint is written every epoch (see --save-every); Ctrl-C saves the
+    last finished epoch and prints the command that continues the run.
+    Per-epoch numbers come from a validation part of the training set (see
+    --val-split); the test set is evaluated once, after training.
     """
+    from . import callbacks
+    from . import train as training
+    from .io import check_writable
+
+    given = {"dataset": dataset, "model": model, "batch_size": batch_size, "lr": lr,
+             "optimizer": optimizer, "momentum": momentum, "weight_decay": weight_decay,
+             "schedule": schedule, "augment": augment, "label_smoothing": label_smoothing,
+             "seed": seed, "val_split": val_split, "patience": patience}  # fmt: skip
+    given = {name: value for name, value in given.items() if value is not None}
+    try:
+        # Every value as given, checked before any work (with --resume too).
+        training.TrainConfig(**given).validate()
+    except ValueError as exc:
+        raise _exit_with(str(exc)) from None
+    out = out or resume or Path("model.safetensors")
+    best = callbacks.best_path(out) if save_best else None
+    for option, path in (("--out", out), ("--out", best), ("--plot", plot), ("--json", json_path),
+                         ("--log-dir", log_dir)):  # fmt: skip
+        if path is not None:
+            try:
+                check_writable(path, folder=option == "--log-dir")
+            except ValueError as exc:
+                raise _exit_with(f"{option}: {exc}") from None
+    if save_best and val_split == 0:
+        raise _exit_with("--save-best needs a validation set: --val-split must be above 0")
+    try:
+        started = _start_run(device, given, epochs, resume, save_best)
+    except KeyboardInterrupt:
+        raise _exit_with("interrupted before training started: nothing saved", 130) from None
+    if started is not None:
+        _run(*started, out=out, save_every=save_every, best=best, log_dir=log_dir,
+             log_every=log_every, quiet=quiet, plot=plot, json_path=json_path)  # fmt: skip
+
+
+def _start_run(device: str, given: dict, epochs: int | None, resume: Path | None,
+               save_best: bool):  # fmt: skip
+    """Return backend, data and state of a new or resumed run; None when nothing is left."""
+    from . import train as training
+    from .io import CheckpointError
+
+    backend = _backend(device)
+    try:
+        if resume is not None:
+            saved = training.read_config(resume)
+            data = _dataset(given.get("dataset", saved.dataset))
+            state = training.resume(resume, data, backend, epochs=epochs, changes=given)
+        else:
+            data = _dataset(given.get("dataset", "digits"))
+            config = training.TrainConfig(**given)
+            config.epochs = epochs or config.epochs
+            state = training.new_state(config, data, backend)
+    except training.ResumeConflict as exc:
+        names = ", ".join(f"--{f.replace('_', '-')} {g} (saved: {s})" for f, g, s in exc.conflicts)
+        raise _exit_with(f"--resume {resume}: these options differ from the saved run: "
+                         f"{names}; leave them out to continue it, or start a new run"
+                         ) from None  # fmt: skip
+    except (CheckpointError, FileNotFoundError) as exc:
+        raise _exit_with(f"--resume: {exc}") from None
+    except ValueError as exc:
+        raise _exit_with(str(exc)) from None
+    if save_best and state.config.val_split == 0:
+        raise _exit_with(f"--save-best needs a validation set: {resume} was trained without one")
+    if state.epoch >= state.config.epochs or state.stopped_early:
+        why = "stopped early" if state.stopped_early else "done"
+        console.print(f"{resume} is {why} at epoch {state.epoch} of {state.config.epochs}: "
+                      "nothing to train (raise --epochs or --patience to continue)")  # fmt: skip
+        return None
+    return backend, data, state
+
+
+def _run(backend: Backend, data, state, *, out: Path, save_every: int, best: Path | None,
+         log_dir: Path | None, log_every: int, quiet: bool, plot: Path | None,
+         json_path: Path | None) -> None:  # fmt: skip
+    """Train ``state`` with checkpoints, progress and logs; evaluate on the test set; report."""
+    import shlex
+
+    from . import callbacks, progress
+    from . import train as training
+
+    say = _say(quiet)
+    logger = None
+    if log_dir is not None:
+        try:
+            logger = callbacks.TensorBoardLog(log_dir)
+        except ModuleNotFoundError as exc:
+            raise _exit_with(f"--log-dir: {exc}") from None
+        except OSError as exc:
+            raise _exit_with(f"--log-dir: cannot write in {log_dir}: {exc.strerror}") from None
+    checkpoints = callbacks.Checkpointing(state, out, every=save_every, best_path=best)
+    config = state.config
+    if state.epoch:
+        say(f"resuming at epoch {state.epoch} of {config.epochs}, writing to {out}")
+    _, y_train, _, y_val = training.split_validation(data, config.val_split, config.seed)
+    say(
+        f"training {config.model} on {data.name} on {backend}: {len(y_train)} training and "
+        f"{len(y_val)} validation images; the {len(data.y_test)} test images wait for the end"
+    )
+    reporter = progress.TrainingProgress(console, state, log_every, logger, quiet)
+
+    def epoch_end(stats) -> None:
+        checkpoints.epoch_end(state)
+        reporter.end(stats)
+
+    hooks = training.Callbacks(reporter.start, reporter.batch, epoch_end)
+    try:
+        with reporter:
+            training.fit(state, data, backend, hooks)
+        test = training.test(state, data, backend)
+        checkpoints.finish(state)
+    except KeyboardInterrupt:
+        epoch = checkpoints.interrupted()
+        again = f"cnnarray train --resume {shlex.quote(str(out))}"
+        raise _exit_with(f"interrupted: saved epoch {epoch} to {out}; continue with: {again}",
+                         130) from None  # fmt: skip
+    finally:
+        if logger is not None:
+            logger.close()
+    try:
+        _report(state, test, str(backend), out=out, best=best if checkpoints.best_epoch else None,
+                plot=plot, json_path=json_path, quiet=quiet)  # fmt: skip
+    except KeyboardInterrupt:
+        raise _exit_with(f"interrupted: the trained model is saved in {out}", 130) from None
+
+
+def _report(state, test: dict, device: str, *, out: Path, best: Path | None, plot: Path | None,
+            json_path: Path | None, quiet: bool) -> None:  # fmt: skip
+    """Print the table and the test result of a finished run; write its plot and JSON."""
     import json
     from dataclasses import asdict
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from . import plots, progress
+    from .io import atomic_write_bytes
 
-    from . import plots
-    from . import train as training
-    from .io import CheckpointError, atomic_write_bytes
-
-    backend = _backend(device)
-    data = _dataset(dataset)
-    config = training.TrainConfig(dataset=dataset, model=model,
-                                  epochs=epochs or training.TrainConfig.epochs,
-                                  batch_size=batch_size, lr=lr, optimizer=optimizer,
-                                  weight_decay=weight_decay, schedule=schedule, augment=augment,
-                                  seed=seed)  # fmt: skip
-    try:
-        if resume is not None:
-            state = training.resume(resume, data, backend, epochs=epochs)
-            console.print(f"resuming {resume} at epoch {state.epoch} of {state.config.epochs}")
-        else:
-            state = training.new_state(config, data, backend)
-    except CheckpointError as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--resume'") from None
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    console.print(f"training {state.config.model} on {data!r} on {backend}")
-    progress = Progress(
-        TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.1%}"),
-        TextColumn("{task.fields[speed]:.0f} img/s"), TimeElapsedColumn(), console=console,
-    )  # fmt: skip
-    task = {}
-    clock = {}
-
-    def start(epoch: int, batches: int) -> None:
-        task["id"] = progress.add_task("", total=batches, epoch=epoch + 1, loss=0.0, acc=0.0,
-                                       speed=0.0)  # fmt: skip
-        clock.update(t=time.perf_counter(), seen=0)
-
-    def batch(i: int, loss: float, acc: float) -> None:
-        clock["seen"] += state.config.batch_size
-        speed = clock["seen"] / max(time.perf_counter() - clock["t"], 1e-9)
-        progress.update(task["id"], advance=1, loss=loss, acc=acc, speed=speed)
-
-    def end(stats: training.EpochStats) -> None:
-        progress.update(task["id"], loss=stats.train_loss, acc=stats.test_accuracy,
-                        speed=stats.images_per_second)  # fmt: skip
-
-    callbacks = training.Callbacks(start, batch, end)
-    try:
-        with progress:
-            training.fit(state, data, backend, callbacks)
-    except KeyboardInterrupt:
-        if state.history:
-            training.save(state, out)
-            err_console.print(f"interrupted: saved epoch {state.epoch} to {out}; "
-                              f"continue with --resume {out}")  # fmt: skip
-        raise typer.Exit(130) from None
-    training.save(state, out)
-    console.print(_history_table(state.history))
-    final = state.history[-1]
+    say = _say(quiet)
+    if not quiet:
+        console.print(progress.history_table(state.history))
+    if state.stopped_early:
+        say(f"stopped early: no lower validation loss for {state.config.patience} epochs")
     total = sum(h.seconds for h in state.history)
-    console.print(f"test accuracy {100 * final.test_accuracy:.2f}% after {state.epoch} epochs "
+    after = _plural(state.epoch, "epoch")
+    console.print(f"test accuracy {100 * test['accuracy']:.2f}% (loss {test['loss']:.4f}) on the "
+                  f"{test['samples']} test images, measured once after {after} "
                   f"({total:.1f} s of training); saved {out}")  # fmt: skip
+    if best is not None:
+        say(f"best epoch {state.best.epoch} (val loss {state.best.val_loss:.4f}) saved to {best}")
     if plot is not None:
         atomic_write_bytes(plot, plots.png_bytes(plots.training_curves(state.history)))
-        console.print(f"wrote {plot}")
+        say(f"wrote {plot}")
     if json_path is not None:
-        doc = {"test_accuracy": final.test_accuracy, "epochs": state.epoch,
-               "train_seconds": total, "device": str(backend), "config": asdict(state.config),
+        doc = {"test_accuracy": test["accuracy"], "test_loss": test["loss"],
+               "test_samples": test["samples"], "epochs": state.epoch,
+               "stopped_early": state.stopped_early,
+               "best_epoch": None if state.best is None else state.best.epoch,
+               "train_seconds": total, "device": device, "config": asdict(state.config),
                "history": [asdict(h) for h in state.history]}  # fmt: skip
         atomic_write_bytes(json_path, json.dumps(doc, indent=2).encode())
-        console.print(f"wrote {json_path}")
+        say(f"wrote {json_path}")
 
 
 def _load_model(path: Path, backend: Backend):

@@ -128,6 +128,34 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.close(fd)
 
 
+def check_writable(path: str | os.PathLike, *, folder: bool = False) -> Path:
+    """Raise ValueError in one line unless ``path`` can be written; return it as a Path.
+
+    For a file: its folder exists and may be written in, and the path is not a
+    folder. With ``folder=True`` (a folder created on demand): the path is a
+    writable folder, or the nearest folder above it that exists is writable.
+    Meant to run before long work whose result goes to ``path``.
+    """
+    path = Path(path)
+    if folder:
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise ValueError(f"cannot write in {path}: {existing} is not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"cannot write in {path}: no permission to write in {existing}")
+        return path
+    parent = path.parent
+    if path.is_dir():
+        raise ValueError(f"cannot write {path}: it is a folder")
+    if not parent.is_dir():
+        raise ValueError(f"cannot write {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {path}: no permission to write in folder {parent}")
+    return path
+
+
 def save_checkpoint(
     path: PathLike,
     tensors: Mapping[str, Any],

@@ -86,22 +86,26 @@ def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 90) -> bytes:
 
 
 def training_curves(history: Sequence[Any]) -> Figure:
-    """Draw loss (log scale) and accuracy per epoch, training beside test.
+    """Draw loss (log scale) and accuracy per epoch, training beside validation.
 
     Parameters
     ----------
     history : sequence of EpochStats
-        Anything with ``epoch``, ``train_loss``, ``test_loss``,
-        ``train_accuracy`` and ``test_accuracy`` (fractions) attributes.
+        Anything with ``epoch``, ``train_loss``, ``val_loss``,
+        ``train_accuracy`` and ``val_accuracy`` (fractions) attributes; the
+        validation curves are left out when their values are None.
     """
     epochs = [h.epoch for h in history]
     fig = _figure(10, 4)
     ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [h.train_loss for h in history], label="train")
-    ax_loss.plot(epochs, [h.test_loss for h in history], label="test")
+    validated = history[0].val_loss is not None if history else False
+    if validated:
+        ax_loss.plot(epochs, [h.val_loss for h in history], label="validation")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss", yscale="log")
     ax_acc.plot(epochs, [100 * h.train_accuracy for h in history], label="train")
-    ax_acc.plot(epochs, [100 * h.test_accuracy for h in history], label="test")
+    if validated:
+        ax_acc.plot(epochs, [100 * h.val_accuracy for h in history], label="validation")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
         for line in ax.get_lines():  # a one-epoch run is a single point: show it

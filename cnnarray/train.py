@@ -1,15 +1,20 @@
 """Training, evaluation and checkpoints of a classifier built from :mod:`cnnarray.nn`.
 
 The loop is the textbook one: forward, softmax cross-entropy, backward,
-optimiser step, per mini-batch; evaluation in eval mode after every epoch.
-Progress is reported through callbacks, so the CLI can draw a progress bar
-and a library user can log as they like.
+optimiser step, per mini-batch; evaluation on a held-back validation part of
+the training set after every epoch (early stopping and the best epoch are
+chosen on it; the test set is left for one evaluation at the end). Progress
+is reported through callbacks, so the CLI can draw a progress bar and a
+library user can log as they like.
 
 A checkpoint is one safetensors file (see :mod:`cnnarray.io`): the model's
 state dict under ``model.*``, the optimiser's arrays under ``optim.*``, and as
 JSON the architecture spec (enough to rebuild the model from the file alone),
 the training configuration, history and the scalar optimiser state for
-``--resume``.
+``--resume``. A resumed run is bit-identical to an uninterrupted one on the
+CPU: shuffling and augmentation draw from generators derived from the seed
+and the epoch number (see :meth:`cnnarray.data.loader.DataLoader.generators`),
+and the dropout masks' generator states are saved under ``rng``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ from .io import CheckpointError, load_checkpoint, save_checkpoint
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "step")
 AUGMENTATIONS = ("none", "shift", "crop", "flip", "noise")
+#: The learning rate of each optimiser when none is given: SGD needs a larger one than Adam(W).
+LEARNING_RATES = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3}
+#: Fields of :class:`TrainConfig` that ``resume`` may change; the others must match the run.
+RESUME_CHANGES = ("dataset", "epochs", "lr", "patience")
 
 
 @dataclass
@@ -44,7 +53,7 @@ class TrainConfig:
     model: str = "small_cnn"
     epochs: int = 60
     batch_size: int = 16
-    lr: float = 2e-3
+    lr: float | None = None  # None: LEARNING_RATES[optimizer]
     optimizer: str = "adamw"
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -52,18 +61,35 @@ class TrainConfig:
     augment: str = "shift"
     label_smoothing: float = 0.0
     seed: int = 0
+    val_split: float = 0.1  # fraction of the training set held back for validation
+    patience: int | None = None  # stop after this many epochs without a better val loss
 
     def validate(self) -> None:
         """Raise ValueError naming the first field with a bad value.
 
-        NumPy integers in ``epochs`` and ``batch_size`` become ints, so the
-        configuration stays JSON-able for the checkpoint.
+        Fills in the optimiser's default ``lr``. NumPy numbers become Python
+        ones, so the configuration stays JSON-able for the checkpoint.
         """
         self.epochs = _args.check_int(self.epochs, "epochs", minimum=1)
         self.batch_size = _args.check_int(self.batch_size, "batch_size", minimum=1)
-        _args.check_real(self.lr, "lr", low=0, low_open=True)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.lr is None:
+            self.lr = LEARNING_RATES[self.optimizer]
+        self.lr = _args.check_real(self.lr, "lr", low=0, low_open=True, finite=True)
+        self.weight_decay = _args.check_real(self.weight_decay, "weight_decay", low=0, finite=True)
+        self.momentum = _args.check_real(self.momentum, "momentum", low=0, high=1, high_open=True)
+        self.label_smoothing = _args.check_real(
+            self.label_smoothing, "label_smoothing", low=0, high=1, high_open=True
+        )
+        self.val_split = _args.check_real(
+            self.val_split, "val_split", low=0, high=1, high_open=True
+        )
+        if self.patience is not None:
+            self.patience = _args.check_int(self.patience, "patience", minimum=1)
+            if self.val_split == 0:
+                raise ValueError("patience needs a validation set: val_split must be above 0")
+        self.seed = _args.check_int(self.seed, "seed", minimum=0)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.model not in nn.MODELS:
@@ -78,16 +104,30 @@ class TrainConfig:
 
 @dataclass
 class EpochStats:
-    """Metrics of one epoch; accuracies are fractions in [0, 1]."""
+    """Metrics of one epoch; accuracies are fractions in [0, 1].
+
+    ``train_*`` are means over the epoch's batches (in training mode, with
+    augmentation); ``val_*`` are measured after the epoch on the validation
+    set, None when the run has none (``val_split=0``).
+    """
 
     epoch: int
     train_loss: float
     train_accuracy: float
-    test_loss: float
-    test_accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
     seconds: float
     images_per_second: float
     lr: float
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> EpochStats:
+        """Read a saved history entry; files before the validation split held test metrics."""
+        values = dict(values)
+        for old, new in (("test_loss", "val_loss"), ("test_accuracy", "val_accuracy")):
+            if old in values:
+                values[new] = values.pop(old)
+        return cls(**values)
 
 
 @dataclass
@@ -95,7 +135,8 @@ class Callbacks:
     """Hooks the loop calls; each may be None."""
 
     on_epoch_start: Callable[[int, int], None] | None = None  # (epoch, batches)
-    on_batch: Callable[[int, float, float], None] | None = None  # (batch, loss, accuracy)
+    # (batch index, loss, accuracy): running means over the epoch so far
+    on_batch: Callable[[int, float, float], None] | None = None
     on_epoch_end: Callable[[EpochStats], None] | None = None
 
 
@@ -109,11 +150,28 @@ class TrainState:
     config: TrainConfig
     spec: dict[str, Any]
     history: list[EpochStats] = field(default_factory=list)
+    test: dict[str, Any] | None = None  # set by test(): the one evaluation on the test set
 
     @property
     def epoch(self) -> int:
         """Number of epochs done."""
         return len(self.history)
+
+    @property
+    def best(self) -> EpochStats | None:
+        """The epoch with the lowest validation loss (the first of equals), or None."""
+        scored = [h for h in self.history if h.val_loss is not None]
+        return min(scored, key=lambda h: h.val_loss) if scored else None
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether ``config.patience`` epochs have passed without a better validation loss."""
+        best = self.best
+        return (
+            bool(self.config.patience)
+            and best is not None
+            and (self.epoch - best.epoch >= self.config.patience)
+        )
 
 
 def build_model(config: TrainConfig, data: Split, backend: Backend) -> tuple[nn.Module, dict]:
@@ -244,6 +302,39 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     return confusion
 
 
+def split_validation(
+    data: Split, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hold back a seeded random ``fraction`` of the training set for validation.
+
+    Parameters
+    ----------
+    data : Split
+        The dataset; its test set is not touched.
+    fraction : float in [0, 1)
+        Share of the training samples to hold back (at least one when above 0).
+    seed : int
+        The run's seed: the same seed holds back the same samples.
+
+    Returns
+    -------
+    x_train, y_train, x_val, y_val : numpy.ndarray
+        The remaining training samples (in their order) and the held-back ones.
+    """
+    x, y = data.x_train, data.y_train
+    if fraction == 0:
+        return x, y, x[:0], y[:0]
+    n = len(y)
+    n_val = max(1, round(fraction * n))
+    if n_val >= n:
+        raise ValueError(f"val_split {fraction} of {n} training samples leaves none to train on")
+    # A stream of its own (spawn key 1), apart from the loader's shuffling and augmentation.
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+    held = np.zeros(n, dtype=bool)
+    held[rng.permutation(n)[:n_val]] = True
+    return x[~held], y[~held], x[held], y[held]
+
+
 def fit(state: TrainState, data: Split, backend: Backend, callbacks: Callbacks | None = None,
         epochs: int | None = None) -> list[EpochStats]:  # fmt: skip
     """Train ``state`` on ``data`` from its current epoch to ``config.epochs`` (or ``epochs``).
@@ -251,15 +342,18 @@ def fit(state: TrainState, data: Split, backend: Backend, callbacks: Callbacks |
     Each epoch shuffles with a seed derived from ``config.seed`` and the epoch
     number, so a resumed run sees the same batches as an uninterrupted one.
     The history in ``state`` grows by one :class:`EpochStats` per epoch, so an
-    interrupted run can be checkpointed between epochs.
+    interrupted run can be checkpointed between epochs. Training stops early
+    once :attr:`TrainState.stopped_early` (``config.patience``) says so. The
+    test set is not used; see :func:`test`.
     """
     callbacks = callbacks or Callbacks()
     config, model = state.config, state.model
-    loader = DataLoader(data.x_train, data.y_train, batch_size=config.batch_size, shuffle=True,
+    x_train, y_train, x_val, y_val = split_validation(data, config.val_split, config.seed)
+    loader = DataLoader(x_train, y_train, batch_size=config.batch_size, shuffle=True,
                         seed=config.seed, backend=backend,
                         transform=build_augment(config.augment, data.input_shape))  # fmt: skip
     last = config.epochs if epochs is None else min(config.epochs, state.epoch + epochs)
-    while state.epoch < last:
+    while state.epoch < last and not state.stopped_early:
         loader.epoch = state.epoch
         if callbacks.on_epoch_start:
             callbacks.on_epoch_start(state.epoch, len(loader))
@@ -273,37 +367,55 @@ def fit(state: TrainState, data: Split, backend: Backend, callbacks: Callbacks |
             state.optimizer.zero_grad()
             loss.backward()
             state.optimizer.step()
-            batch_loss, hits = float(loss.data), int((logits.data.argmax(axis=1) == yb).sum())
-            total_loss += batch_loss * len(yb)
-            correct += hits
+            total_loss += float(loss.data) * len(yb)
+            correct += int((logits.data.argmax(axis=1) == yb).sum())
             seen += len(yb)
             if callbacks.on_batch:
-                callbacks.on_batch(i, batch_loss, hits / len(yb))
+                callbacks.on_batch(i, total_loss / seen, correct / seen)
         backend.synchronize()
         seconds = time.perf_counter() - start
         if state.scheduler is not None:
             state.scheduler.step()
-        test_loss, test_acc, _ = evaluate(model, data.x_test, data.y_test, backend)
-        stats = EpochStats(state.epoch + 1, total_loss / seen, correct / seen, test_loss,
-                           test_acc, seconds, seen / seconds, lr)  # fmt: skip
+        val_loss = val_acc = None
+        if len(y_val):
+            val_loss, val_acc, _ = evaluate(model, x_val, y_val, backend)
+        stats = EpochStats(state.epoch + 1, total_loss / seen, correct / seen, val_loss,
+                           val_acc, seconds, seen / seconds, lr)  # fmt: skip
         state.history.append(stats)
         if callbacks.on_epoch_end:
             callbacks.on_epoch_end(stats)
     return state.history
 
 
+def test(state: TrainState, data: Split, backend: Backend) -> dict[str, Any]:
+    """Evaluate the model once on the test set; store and return loss, accuracy, samples."""
+    loss, accuracy, _ = evaluate(state.model, data.x_test, data.y_test, backend)
+    state.test = {"epoch": state.epoch, "loss": loss, "accuracy": accuracy,
+                  "samples": len(data.y_test)}  # fmt: skip
+    return state.test
+
+
 # -- checkpoints ---------------------------------------------------------------
 
 
 def save(state: TrainState, path: str | Path) -> Path:
-    """Write model, optimiser and history to ``path`` atomically (safetensors + JSON)."""
-    tensors = {f"model.{k}": to_numpy(v) for k, v in state.model.state_dict().items()}
+    """Write model, optimiser, history and RNG states to ``path`` atomically (safetensors)."""
+    return save_checkpoint(path, *snapshot(state))
+
+
+def snapshot(state: TrainState) -> tuple[dict[str, np.ndarray], dict, dict[str, Any]]:
+    """Return the tensors, spec and metadata of a checkpoint of ``state``, as copies.
+
+    The arguments of :func:`cnnarray.io.save_checkpoint`; the arrays are
+    copied, so training on does not change them.
+    """
+    tensors = {f"model.{k}": np.array(to_numpy(v)) for k, v in state.model.state_dict().items()}
     opt = state.optimizer.state_dict()
     scalars: dict[str, dict[str, Any]] = {}
     for index, entries in opt["state"].items():
         for name, value in entries.items():
             if hasattr(value, "shape") and getattr(value, "ndim", 0) > 0:
-                tensors[f"optim.{index}.{name}"] = to_numpy(value)
+                tensors[f"optim.{index}.{name}"] = np.array(to_numpy(value))
             else:
                 scalars.setdefault(str(index), {})[name] = _plain(value)
     metadata = {
@@ -312,8 +424,20 @@ def save(state: TrainState, path: str | Path) -> Path:
         "history": [asdict(h) for h in state.history],
         "optimizer": {"param_groups": _plain(opt["param_groups"]), "scalars": scalars},
         "scheduler": None if state.scheduler is None else _plain(state.scheduler.state_dict()),
+        "rng": {"dropout": _dropout_states(state.model)},
     }
-    return save_checkpoint(path, tensors, state.spec, metadata)
+    if state.test is not None:
+        metadata["test"] = dict(state.test)
+    return tensors, state.spec, metadata
+
+
+def _dropout_states(model: nn.Module) -> dict[str, Any]:
+    """The mask generator state of each Dropout module that has one, by module name."""
+    states = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Dropout) and module.get_rng_state() is not None:
+            states[name] = _plain(module.get_rng_state())
+    return states
 
 
 def _plain(value: Any) -> Any:
@@ -349,11 +473,56 @@ def _rebuild(path: str | Path, tensors: dict, spec: dict, backend: Backend) -> n
     return model.eval()
 
 
-def resume(path: str | Path, data: Split, backend: Backend,
-           epochs: int | None = None) -> TrainState:  # fmt: skip
+def read_config(path: str | Path) -> TrainConfig:
+    """Return the training configuration saved in a checkpoint."""
+    return _saved_config(path, load_checkpoint(path)[2])
+
+
+def _saved_config(path: str | Path, metadata: Mapping[str, Any]) -> TrainConfig:
+    if "config" not in metadata:
+        raise CheckpointError(f"{path}: no training configuration: not a checkpoint of train")
+    saved = dict(metadata["config"])
+    saved.setdefault("val_split", 0.0)  # runs before the split trained on all of it
+    return TrainConfig(**saved)
+
+
+class ResumeConflict(ValueError):
+    """Options given for a resumed run that differ from the saved run.
+
+    ``conflicts`` lists ``(field, given, saved)``.
+    """
+
+    def __init__(self, path: str | Path, conflicts: list[tuple[str, Any, Any]]) -> None:
+        self.conflicts = conflicts
+        listed = ", ".join(f"{f}={g!r} (saved: {s!r})" for f, g, s in conflicts)
+        super().__init__(
+            f"{path}: these settings differ from the saved run, which a resumed run keeps: "
+            f"{listed}; leave them out, or start a new run"
+        )
+
+
+def resume(path: str | Path, data: Split, backend: Backend, epochs: int | None = None,
+           changes: Mapping[str, Any] | None = None) -> TrainState:  # fmt: skip
     """Restore a training run from a checkpoint written by :func:`save`.
 
-    ``epochs`` raises the total number of epochs to train (default: as saved).
+    Parameters
+    ----------
+    path : str or Path
+        The checkpoint.
+    data : Split
+        The dataset it was trained on (its input shape is checked).
+    backend : Backend
+        Where the model goes.
+    epochs : int, optional
+        The new total number of epochs (default: as saved); not below the
+        epochs already done. A cosine or step schedule then spans the new total.
+    changes : mapping of str to value, optional
+        :class:`TrainConfig` fields as given for the resumed run. Those in
+        :data:`RESUME_CHANGES` are applied: ``dataset`` (e.g. a moved folder;
+        the input shape must match), ``epochs`` as above, ``lr`` as the
+        new initial rate of the schedule (the current epoch's rate follows from
+        it), ``patience`` for early stopping. Any other field must equal the saved
+        value, else :class:`ResumeConflict` names the ones that differ.
     """
     tensors, spec, metadata = load_checkpoint(path)  # read (and hash-checked) once
     model = _rebuild(path, tensors, spec, backend)
@@ -362,9 +531,23 @@ def resume(path: str | Path, data: Split, backend: Backend,
             f"{path}: the model was trained on inputs of shape {spec.get('input_shape')}, "
             f"the dataset has {list(data.input_shape)}"
         )
-    config = TrainConfig(**metadata["config"])
+    config = _saved_config(path, metadata)
+    changes = dict(changes or {})
     if epochs is not None:
-        config.epochs = epochs
+        changes["epochs"] = epochs
+    conflicts = [(name, value, getattr(config, name)) for name, value in changes.items()
+                 if name not in RESUME_CHANGES and value != getattr(config, name)]  # fmt: skip
+    if conflicts:
+        raise ResumeConflict(path, conflicts)
+    done = int(metadata["epoch"])
+    for name in RESUME_CHANGES:
+        if changes.get(name) is not None:
+            setattr(config, name, changes[name])
+    config.validate()
+    if config.epochs < done:
+        raise ValueError(
+            f"epochs must be at least the {done} epochs already done in {path}, got {config.epochs}"
+        )
     optimizer = build_optimizer(config, model)
     saved = metadata["optimizer"]
     opt_state: dict[str, dict[str, Any]] = {k: dict(v) for k, v in saved["scalars"].items()}
@@ -376,5 +559,20 @@ def resume(path: str | Path, data: Split, backend: Backend,
     scheduler = build_scheduler(config, optimizer)
     if scheduler is not None and metadata.get("scheduler"):
         scheduler.load_state_dict(metadata["scheduler"])
-    history = [EpochStats(**h) for h in metadata["history"]]
+    if changes.get("lr") is not None:
+        _restart_lr(optimizer, scheduler, config.lr)
+    modules = dict(model.named_modules())
+    for name, rng_state in metadata.get("rng", {}).get("dropout", {}).items():
+        modules[name].set_rng_state(rng_state)
+    history = [EpochStats.from_dict(h) for h in metadata["history"]]
     return TrainState(model, optimizer, scheduler, config, spec, history)
+
+
+def _restart_lr(optimizer: optim.Optimizer, scheduler: optim.LRScheduler | None,
+                lr: float) -> None:  # fmt: skip
+    """Make ``lr`` the initial rate of every group; the schedule continues from it."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] = lr
+    if scheduler is not None:
+        scheduler.load_state_dict({"last_epoch": scheduler.last_epoch,
+                                   "base_lrs": [lr] * len(optimizer.param_groups)})  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -257,3 +258,183 @@ def test_paths_expand_tilde_and_variables(tmp_path, monkeypatch) -> None:
     result = invoke("train", "-d", "cpu", "--epochs", "1", "--dataset", "mnist:~/nowhere")
     assert result.exit_code != 0
     assert f"~/nowhere (= {tmp_path / 'nowhere'})" in " ".join(result.output.split())
+
+
+# -- train: resume, safety, validation, options, progress (issue 15) ----------
+
+
+def _tensors(path):
+    from cnnarray.io import load_checkpoint
+
+    return load_checkpoint(path)[0]
+
+
+def test_resume_writes_back_to_the_resumed_file(trained, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run.safetensors"
+    shutil.copy(trained[1], run)
+    result = invoke("train", "-d", "cpu", "--resume", str(run), "--epochs", "3")
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "model.safetensors").exists()  # nothing else overwritten
+    assert f"saved {run}" in " ".join(result.output.split())
+    from cnnarray.io import load_checkpoint
+
+    assert load_checkpoint(run)[2]["epoch"] == 3
+
+
+def test_resume_refuses_options_that_differ_from_the_saved_run(trained):
+    _, model, _ = trained
+    result = invoke("train", "-d", "cpu", "--resume", str(model), "--epochs", "3",
+                    "--model", "lenet5", "--batch-size", "32", "--lr", "0.01")  # fmt: skip
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "--model lenet5 (saved: small_cnn), --batch-size 32 (saved: 16)" in text, text
+    assert "--lr" not in text.split("differ from the saved run")[1]  # a new lr is applied
+    result = invoke("train", "-d", "cpu", "--resume", str(model), "--epochs", "1")
+    assert result.exit_code == 2
+    assert "epochs must be at least the 2 epochs already done" in " ".join(result.output.split())
+
+
+def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(monkeypatch, tmp_path):
+    from cnnarray import train as training
+
+    straight = tmp_path / "straight.safetensors"
+    args = ("train", "-d", "cpu", "--epochs", "2", "--model", "lenet5")
+    assert invoke(*args, "--out", str(straight)).exit_code == 0
+    real_fit = training.fit
+
+    def fit_stopped_in_epoch_2(state, data, backend, callbacks=None, epochs=None):
+        inner = callbacks.on_batch
+
+        def on_batch(i, loss, acc):
+            inner(i, loss, acc)
+            if state.epoch == 1 and i == 5:
+                raise KeyboardInterrupt  # Ctrl-C in the middle of the second epoch
+
+        callbacks.on_batch = on_batch
+        return real_fit(state, data, backend, callbacks, epochs)
+
+    monkeypatch.setattr(training, "fit", fit_stopped_in_epoch_2)
+    halted = tmp_path / "halted.safetensors"
+    result = invoke(*args, "--out", str(halted))
+    assert result.exit_code == 130
+    text = " ".join(result.output.split())
+    assert f"saved epoch 1 to {halted}; continue with: cnnarray train --resume {halted}" in text
+    monkeypatch.setattr(training, "fit", real_fit)
+    result = invoke("train", "-d", "cpu", "--resume", str(halted))
+    assert result.exit_code == 0, result.output
+    expected, actual = _tensors(straight), _tensors(halted)
+    assert expected.keys() == actual.keys()
+    for name, value in expected.items():
+        np.testing.assert_array_equal(actual[name], value, err_msg=name)
+
+
+def test_ctrl_c_in_the_first_epoch_saves_the_initial_model(monkeypatch, tmp_path):
+    from cnnarray import train as training
+
+    real_fit = training.fit
+
+    def fit_stopped_at_once(state, data, backend, callbacks=None, epochs=None):
+        def on_batch(i, loss, acc):
+            raise KeyboardInterrupt
+
+        callbacks.on_batch = on_batch
+        return real_fit(state, data, backend, callbacks, epochs)
+
+    monkeypatch.setattr(training, "fit", fit_stopped_at_once)
+    out = tmp_path / "m.safetensors"
+    result = invoke("train", "-d", "cpu", "--epochs", "3", "--out", str(out))
+    assert result.exit_code == 130
+    assert "saved epoch 0" in result.output and "--resume" in result.output
+    assert out.is_file()
+
+
+@pytest.mark.parametrize("option", ["--out", "--plot", "--json"])
+def test_a_bad_output_path_fails_before_training(option, tmp_path):
+    target = tmp_path / "missing" / "file"
+    result = invoke("train", "-d", "cpu", "--epochs", "1", option, str(target))
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [f"error: {option}: cannot write {target}: folder {target.parent} does "
+                     "not exist"], result.output  # fmt: skip
+
+
+def test_an_output_folder_without_permission_fails_before_training(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root may write anywhere")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    result = invoke("train", "-d", "cpu", "--epochs", "1", "--out", str(locked / "m.st"))
+    assert result.exit_code == 2
+    assert "no permission to write in folder" in result.output
+    assert "training" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(("--lr", "inf"), "lr must be a finite positive number, got inf"),
+     (("--lr", "nan"), "lr must be a finite positive number, got nan"),
+     (("--lr", "0"), "lr must be a finite positive number, got 0.0"),
+     (("--weight-decay", "-1"), "weight_decay must be a finite non-negative number, got -1.0"),
+     (("--weight-decay", "inf"), "weight_decay must be a finite non-negative number, got inf"),
+     (("--val-split", "1"), "val_split must be a number in [0, 1), got 1.0"),
+     (("--val-split", "0", "--save-best"), "--save-best needs a validation set")],
+)  # fmt: skip
+def test_bad_training_numbers_are_one_line(args, message):
+    result = invoke("train", "-d", "cpu", "--epochs", "1", *args)
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {message}" or message in result.output, result.output
+    assert "training" not in result.output
+
+
+def test_train_options_reach_the_saved_config(tmp_path):
+    out = tmp_path / "m.safetensors"
+    result = invoke("train", "-d", "cpu", "--epochs", "1", "--optimizer", "sgd", "--momentum",
+                    "0.8", "--label-smoothing", "0.1", "--val-split", "0.2", "--out", str(out),
+                    "--save-every", "1", "--save-best", "--quiet")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    from cnnarray.io import load_checkpoint
+
+    config = load_checkpoint(out)[2]["config"]
+    assert (config["optimizer"], config["lr"], config["momentum"]) == ("sgd", 0.05, 0.8)
+    assert (config["label_smoothing"], config["val_split"]) == (0.1, 0.2)
+    assert (tmp_path / "m.best.safetensors").is_file()
+    # --quiet: the result line only
+    assert result.output.startswith("test accuracy") and "epoch 1/1:" not in result.output
+
+
+def test_train_prints_each_epoch_once_and_a_table_for_80_columns(tmp_path):
+    result = runner.invoke(app, ["train", "-d", "cpu", "--epochs", "2", "--model", "lenet5",
+                                 "--log-every", "40", "--out", str(tmp_path / "m.st")],
+                           env={"COLUMNS": "80"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for epoch in (1, 2):
+        summary = [line for line in lines if line.startswith(f"epoch {epoch}/2: train loss")]
+        assert len(summary) == 1 and "val loss" in summary[0], result.output
+        assert any(line.startswith(f"epoch {epoch}/2 batch 40/") for line in lines)
+    assert all(len(line) <= 80 for line in lines), result.output
+    assert "…" not in result.output and "val acc" in result.output
+    assert "test images, measured once after 2 epochs" in " ".join(result.output.split())
+
+
+def test_train_log_dir_writes_tensorboard_events(tmp_path):
+    pytest.importorskip("tensorboardX", reason="tensorboardX is an optional extra")
+    result = invoke("train", "-d", "cpu", "--epochs", "1", "--model", "lenet5", "--out",
+                    str(tmp_path / "m.st"), "--log-dir", str(tmp_path / "runs" / "a"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert any(p.name.startswith("events.") for p in (tmp_path / "runs" / "a").iterdir())
+
+
+def test_train_log_dir_without_a_writer_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)  # as if neither were installed
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    result = invoke("train", "-d", "cpu", "--epochs", "1", "--out", str(tmp_path / "m.st"),
+                    "--log-dir", str(tmp_path / "runs"))  # fmt: skip
+    assert result.exit_code == 2
+    assert "pip install 'cnnarray[tensorboard]'" in result.output
+    assert not (tmp_path / "m.st").exists()

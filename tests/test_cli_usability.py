@@ -52,18 +52,10 @@ def printed_as_written(text: str) -> bool:
     return Text.from_markup(text).plain == text.replace("\\[", "[")
 
 
-# train's options are being reworked on the h-life branch of issue 15, which describes
-# --batch-size and writes "1 epoch"; strict, so that the merge shows and drops these marks
-TRAIN_PENDING = pytest.mark.xfail(
-    strict=True,
-    reason="issue 15: train's --epochs/--batch-size help and '1 epoch' come with h-life",
-)
 COMMANDS = ["", *get_command(app).commands]
 
 
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=TRAIN_PENDING) if n == "train" else n for n in COMMANDS]
-)
+@pytest.mark.parametrize("name", COMMANDS)
 def test_every_option_has_help_that_rich_prints_as_written(name):
     group = get_command(app)
     command = group.commands[name] if name else group
@@ -177,7 +169,6 @@ def test_figures_are_written_in_the_format_their_suffix_names(trained, tmp_path)
     assert "expected a file name ending in .png, .jpg" in flat(result.output)
 
 
-@TRAIN_PENDING
 def test_train_says_1_epoch_not_1_epochs(trained):
     _, _, output = trained
     assert re.search(r"after 1 epoch\b", output) and "1 epochs" not in output, output

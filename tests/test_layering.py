@@ -159,7 +159,9 @@ FORBIDDEN = {
     "data": {"optim", "plots", "train", "bench", "cli", "ROOT"},
     "io": {"optim", "plots", "train", "bench", "cli", "ROOT"},
     "plots": {"train", "bench", "cli", "ROOT"},
-    "train": {"bench", "cli"},
+    "train": {"bench", "cli", "callbacks", "progress"},
+    "callbacks": {"bench", "cli"},
+    "progress": {"bench", "cli"},
     "bench": {"train", "cli"},
 }
 MAX_LINES = 600

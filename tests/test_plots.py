@@ -21,8 +21,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def history(epochs: int = 3) -> list[SimpleNamespace]:
-    return [SimpleNamespace(epoch=e, train_loss=1.0 / e, test_loss=1.2 / e,
-                            train_accuracy=0.5 + 0.1 * e, test_accuracy=0.45 + 0.1 * e)
+    return [SimpleNamespace(epoch=e, train_loss=1.0 / e, val_loss=1.2 / e,
+                            train_accuracy=0.5 + 0.1 * e, val_accuracy=0.45 + 0.1 * e)
             for e in range(1, epochs + 1)]  # fmt: skip
 
 
@@ -75,7 +75,7 @@ def test_training_curves_draws_loss_and_accuracy():
     loss, accuracy = fig.axes
     assert (loss.get_title(), accuracy.get_title()) == ("loss", "accuracy")
     assert loss.get_yscale() == "log" and loss.get_xlabel() == "epoch"
-    assert [line.get_label() for line in loss.get_lines()] == ["train", "test"]
+    assert [line.get_label() for line in loss.get_lines()] == ["train", "validation"]
     np.testing.assert_allclose(accuracy.get_lines()[1].get_ydata(), [55, 65, 75, 85])
 
 

@@ -39,6 +39,28 @@ class Dropout(Module):
         self.seed = seed if seed is None else _args.check_int(seed, "seed", minimum=0)
         self._rng: Any = None
         self._rng_xp: Any = None
+        self._pending_state: dict | None = None
+
+    def get_rng_state(self) -> dict | None:
+        """Return the mask generator's state as a JSON-able dict, or None.
+
+        None before the first call in training mode (the generator does not
+        exist yet; it will start from ``seed``) and for generators whose state
+        is not a plain dict (CuPy's keeps it on the device).
+        """
+        if self._rng is None:
+            return self._pending_state
+        state = getattr(self._rng.bit_generator, "state", None)
+        return state if isinstance(state, dict) else None
+
+    def set_rng_state(self, state: dict | None) -> None:
+        """Continue the masks from a state returned by :meth:`get_rng_state`.
+
+        Applied to the generator of the next call (created then if needed), so
+        it works before the module has seen its backend.
+        """
+        self._pending_state = state
+        self._rng, self._rng_xp = None, None
 
     def _config(self) -> dict[str, Any]:
         return {"p": self.p} if self.seed is None else {"p": self.p, "seed": self.seed}
@@ -50,6 +72,9 @@ class Dropout(Module):
         dtype = _args.float_dtype(xp, x=x.data)
         if self._rng_xp is not xp:
             self._rng, self._rng_xp = xp.random.default_rng(self.seed), xp
+            if self._pending_state is not None:
+                self._rng.bit_generator.state = self._pending_state
+                self._pending_state = None
         keep = self._rng.random(x.shape, dtype=dtype) >= self.p
         mask = keep.astype(dtype) * (1 / (1 - self.p) if self.p < 1 else 0.0)
         return x * mask
