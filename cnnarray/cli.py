@@ -230,11 +230,11 @@ def _figure_option(what: str) -> Any:
     return typer.Option(callback=_figure_path, help=f"{what} ({suffixes}).")
 
 
-def _dataset(spec: str):
+def _dataset(spec: str, image_size=None):
     from .data import load_dataset
 
     try:
-        return load_dataset(spec)
+        return load_dataset(spec, image_size=image_size)
     except (ValueError, FileNotFoundError) as exc:
         raise typer.BadParameter(str(exc), param_hint="'--dataset'") from None
 
@@ -328,6 +328,14 @@ def train(
             "(default: train all epochs).",
         ),
     ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Height and width that the images of a folder:DIR dataset are resized to "
+            "(default: 32; the other datasets keep their own size).",
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -414,7 +422,7 @@ def train(
     if save_best and val_split == 0:
         raise _exit_with("--save-best needs a validation set: --val-split must be above 0")
     try:
-        started = _start_run(device, given, epochs, resume, save_best)
+        started = _start_run(device, given, epochs, resume, save_best, image_size)
     except KeyboardInterrupt:
         raise _exit_with("interrupted before training started: nothing saved", 130) from None
     if started is not None:
@@ -423,7 +431,7 @@ def train(
 
 
 def _start_run(device: str, given: dict, epochs: int | None, resume: Path | None,
-               save_best: bool):  # fmt: skip
+               save_best: bool, image_size: int | None = None):  # fmt: skip
     """Return backend, data and state of a new or resumed run; None when nothing is left."""
     from . import train as training
     from .io import CheckpointError
@@ -432,10 +440,10 @@ def _start_run(device: str, given: dict, epochs: int | None, resume: Path | None
     try:
         if resume is not None:
             saved = training.read_config(resume)
-            data = _dataset(given.get("dataset", saved.dataset))
+            data = _dataset(given.get("dataset", saved.dataset), image_size)
             state = training.resume(resume, data, backend, epochs=epochs, changes=given)
         else:
-            data = _dataset(given.get("dataset", "digits"))
+            data = _dataset(given.get("dataset", "digits"), image_size)
             config = training.TrainConfig(**given)
             config.epochs = epochs or config.epochs
             state = training.new_state(config, data, backend)
@@ -591,7 +599,7 @@ def evaluate(
     backend = _backend(device)
     model, spec, metadata = _load_model(model_path, backend)
     spec_dataset = dataset or metadata.get("config", {}).get("dataset", "digits")
-    data = _dataset(spec_dataset)
+    data = _dataset(spec_dataset, spec["input_shape"][1:])
     if list(data.input_shape) != spec["input_shape"]:
         raise typer.BadParameter(
             f"the model takes inputs of shape {spec['input_shape']}, "
@@ -775,7 +783,8 @@ def visualize(
     backend = _backend(device)
     model, spec, metadata = _load_model(model_path, backend)
     if image is None:
-        data = _dataset(metadata.get("config", {}).get("dataset", "digits"))
+        data = _dataset(metadata.get("config", {}).get("dataset", "digits"),
+                        spec["input_shape"][1:])  # fmt: skip
         x, title = data.x_test[:1], f"first test image of {data.name}"
     else:
         x, title = _load_images([image], spec["input_shape"]), str(image)
