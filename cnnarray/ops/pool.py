@@ -70,6 +70,11 @@ class _PoolGeometry:
         return [(rows, cols) for _, _, rows, cols in slices]
 
 
+# The most kernel offsets a pooling call loops over (a 1024 x 1024 window): the
+# loop is in Python, one pass over the output per offset.
+_MAX_TAPS = 2**20
+
+
 def _geometry(
     x: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: Any
 ) -> _PoolGeometry:
@@ -90,6 +95,11 @@ def _geometry(
     out_h = _args.pool_out_size(h, ph, kh, sh, dh, ceil_mode)
     out_w = _args.pool_out_size(w, pw, kw, sw, dw, ceil_mode)
     _args.check_window_fits((out_h, out_w), (kh, kw), (dh, dw), (h + 2 * ph, w + 2 * pw), x.shape)
+    if kh * kw > _MAX_TAPS:
+        raise ValueError(
+            f"kernel_size must have at most {_MAX_TAPS} elements (pooling loops over them), "
+            f"got kernel_size={(kh, kw)} ({kh * kw} elements) for x of shape {tuple(x.shape)}"
+        )
     return _PoolGeometry(n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, unbatched)
 
 
