@@ -447,29 +447,55 @@ def avg_pool2d_backward(
     return _unflatten(_run(xp, x, (geo.h, geo.w), geo, body), geo)
 
 
-def _adaptive_weights(xp: Any, size: int, out: int, dtype: Any) -> Any:
-    """Matrix (out, size) whose row i averages input positions ``[start_i, end_i)``.
+def _windows(xp: Any, size: int, out: int) -> tuple[Any, Any]:
+    """Starts and ends, shape (out,), of the adaptive windows over ``size`` elements.
 
-    ``start_i = floor(i * size / out)``, ``end_i = ceil((i + 1) * size / out)``,
-    PyTorch's windows (they overlap when ``out`` does not divide ``size``).
+    Window ``i`` is ``[floor(i * size / out), ceil((i + 1) * size / out))``,
+    PyTorch's (they overlap when ``out`` does not divide ``size``).
     """
-    weights = xp.zeros((out, size), dtype=dtype)
-    for i in range(out):
-        start, end = i * size // out, -(-(i + 1) * size // out)
-        weights[i, start:end] = 1.0 / (end - start)
-    return weights
+    i = xp.arange(out)
+    return i * size // out, -(-(i + 1) * size // out)
 
 
-def _adaptive_setup(x: Any, output_size: Any) -> tuple[Any, Any, Any, Any]:
-    """Validate; return ``xp``, float x and the row and column averaging matrices."""
+def _averaging(xp: Any, size: int, out: int, dtype: Any) -> Any:
+    """Matrix (out, size) whose row i averages the input positions of window i."""
+    starts, ends = _windows(xp, size, out)
+    j = xp.arange(size)
+    inside = (j >= starts[:, None]) & (j < ends[:, None])
+    return inside.astype(dtype) / (ends - starts)[:, None].astype(dtype)
+
+
+def _window_sums(xp: Any, a: Any, axis: int, size: int, out: int) -> Any:
+    """Sum ``a`` along ``axis`` (length ``size``) over its ``out`` adaptive windows.
+
+    Every sum reads only its own window, so a NaN or inf stays in the windows
+    that hold it, where a product with the averaging matrix would spread it
+    (``0 * nan`` is NaN). Each window's k-th element is gathered, for k up to
+    the longest window; positions past a window's end are masked out.
+    """
+    rest = a.shape[axis + 1 :]
+    starts, ends = _windows(xp, size, out)
+    index = starts[:, None] + xp.arange(-(-size // out) + 1)  # (out, longest)
+    inside = index < ends[:, None]
+    taken = xp.take(a, xp.where(inside, index, starts[:, None]), axis=axis)
+    inside = inside.reshape(inside.shape + (1,) * len(rest))
+    return xp.where(inside, taken, 0).sum(axis=axis + 1)
+
+
+def _adaptive_setup(x: Any, output_size: Any) -> tuple[Any, Any, int, int, Any]:
+    """Validate; return ``xp``, float x, ``out_h``, ``out_w`` and the windows' sizes.
+
+    The sizes, shape (out_h, out_w), are the divisors of the window sums.
+    """
     _args.check_ndim(x, "x", (3, 4), "(N, C, H, W) or (C, H, W)")
     _args.check_nonempty(x, "x")
-    sizes = _args.check_output_size(output_size)
+    out_h, out_w = _args.check_output_size(output_size, input_shape=x.shape)
     xp = array_namespace(x)
     x = x.astype(_args.float_dtype(xp, x=x), copy=False)
     h, w = x.shape[-2:]
-    out_h, out_w = (s if o is None else o for s, o in zip((h, w), sizes, strict=True))
-    return xp, x, _adaptive_weights(xp, h, out_h, x.dtype), _adaptive_weights(xp, w, out_w, x.dtype)
+    (starts_h, ends_h), (starts_w, ends_w) = _windows(xp, h, out_h), _windows(xp, w, out_w)
+    count = ((ends_h - starts_h)[:, None] * (ends_w - starts_w)).astype(x.dtype)
+    return xp, x, out_h, out_w, count
 
 
 @dispatch("x")
@@ -479,9 +505,11 @@ def adaptive_avg_pool2d(
     """Average-pool to a fixed output size, whatever the input size.
 
     Output row ``i`` averages input rows ``[floor(i * H / out_h), ceil((i + 1) * H / out_h))``
-    (likewise columns), PyTorch's windows. A window average is separable, so
-    this is ``A_h @ x @ A_w.T`` with averaging matrices ``A_h`` (out_h, H) and
-    ``A_w`` (out_w, W): two small GEMMs.
+    (likewise columns), PyTorch's windows. A window sum is separable, so for a
+    finite x this is ``A_h @ x @ A_w.T`` with averaging matrices ``A_h``
+    (out_h, H) and ``A_w`` (out_w, W): two small GEMMs. Where x holds a
+    NaN or inf, the sums are gathered window by window instead, so that it
+    reaches only the outputs whose windows hold it, as in PyTorch.
 
     Parameters
     ----------
@@ -497,8 +525,15 @@ def adaptive_avg_pool2d(
     --------
     torch.nn.functional.adaptive_avg_pool2d
     """
-    xp, x, a_h, a_w = _adaptive_setup(x, output_size)
-    return xp.matmul(xp.matmul(a_h, x), a_w.T)
+    xp, x, out_h, out_w, count = _adaptive_setup(x, output_size)
+    (h, w), rows = x.shape[-2:], x.ndim - 2
+    if (out_h, out_w) == (1, 1):  # the global average: one reduction
+        return x.sum(axis=(-2, -1), keepdims=True) / count
+    if bool(xp.isfinite(x).all()):
+        a_h, a_w = _averaging(xp, h, out_h, x.dtype), _averaging(xp, w, out_w, x.dtype)
+        return xp.matmul(xp.matmul(a_h, x), a_w.T)
+    sums = _window_sums(xp, _window_sums(xp, x, rows, h, out_h), rows + 1, w, out_w)
+    return sums / count
 
 
 @dispatch("grad_out", "x")
@@ -509,8 +544,23 @@ def adaptive_avg_pool2d_backward(
     *,
     backend: str | None = None,
 ) -> Any:
-    """Return the gradient of :func:`adaptive_avg_pool2d` with respect to x: ``A_h.T @ g @ A_w``."""
-    xp, x, a_h, a_w = _adaptive_setup(x, output_size)
-    _args.check_shape(grad_out, "grad_out", (*x.shape[:-2], a_h.shape[0], a_w.shape[0]))
+    """Return the gradient of :func:`adaptive_avg_pool2d` with respect to x.
+
+    Each output's gradient, divided by its window's size, goes to every
+    element of its window. The windows that hold input row ``r`` are
+    ``[floor(r * out_h / H), ceil((r + 1) * out_h / H))``: adaptive windows
+    from out_h to H, so this is the forward's window sum run the other way
+    (``A_h.T @ g @ A_w`` for a finite gradient).
+    """
+    xp, x, out_h, out_w, count = _adaptive_setup(x, output_size)
+    _args.check_shape(grad_out, "grad_out", (*x.shape[:-2], out_h, out_w))
     g = grad_out.astype(_args.float_dtype(xp, grad_out=grad_out, x=x), copy=False)
-    return xp.matmul(xp.matmul(a_h.T, g), a_w)
+    (h, w), rows = x.shape[-2:], x.ndim - 2
+    if h % out_h == 0 and w % out_w == 0:  # disjoint windows: one share for each element
+        g = g / count
+        return xp.repeat(xp.repeat(g, h // out_h, axis=rows), w // out_w, axis=rows + 1)
+    if bool(xp.isfinite(g).all()):
+        a_h, a_w = _averaging(xp, h, out_h, g.dtype), _averaging(xp, w, out_w, g.dtype)
+        return xp.matmul(xp.matmul(a_h.T, g), a_w)
+    g = g / count
+    return _window_sums(xp, _window_sums(xp, g, rows, out_h, h), rows + 1, out_w, w)
