@@ -223,6 +223,21 @@ def check_window_fits(
     )
 
 
+def check_map_size(out: Sequence[int], x_shape: Sequence[int], **geometry: Any) -> None:
+    """Raise ValueError when an output map would hold more than ``MAX_SIZE`` elements.
+
+    Only a padding far beyond the kernel gets there (each output then sees
+    padding alone); the message quotes ``geometry``, e.g. ``padding=...``.
+    """
+    if math.prod(out) <= MAX_SIZE:
+        return
+    given = ", ".join(f"{k}={v!r}" for k, v in geometry.items())
+    raise ValueError(
+        f"output maps of size {tuple(out)} would hold more than {MAX_SIZE} elements each, "
+        f"for x of shape {tuple(x_shape)} and {given}"
+    )
+
+
 def _pair(value: Any, name: str, *, minimum: int, maximum: int = MAX_SIZE) -> tuple[int, int]:
     """Normalise ``int | (int, int)`` to a pair of ints from ``minimum`` to ``maximum``.
 

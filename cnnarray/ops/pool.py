@@ -70,9 +70,11 @@ class _PoolGeometry:
         return [(rows, cols) for _, _, rows, cols in slices]
 
 
-# The most kernel offsets a pooling call loops over (a 1024 x 1024 window): the
-# loop is in Python, one pass over the output per offset.
-_MAX_TAPS = 2**20
+# The most kernel offsets a pooling call loops over, unless the input's maps
+# are larger (a window as large as the input is a global pooling): the loop is
+# in Python, one pass over the output per offset, and a huge kernel on a small
+# input would read mostly padding.
+_MAX_TAPS = 2**16
 
 
 def _geometry(
@@ -95,10 +97,11 @@ def _geometry(
     out_h = _args.pool_out_size(h, ph, kh, sh, dh, ceil_mode)
     out_w = _args.pool_out_size(w, pw, kw, sw, dw, ceil_mode)
     _args.check_window_fits((out_h, out_w), (kh, kw), (dh, dw), (h + 2 * ph, w + 2 * pw), x.shape)
-    if kh * kw > _MAX_TAPS:
+    if kh * kw > max(_MAX_TAPS, h * w):
         raise ValueError(
-            f"kernel_size must have at most {_MAX_TAPS} elements (pooling loops over them), "
-            f"got kernel_size={(kh, kw)} ({kh * kw} elements) for x of shape {tuple(x.shape)}"
+            f"kernel_size must have at most {max(_MAX_TAPS, h * w)} elements (the larger of "
+            f"{_MAX_TAPS} and H * W: pooling loops over them), got kernel_size={(kh, kw)} "
+            f"({kh * kw} elements) for x of shape {tuple(x.shape)}"
         )
     return _PoolGeometry(n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, unbatched)
 
