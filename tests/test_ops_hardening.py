@@ -58,6 +58,8 @@ def _spatial(shape: tuple[int, ...], output_size) -> tuple[int, int]:
     return tuple(s if o is None else o for s, o in zip((h, w), sizes, strict=True))
 
 
+# NumPy's matmul warns of the NaN or inf it meets before the exact path takes over
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("bad", list(BAD_VALUES), ids=list(BAD_VALUES))
 @pytest.mark.parametrize(("shape", "output_size"), ADAPTIVE_CASES, ids=str)
 def test_adaptive_avg_pool2d_keeps_nan_and_inf_in_their_windows(
@@ -72,6 +74,7 @@ def test_adaptive_avg_pool2d_keeps_nan_and_inf_in_their_windows(
         assert_close(y, desired, dtype=dtype, backend=backend, err_msg=f"seed {seed}")
 
 
+# NumPy's matmul warns of the NaN or inf it meets before the exact path takes over
 @pytest.mark.parametrize("bad", list(BAD_VALUES), ids=list(BAD_VALUES))
 @pytest.mark.parametrize(("shape", "output_size"), ADAPTIVE_CASES, ids=str)
 def test_adaptive_avg_pool2d_backward_keeps_nan_and_inf_in_their_windows(
@@ -88,6 +91,7 @@ def test_adaptive_avg_pool2d_backward_keeps_nan_and_inf_in_their_windows(
         assert_close(grad, desired, dtype=dtype, backend=backend, err_msg=f"seed {seed}")
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_adaptive_avg_pool2d_nan_reaches_only_its_window():
     x = np.zeros((1, 1, 7, 7), np.float32)
     x[0, 0, 0, 0] = np.nan
@@ -232,11 +236,11 @@ def test_extreme_calls_finish_within_a_second_under_a_memory_cap():
 def test_pool_with_a_kernel_as_large_as_the_input_still_works(op, shape):
     """The taps limit grows with the input: a window over the whole map (global pooling)
     is allowed whatever its size."""
-    x = np.random.default_rng(0).uniform(-1, 1, (1, 1, 300, 300)).astype(np.float32)
-    y = op(x, 300)
+    x = np.random.default_rng(0).uniform(0, 1, (1, 1, 260, 260)).astype(np.float32)
+    y = op(x, 260)  # 67600 elements: more than 65536, fewer than H * W
     assert y.shape == shape
     desired = x.max() if op is cnnarray.max_pool2d else x.mean()
-    np.testing.assert_allclose(y.reshape(()), desired, rtol=1e-5)
+    np.testing.assert_allclose(y.reshape(()), desired, rtol=1e-4)  # a float32 sum of 67600
 
 
 def test_pool_ceil_mode_refuses_a_kernel_larger_than_its_padded_input():

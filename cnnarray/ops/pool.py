@@ -174,7 +174,8 @@ def max_pool2d(
     x : array, shape (N, C, H, W) or (C, H, W)
         Input maps, float32 or float64 (integers are promoted to float32).
     kernel_size : int or (int, int)
-        Window size ``(kh, kw)``.
+        Window size ``(kh, kw)``; the dilated window must fit the padded input,
+        and hold at most ``max(65536, H * W)`` elements.
     stride : int or (int, int), optional
         Step between windows; defaults to ``kernel_size``.
     padding : int or (int, int), default 0
@@ -371,6 +372,7 @@ def avg_pool2d(
     ----------
     x : array, shape (N, C, H, W) or (C, H, W)
     kernel_size : int or (int, int)
+        As in :func:`max_pool2d`.
     stride : int or (int, int), optional
         Defaults to ``kernel_size``.
     padding : int or (int, int), default 0
@@ -519,7 +521,8 @@ def adaptive_avg_pool2d(
     ----------
     x : array, shape (N, C, H, W) or (C, H, W)
     output_size : int or (int or None, int or None)
-        ``(out_h, out_w)``; None keeps that input size.
+        ``(out_h, out_w)``; None keeps that input size. At most 64 times the
+        input size along each axis.
 
     Returns
     -------
