@@ -345,7 +345,9 @@ def test_train_image_size_sets_the_model_input_and_evaluate_follows_it(tmp_path)
     from cnnarray.io import load_checkpoint
 
     assert load_checkpoint(model)[1]["input_shape"] == [1, 12, 12]
-    result = invoke("evaluate", str(model), "-d", "cpu")
+    # the checkpoint may not choose a path to read (issue 19 item 1): the user names the folder,
+    # and evaluate loads it at the model's input size
+    result = invoke("evaluate", str(model), "-d", "cpu", "--dataset", f"folder:{root}")
     assert result.exit_code == 0, result.output
     assert "test accuracy" in result.output
     result = invoke("train", "-d", "cpu", "--dataset", f"folder:{root}", "--image-size", "0")
