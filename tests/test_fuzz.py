@@ -831,12 +831,30 @@ def summary(category: str, result: dict, seed: int = SEED) -> str:
     return "\n".join(lines)
 
 
+# Gaps still open: (issue 19 item, category, text in the case's description, exception type).
+# Their failures make the test xfail, naming them; any other failure fails it. Delete a
+# line when the fix lands.
+KNOWN_GAPS: list[tuple[str, str, str, str]] = []
+
+
+def known_gap(category: str, failure: dict) -> str | None:
+    """The issue item of a known gap that ``failure`` is, or None."""
+    for item, where, what, kind in KNOWN_GAPS:
+        if where == category and what in failure["what"] and failure["type"] == kind:
+            return item
+    return None
+
+
 @pytest.mark.parametrize("category", CATEGORIES)
 def test_fuzz(category, fuzz_env):
     cases = round(CASES * SHARE[category])
     result = run_category(category, fuzz_env, cases)
     assert result["cases"] >= cases * 0.9
-    assert not result["failures"], summary(category, result)
+    unknown = [f for f in result["failures"] if known_gap(category, f) is None]
+    assert not unknown, summary(category, {**result, "failures": unknown})
+    if result["failures"]:
+        items = sorted({known_gap(category, f) for f in result["failures"]})
+        pytest.xfail(f"{len(result['failures'])} failures of known gaps: {'; '.join(items)}")
 
 
 def replay(category: str, seed: int, case: int) -> None:
