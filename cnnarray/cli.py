@@ -561,7 +561,7 @@ def _load_model(path: Path, backend: Backend):
     try:
         return training.load_model(path, backend)
     except (CheckpointError, FileNotFoundError) as exc:
-        raise typer.BadParameter(str(exc), param_hint="'MODEL'") from None
+        raise _exit_with(f"MODEL: {exc}") from None
 
 
 @app.command()
@@ -590,11 +590,16 @@ def evaluate(
 
     from . import plots
     from . import train as training
+    from ._model_file import saved_dataset
     from .io import atomic_write_bytes
 
     backend = _backend(device)
     model, spec, metadata = _load_model(model_path, backend)
-    spec_dataset = dataset or metadata.get("config", {}).get("dataset", "digits")
+    # a checkpoint may say "digits" (bundled); any other data set is a path it may not choose
+    spec_dataset = dataset or saved_dataset(spec, metadata)
+    if spec_dataset is None:
+        raise _exit_with(f"{model_path} was not trained on the bundled digits: pass --dataset "
+                         f"to say which data set to evaluate it on")  # fmt: skip
     data = _dataset(spec_dataset)
     if list(data.input_shape) != spec["input_shape"]:
         raise typer.BadParameter(
@@ -775,11 +780,14 @@ def visualize(
 ) -> None:
     """Draw a trained model's first-layer filters and the activation maps of an image."""
     from . import visualize as vis
+    from ._model_file import saved_dataset
 
     backend = _backend(device)
     model, spec, metadata = _load_model(model_path, backend)
     if image is None:
-        data = _dataset(metadata.get("config", {}).get("dataset", "digits"))
+        if saved_dataset(spec, metadata) is None:  # a path the checkpoint may not choose
+            raise _exit_with(f"{model_path} was not trained on the bundled digits: give an IMAGE")
+        data = _dataset("digits")
         x, title = data.x_test[:1], f"first test image of {data.name}"
     else:
         x, title = _load_images([image], spec["input_shape"]), str(image)

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import _args, nn, ops, optim
+from ._model_file import check_classes, check_metadata, check_model_spec, saved_config
 from .autograd import Tensor
 from .backend import Backend, to_numpy
 from .data import augment
@@ -452,25 +453,30 @@ def _plain(value: Any) -> Any:
 
 
 def load_model(path: str | Path, backend: Backend) -> tuple[nn.Module, dict, dict]:
-    """Rebuild the model in a checkpoint from the file alone; return it, spec and metadata."""
+    """Rebuild the model in a checkpoint from the file alone; return it, spec and metadata.
+
+    All checked first (:mod:`cnnarray._model_file`); a problem is a one-line CheckpointError.
+    """
     tensors, spec, metadata = load_checkpoint(path)
-    return _rebuild(path, tensors, spec, backend), spec, metadata
+    model, spec = _rebuild(path, tensors, spec, backend)
+    return model, spec, check_metadata(path, metadata)
 
 
-def _rebuild(path: str | Path, tensors: dict, spec: dict, backend: Backend) -> nn.Module:
-    """The model of a loaded checkpoint, in eval mode, its ``model.*`` weights loaded."""
-    if "model" not in spec:
-        raise CheckpointError(f"{path}: the spec has no 'model' entry: not a cnnarray model file")
+def _rebuild(path: str | Path, tensors: dict, spec: dict,
+             backend: Backend) -> tuple[nn.Module, dict]:  # fmt: skip
+    """The model of a loaded checkpoint, in eval mode, its ``model.*`` weights loaded; the spec."""
+    state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    spec = check_model_spec(path, spec, state)  # before anything is allocated
     try:
         model = nn.from_spec(spec["model"], backend=backend)
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: cannot rebuild the model from its spec: {exc}") from exc
-    state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(state)
     except ValueError as exc:
         raise CheckpointError(f"{path}: weights do not fit the model: {exc}") from exc
-    return model.eval()
+    spec["classes"] = check_classes(path, spec, model)
+    return model.eval(), spec
 
 
 def read_config(path: str | Path) -> TrainConfig:
@@ -479,11 +485,13 @@ def read_config(path: str | Path) -> TrainConfig:
 
 
 def _saved_config(path: str | Path, metadata: Mapping[str, Any]) -> TrainConfig:
-    if "config" not in metadata:
-        raise CheckpointError(f"{path}: no training configuration: not a checkpoint of train")
-    saved = dict(metadata["config"])
-    saved.setdefault("val_split", 0.0)  # runs before the split trained on all of it
-    return TrainConfig(**saved)
+    saved = saved_config(path, metadata, [f.name for f in fields(TrainConfig)])
+    config = TrainConfig(**saved)
+    try:
+        TrainConfig(**saved).validate()  # on a copy: validate fills in defaults
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: bad training configuration: {exc}") from None
+    return config
 
 
 class ResumeConflict(ValueError):
@@ -525,8 +533,9 @@ def resume(path: str | Path, data: Split, backend: Backend, epochs: int | None =
         value, else :class:`ResumeConflict` names the ones that differ.
     """
     tensors, spec, metadata = load_checkpoint(path)  # read (and hash-checked) once
-    model = _rebuild(path, tensors, spec, backend)
-    if list(data.input_shape) != spec.get("input_shape"):
+    model, spec = _rebuild(path, tensors, spec, backend)
+    metadata = check_metadata(path, metadata)
+    if list(data.input_shape) != spec["input_shape"]:
         raise CheckpointError(
             f"{path}: the model was trained on inputs of shape {spec.get('input_shape')}, "
             f"the dataset has {list(data.input_shape)}"
@@ -539,7 +548,7 @@ def resume(path: str | Path, data: Split, backend: Backend, epochs: int | None =
                  if name not in RESUME_CHANGES and value != getattr(config, name)]  # fmt: skip
     if conflicts:
         raise ResumeConflict(path, conflicts)
-    done = int(metadata["epoch"])
+    done = metadata["epoch"]
     for name in RESUME_CHANGES:
         if changes.get(name) is not None:
             setattr(config, name, changes[name])
@@ -549,6 +558,19 @@ def resume(path: str | Path, data: Split, backend: Backend, epochs: int | None =
             f"epochs must be at least the {done} epochs already done in {path}, got {config.epochs}"
         )
     optimizer = build_optimizer(config, model)
+    scheduler = build_scheduler(config, optimizer)
+    try:
+        history = _restore(tensors, metadata, model, optimizer, scheduler)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: the saved training state is malformed ({exc!r})") from None
+    if changes.get("lr") is not None:
+        _restart_lr(optimizer, scheduler, config.lr)
+    return TrainState(model, optimizer, scheduler, config, spec, history)
+
+
+def _restore(tensors: dict, metadata: dict, model: nn.Module, optimizer: optim.Optimizer,
+             scheduler: optim.LRScheduler | None) -> list[EpochStats]:  # fmt: skip
+    """Load the optimiser, schedule and dropout states saved by :func:`snapshot`; return history."""
     saved = metadata["optimizer"]
     opt_state: dict[str, dict[str, Any]] = {k: dict(v) for k, v in saved["scalars"].items()}
     for key, value in tensors.items():
@@ -556,16 +578,14 @@ def resume(path: str | Path, data: Split, backend: Backend, epochs: int | None =
             _, index, name = key.split(".", 2)
             opt_state.setdefault(index, {})[name] = value
     optimizer.load_state_dict({"state": opt_state, "param_groups": saved["param_groups"]})
-    scheduler = build_scheduler(config, optimizer)
     if scheduler is not None and metadata.get("scheduler"):
         scheduler.load_state_dict(metadata["scheduler"])
-    if changes.get("lr") is not None:
-        _restart_lr(optimizer, scheduler, config.lr)
-    modules = dict(model.named_modules())
+    dropouts = {n: m for n, m in model.named_modules() if isinstance(m, nn.Dropout)}
     for name, rng_state in metadata.get("rng", {}).get("dropout", {}).items():
-        modules[name].set_rng_state(rng_state)
-    history = [EpochStats.from_dict(h) for h in metadata["history"]]
-    return TrainState(model, optimizer, scheduler, config, spec, history)
+        if not isinstance(rng_state, dict):
+            raise TypeError(f"dropout state of {name!r} must be an object")
+        dropouts[name].set_rng_state(rng_state)
+    return [EpochStats.from_dict(h) for h in metadata["history"]]
 
 
 def _restart_lr(optimizer: optim.Optimizer, scheduler: optim.LRScheduler | None,

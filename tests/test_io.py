@@ -38,8 +38,11 @@ def header_of(path: Path) -> tuple[int, dict]:
     return length, json.loads(data[8 : 8 + length])
 
 
-def rewrite_metadata(path: Path, **changes: str | None) -> None:
-    """Re-save ``path`` with its header metadata edited (None deletes a key)."""
+def rewrite_metadata(path: Path, *, sign: bool = True, **changes: str | None) -> None:
+    """Re-save ``path`` with its header metadata edited (None deletes a key).
+
+    ``sign``: recompute the digest, as a forger would, to reach the checks behind it.
+    """
     with safetensors.safe_open(path, framework="numpy") as f:
         metadata = dict(f.metadata())
         tensors = {name: f.get_tensor(name) for name in f.keys()}
@@ -48,6 +51,8 @@ def rewrite_metadata(path: Path, **changes: str | None) -> None:
             metadata.pop(key, None)
         else:
             metadata[key] = value
+    if sign and checkpoint_io.DIGEST_KEY in metadata:
+        metadata[checkpoint_io.DIGEST_KEY] = checkpoint_io._sign(metadata, tensors)
     path.write_bytes(safetensors.numpy.save(tensors, metadata=metadata))
 
 

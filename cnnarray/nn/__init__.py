@@ -46,7 +46,7 @@ from .models import (
     small_cnn,
     vgg_small,
 )
-from .module import IncompatibleKeys, Module, Parameter, from_spec, register
+from .module import IncompatibleKeys, Module, Parameter, check_spec, from_spec, register
 from .normalization import BatchNorm2d
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .resnet import BasicBlock, Bottleneck, ResNet
@@ -73,6 +73,7 @@ __all__ = [
     "ResNet",
     "Sequential",
     "build_model",
+    "check_spec",
     "from_spec",
     "init",
     "lenet5",

@@ -6,7 +6,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .module import Module, build, register
+from .module import Module, _check_node, build, register
 
 __all__ = ["Sequential"]
 
@@ -76,6 +76,25 @@ class Sequential(Module):
         if names != [str(i) for i in range(len(names))]:
             spec["names"] = names
         return spec
+
+    @classmethod
+    def _check_spec(cls, spec: Mapping[str, Any], where: str, depth: int, count: list[int]) -> None:
+        extra = sorted(set(spec) - {"type", "layers", "names"})
+        if extra:
+            raise ValueError(f"{where}: unknown entries {extra} in the spec of Sequential")
+        layers, names = spec.get("layers"), spec.get("names")
+        if not isinstance(layers, list):
+            raise ValueError(f"{where}: spec of Sequential needs a 'layers' list")
+        if names is not None and (
+            not isinstance(names, list)
+            or len(names) != len(layers)
+            or not all(isinstance(n, str) for n in names)
+        ):
+            raise ValueError(
+                f"{where}: spec of Sequential: 'names' must be a list of {len(layers)} strings"
+            )
+        for i, layer in enumerate(layers):
+            _check_node(layer, f"{where}.layers[{i}]", depth + 1, count)
 
     @classmethod
     def _from_spec(cls, spec: Mapping[str, Any], rng: Any) -> Module:

@@ -89,6 +89,7 @@ class Conv2d(Module):
             padding if isinstance(padding, str) else _args._pair(padding, "padding", minimum=0)
         )
         shape = (out_channels, in_channels // groups, *self.kernel_size)
+        bias = _args.check_bool(bias, "bias")
         self.weight, self.bias = _weight_and_bias(shape, bias, backend, dtype, seed, rng)
         self._columns = ColumnCache()
 

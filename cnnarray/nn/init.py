@@ -4,11 +4,20 @@ Random numbers are always drawn on the CPU from a NumPy ``Generator`` (reached
 as ``get_backend("cpu").xp``, so this module imports no array library) and
 then moved to the target backend: a model built with ``seed=0`` has the same
 weights on NumPy and on CuPy.
+
+Inside :func:`shapes_only` nothing is drawn or allocated: :func:`uniform` and
+:func:`constant` return read-only zero-strided placeholders of the right shape
+and dtype, so that a model described by an untrusted spec can be built to
+compare its parameter shapes with a checkpoint's tensors before any memory
+proportional to them is spent.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from .. import _args
@@ -17,11 +26,51 @@ from ..backend import get_backend
 __all__ = [
     "calculate_fan_in_and_fan_out",
     "calculate_gain",
+    "constant",
     "kaiming_uniform",
     "make_rng",
     "resolve_dtype",
+    "shapes_only",
     "uniform",
 ]
+
+# [arrays made so far, most allowed] while shapes_only is active, else None
+_SHAPES_ONLY: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "shapes_only", default=None
+)
+
+
+@contextlib.contextmanager
+def shapes_only(max_arrays: int | None = None) -> Iterator[None]:
+    """Within the block, initial values are placeholders that take no memory.
+
+    Parameters
+    ----------
+    max_arrays : int, optional
+        Raise ValueError once more arrays than this are asked for (a bound on
+        the work of building a model whose spec asks for a huge number of layers).
+    """
+    token = _SHAPES_ONLY.set([0, -1 if max_arrays is None else max_arrays])
+    try:
+        yield
+    finally:
+        _SHAPES_ONLY.reset(token)
+
+
+def _placeholder(shape: tuple[int, ...], dtype: Any) -> Any:
+    """A read-only array of ``shape`` that takes no memory, or None outside shapes_only."""
+    counter = _SHAPES_ONLY.get()
+    if counter is None:
+        return None
+    counter[0] += 1
+    if 0 <= counter[1] < counter[0]:
+        raise ValueError(f"the spec asks for more than {counter[1]} parameter and buffer arrays")
+    xp = get_backend("cpu").xp
+    try:
+        return xp.broadcast_to(xp.zeros((), dtype), shape)
+    except ValueError:  # more elements than an array can index
+        raise ValueError(f"the spec asks for a parameter of shape {shape}, too large") from None
+
 
 _FLOAT_DTYPES = ("float32", "float64")
 
@@ -87,8 +136,21 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 def uniform(shape: tuple[int, ...], bound: float, rng: Any, dtype: Any, backend: Any) -> Any:
     """Draw ``U(-bound, bound)`` of ``shape`` on the CPU and return it on ``backend``."""
+    placeholder = _placeholder(shape, dtype)
+    if placeholder is not None:
+        return placeholder
     values = rng.uniform(-bound, bound, size=shape)
     return get_backend(backend).asarray(values, dtype=dtype)
+
+
+def constant(shape: tuple[int, ...], value: float, dtype: Any, backend: Any) -> Any:
+    """Return an array of ``shape`` filled with ``value`` on ``backend``."""
+    placeholder = _placeholder(shape, dtype)
+    if placeholder is not None:
+        return placeholder
+    target = get_backend(backend)
+    with target.activate():
+        return target.xp.full(shape, value, dtype)
 
 
 def kaiming_uniform(

@@ -50,6 +50,7 @@ class Linear(Module):
         self.in_features = _args.check_int(in_features, "in_features", minimum=1)
         self.out_features = _args.check_int(out_features, "out_features", minimum=1)
         shape = (out_features, in_features)
+        bias = _args.check_bool(bias, "bias")
         self.weight, self.bias = _weight_and_bias(shape, bias, backend, dtype, seed, rng)
 
     def _config(self) -> dict[str, Any]:
@@ -68,7 +69,8 @@ class Flatten(OpLayer):
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
-        self.start_dim, self.end_dim = start_dim, end_dim
+        self.start_dim = _args.check_int(start_dim, "start_dim")
+        self.end_dim = _args.check_int(end_dim, "end_dim")
 
     def _op_args(self) -> dict[str, Any]:
         return {"start_axis": self.start_dim, "end_axis": self.end_dim}

@@ -16,6 +16,7 @@ never needs pickle.
 from __future__ import annotations
 
 import inspect
+import reprlib
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple, TypeVar
@@ -23,9 +24,18 @@ from typing import Any, NamedTuple, TypeVar
 from .. import _args
 from ..autograd import Tensor, is_grad_enabled, no_grad
 from ..backend import asarray, backend_of, get_backend
-from .init import make_rng
+from .init import make_rng, shapes_only
 
-__all__ = ["IncompatibleKeys", "Module", "Parameter", "from_spec", "register"]
+__all__ = [
+    "MAX_SPEC_DEPTH",
+    "MAX_SPEC_MODULES",
+    "IncompatibleKeys",
+    "Module",
+    "Parameter",
+    "check_spec",
+    "from_spec",
+    "register",
+]
 
 
 class Parameter(Tensor):
@@ -289,35 +299,8 @@ class Module:
             If ``strict`` and keys are missing or unexpected, or if an array
             has another shape or dtype than the one it would replace.
         """
-        if not isinstance(state, Mapping):
-            raise TypeError(f"state must be a mapping of name -> array, got {type(state)}")
         own = self.state_dict()
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        if strict and (missing or unexpected):
-            raise ValueError(
-                f"error loading state into {type(self).__name__}: "
-                f"missing keys {missing}, unexpected keys {unexpected}"
-            )
-        values, problems = {}, []
-        for key, target in own.items():
-            if key not in state:
-                continue
-            value = state[key]
-            if not hasattr(value, "shape"):
-                value = asarray(value)
-            if tuple(value.shape) != tuple(target.shape):
-                problems.append(
-                    f"{key!r} has shape {tuple(value.shape)}, expected {tuple(target.shape)}"
-                )
-            elif value.dtype != target.dtype:
-                problems.append(f"{key!r} has dtype {value.dtype}, expected {target.dtype}")
-            else:
-                values[key] = value
-        if problems:
-            raise ValueError(
-                f"error loading state into {type(self).__name__}: " + "; ".join(problems)
-            )
+        missing, unexpected, values = _check_state(type(self).__name__, own, state, strict)
         for key, value in values.items():
             target = own[key]
             target[...] = backend_of(target).asarray(value)
@@ -342,6 +325,33 @@ class Module:
         """
         _check_registered(self)
         return {"type": type(self).__name__, "args": _jsonable(self._config())}
+
+    @classmethod
+    def _check_spec(cls, spec: Mapping[str, Any], where: str, depth: int, count: list[int]) -> None:
+        """Check ``spec`` of this class before building it (see :func:`check_spec`).
+
+        ``{"type": ..., "args": {...}}`` where the arguments bind to the
+        constructor; a subclass that reads other entries overrides this and
+        checks its children with ``_check_node(child, where, depth + 1, count)``.
+        """
+        extra = sorted(set(spec) - {"type", "args"})
+        if extra:
+            raise ValueError(f"{where}: unknown entries {extra} in the spec of {cls.__name__}")
+        args = spec.get("args", {})
+        if not isinstance(args, Mapping) or not all(isinstance(k, str) for k in args):
+            raise ValueError(
+                f"{where}: spec of {cls.__name__}: 'args' must be an object, got {_short(args)}"
+            )
+        refused = sorted(set(args) & set(REFUSED_SPEC_ARGS))
+        if refused:
+            raise ValueError(
+                f"{where}: {cls.__name__} argument {refused[0]!r} is not allowed in a spec (where "
+                f"the model goes and how it is drawn are the caller's choice)"
+            )
+        try:
+            inspect.signature(cls).bind(**args)
+        except TypeError as exc:
+            raise ValueError(f"{where}: spec of {cls.__name__} has bad arguments: {exc}") from None
 
     @classmethod
     def _from_spec(cls, spec: Mapping[str, Any], rng: Any) -> Module:
@@ -397,7 +407,57 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _check_state(
+    name: str, own: Mapping[str, Any], state: Any, strict: bool
+) -> tuple[list[str], list[str], dict[str, Any]]:
+    """Compare ``state`` with a module's own arrays ``own``; return missing, unexpected, matches.
+
+    Raises ValueError (TypeError for a non-mapping) naming every key whose
+    array has another shape or dtype, and, if ``strict``, the keys that are
+    missing or unexpected.
+    """
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state must be a mapping of name -> array, got {type(state)}")
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if strict and (missing or unexpected):
+        raise ValueError(
+            f"error loading state into {name}: missing keys {missing}, unexpected keys {unexpected}"
+        )
+    values, problems = {}, []
+    for key, target in own.items():
+        if key not in state:
+            continue
+        value = state[key]
+        if not hasattr(value, "shape"):
+            value = asarray(value)
+        if tuple(value.shape) != tuple(target.shape):
+            problems.append(
+                f"{key!r} has shape {tuple(value.shape)}, expected {tuple(target.shape)}"
+            )
+        elif value.dtype != target.dtype:
+            problems.append(f"{key!r} has dtype {value.dtype}, expected {target.dtype}")
+        else:
+            values[key] = value
+    if problems:
+        raise ValueError(f"error loading state into {name}: " + "; ".join(problems))
+    return missing, unexpected, values
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a spec may be huge)."""
+    text = reprlib.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 _REGISTRY: dict[str, type[Module]] = {}
+
+#: Deepest nesting of module specs (a Sequential in a Sequential ...) accepted.
+MAX_SPEC_DEPTH = 32
+#: Most module specs (layers, at every depth) in one spec.
+MAX_SPEC_MODULES = 10_000
+#: Constructor arguments a spec may not give: where parameters live, what draws them.
+REFUSED_SPEC_ARGS = ("backend", "rng")
 
 T = TypeVar("T", bound=type[Module])
 
@@ -419,10 +479,73 @@ def register(cls: T) -> T:
     return cls
 
 
+def _check_node(spec: Any, where: str, depth: int, count: list[int]) -> None:
+    """Check one module spec and, through its class, those below it."""
+    if depth > MAX_SPEC_DEPTH:
+        raise ValueError(f"the spec nests modules more than {MAX_SPEC_DEPTH} deep")
+    count[0] += 1
+    if count[0] > MAX_SPEC_MODULES:
+        raise ValueError(f"the spec describes more than {MAX_SPEC_MODULES} modules")
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("type"), str):
+        raise ValueError(
+            f"{where}: a module spec must be a dict with a 'type' entry (a string), "
+            f"got {_short(spec)}"
+        )
+    cls = _REGISTRY.get(spec["type"])
+    if cls is None:
+        raise ValueError(
+            f"{where}: unknown module type {_short(spec['type'])} in spec; "
+            f"known types: {sorted(_REGISTRY)}"
+        )
+    cls._check_spec(spec, where, depth, count)
+
+
+def check_spec(spec: Any, state: Mapping[str, Any] | None = None) -> None:
+    """Check a module spec, and the arrays meant for it, before anything is built.
+
+    Without ``state``: the structure (registered types, at most
+    :data:`MAX_SPEC_DEPTH` deep and :data:`MAX_SPEC_MODULES` modules,
+    arguments that bind to each constructor, none of :data:`REFUSED_SPEC_ARGS`).
+    With ``state``: also the values, by building the model with placeholder
+    arrays that take no memory (:func:`cnnarray.nn.init.shapes_only`; each
+    constructor checks its argument types and ranges), and its parameter and
+    buffer names, shapes and dtypes against ``state``, so that a model is
+    never larger than the arrays given for it (a checkpoint's tensors).
+
+    Parameters
+    ----------
+    spec : dict
+        As returned by :meth:`Module.spec` (possibly through untrusted JSON).
+    state : mapping of str to array, optional
+        The arrays to load into the model (anything with ``shape`` and ``dtype``).
+
+    Raises
+    ------
+    ValueError
+        Naming the first problem (an ``ArgumentTypeError``, also a TypeError,
+        for an argument of the wrong type).
+
+    See Also
+    --------
+    from_spec, Module.load_state_dict
+    """
+    _check_node(spec, "spec", 0, [0])
+    if state is None:
+        return
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state must be a mapping of name -> array, got {type(state)}")
+    with shapes_only(max_arrays=len(state)):
+        try:
+            model = build(spec, make_rng(None))
+        except (TypeError, ValueError, OverflowError, MemoryError) as exc:
+            raise ValueError(f"spec: {exc}") from None
+    _check_state(type(model).__name__, model.state_dict(), state, strict=True)
+
+
 def build(spec: Mapping[str, Any], rng: Any) -> Module:
     """Build one module from its spec, drawing initial weights from ``rng``."""
     if not isinstance(spec, Mapping) or "type" not in spec:
-        raise ValueError(f"a module spec must be a dict with a 'type' entry, got {spec!r}")
+        raise ValueError(f"a module spec must be a dict with a 'type' entry, got {_short(spec)}")
     cls = _REGISTRY.get(spec["type"])
     if cls is None:
         raise ValueError(
@@ -434,12 +557,16 @@ def build(spec: Mapping[str, Any], rng: Any) -> Module:
 def from_spec(spec: Mapping[str, Any], *, backend: Any = None, seed: int | None = None) -> Module:
     """Rebuild a module from :meth:`Module.spec` (weights freshly initialised).
 
+    The spec's structure is checked first (:func:`check_spec`); to check it
+    against the arrays to be loaded before anything is allocated, call
+    ``check_spec(spec, state)``.
+
     Parameters
     ----------
     spec : dict
         As returned by ``module.spec()`` (possibly through JSON).
     backend : str, optional
-        Where to put the parameters (default "cpu").
+        Where to put the parameters (default "cpu"); never taken from the spec.
     seed : int, optional
         Seed of the initial weights; load a state dict to restore trained ones.
 
@@ -451,5 +578,6 @@ def from_spec(spec: Mapping[str, Any], *, backend: Any = None, seed: int | None 
     >>> twin.load_state_dict(model.state_dict())
     IncompatibleKeys(missing_keys=[], unexpected_keys=[])
     """
+    check_spec(spec)
     module = build(spec, make_rng(seed))
     return module if backend is None else module.to(backend)

@@ -8,6 +8,7 @@ from .. import _args
 from ..autograd import Tensor
 from ..ops import batch_norm2d
 from ._layer import _setup
+from .init import constant
 from .module import Module, Parameter, register
 
 __all__ = ["BatchNorm2d"]
@@ -62,16 +63,17 @@ class BatchNorm2d(Module):
         self.momentum = (
             momentum if momentum is None else _args.check_real(momentum, "momentum", low=0, high=1)
         )
-        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        self.affine = _args.check_bool(affine, "affine")
+        self.track_running_stats = _args.check_bool(track_running_stats, "track_running_stats")
         target, dtype, _ = _setup(backend, dtype)
-        xp = target.xp
-        with target.activate():
-            self.weight = Parameter(xp.ones(num_features, dtype)) if affine else None
-            self.bias = Parameter(xp.zeros(num_features, dtype)) if affine else None
-            if track_running_stats:
-                self.register_buffer("running_mean", xp.zeros(num_features, dtype))
-                self.register_buffer("running_var", xp.ones(num_features, dtype))
-                self.register_buffer("num_batches_tracked", xp.zeros((), xp.int64))
+        shape = (self.num_features,)
+        self.weight = Parameter(constant(shape, 1, dtype, target)) if affine else None
+        self.bias = Parameter(constant(shape, 0, dtype, target)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", constant(shape, 0, dtype, target))
+            self.register_buffer("running_var", constant(shape, 1, dtype, target))
+            count = constant((), 0, target.xp.dtype("int64"), target)
+            self.register_buffer("num_batches_tracked", count)
         self._dtype = dtype
 
     def _config(self) -> dict[str, Any]:

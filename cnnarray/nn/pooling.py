@@ -81,7 +81,11 @@ class AvgPool2d(OpLayer):
         self.kernel_size, self.stride, self.padding = _window(kernel_size, stride, padding)
         self.ceil_mode = _args.check_bool(ceil_mode, "ceil_mode")
         self.count_include_pad = _args.check_bool(count_include_pad, "count_include_pad")
-        self.divisor_override = divisor_override
+        self.divisor_override = (
+            None
+            if divisor_override is None
+            else _args.check_int(divisor_override, "divisor_override", minimum=1)
+        )
 
 
 @register
