@@ -234,11 +234,11 @@ def _figure_option(what: str) -> Any:
     return typer.Option(callback=_figure_path, help=f"{what} ({suffixes}).")
 
 
-def _dataset(spec: str):
+def _dataset(spec: str, image_size=None):
     from .data import load_dataset
 
     try:
-        return load_dataset(spec)
+        return load_dataset(spec, image_size=image_size)
     except (ValueError, FileNotFoundError) as exc:
         raise typer.BadParameter(str(exc), param_hint="'--dataset'") from None
 
@@ -332,6 +332,14 @@ def train(
             "(default: train all epochs).",
         ),
     ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Height and width that the images of a folder:DIR dataset are resized to "
+            "(default: 32; the other datasets keep their own size).",
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -418,7 +426,7 @@ def train(
     if save_best and val_split == 0:
         raise _exit_with("--save-best needs a validation set: --val-split must be above 0")
     try:
-        started = _start_run(device, given, epochs, resume, save_best)
+        started = _start_run(device, given, epochs, resume, save_best, image_size)
     except KeyboardInterrupt:
         raise _exit_with("interrupted before training started: nothing saved", 130) from None
     if started is not None:
@@ -427,7 +435,7 @@ def train(
 
 
 def _start_run(device: str, given: dict, epochs: int | None, resume: Path | None,
-               save_best: bool):  # fmt: skip
+               save_best: bool, image_size: int | None = None):  # fmt: skip
     """Return backend, data and state of a new or resumed run; None when nothing is left."""
     from . import train as training
     from .io import CheckpointError
@@ -436,10 +444,10 @@ def _start_run(device: str, given: dict, epochs: int | None, resume: Path | None
     try:
         if resume is not None:
             saved = training.read_config(resume)
-            data = _dataset(given.get("dataset", saved.dataset))
+            data = _dataset(given.get("dataset", saved.dataset), image_size)
             state = training.resume(resume, data, backend, epochs=epochs, changes=given)
         else:
-            data = _dataset(given.get("dataset", "digits"))
+            data = _dataset(given.get("dataset", "digits"), image_size)
             config = training.TrainConfig(**given)
             config.epochs = epochs or config.epochs
             state = training.new_state(config, data, backend)
@@ -600,7 +608,7 @@ def evaluate(
     if spec_dataset is None:
         raise _exit_with(f"{model_path} was not trained on the bundled digits: pass --dataset "
                          f"to say which data set to evaluate it on")  # fmt: skip
-    data = _dataset(spec_dataset)
+    data = _dataset(spec_dataset, spec["input_shape"][1:])
     if list(data.input_shape) != spec["input_shape"]:
         raise typer.BadParameter(
             f"the model takes inputs of shape {spec['input_shape']}, "
@@ -787,7 +795,7 @@ def visualize(
     if image is None:
         if saved_dataset(spec, metadata) is None:  # a path the checkpoint may not choose
             raise _exit_with(f"{model_path} was not trained on the bundled digits: give an IMAGE")
-        data = _dataset("digits")
+        data = _dataset("digits", spec["input_shape"][1:])
         x, title = data.x_test[:1], f"first test image of {data.name}"
     else:
         x, title = _load_images([image], spec["input_shape"]), str(image)

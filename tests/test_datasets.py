@@ -312,7 +312,7 @@ def test_cifar10_label_out_of_range(tmp_path):
 
 def test_load_image_folder_grayscale(tmp_path):
     root = make_image_folder(tmp_path / "shapes", {"square": 5, "circle": 5})
-    data = load_image_folder(root, test_fraction=0.2)
+    data = load_image_folder(root, size=(4, 6), test_fraction=0.2)
     assert data.name == "shapes"
     assert data.classes == ["circle", "square"]
     assert data.x_train.shape == (8, 1, 4, 6) and data.x_test.shape == (2, 1, 4, 6)
@@ -331,19 +331,22 @@ def test_load_image_folder_grayscale(tmp_path):
 
 def test_load_image_folder_rgb_resize_and_channels(tmp_path):
     root = make_image_folder(tmp_path / "rgb", {"a": 3, "b": 2}, mode="RGB", size=(5, 7))
-    data = load_image_folder(root, test_fraction=0.0)
-    assert data.x_train.shape == (5, 3, 7, 5) and data.x_test.shape == (0, 3, 7, 5)
+    data = load_image_folder(root, test_fraction=0.0)  # default size: 32 x 32
+    assert data.x_train.shape == (5, 3, 32, 32) and data.x_test.shape == (0, 3, 32, 32)
+    assert load_image_folder(root, size=(7, 5), test_fraction=0.0).x_train.shape == (5, 3, 7, 5)
     resized = load_image_folder(root, size=(4, 3), grayscale=True, test_fraction=0.0)
     assert resized.x_train.shape == (5, 1, 4, 3)
     square = load_image_folder(root, size=8, test_fraction=0.0)
     assert square.x_train.shape == (5, 3, 8, 8)
 
 
-def test_load_image_folder_mixed_sizes_follow_the_first(tmp_path):
+def test_load_image_folder_mixed_sizes_take_the_declared_size_not_the_first(tmp_path):
     root = make_image_folder(tmp_path / "mixed", {"a": 1}, size=(4, 4))
     make_image_folder(root, {"b": 1}, size=(9, 5))
     data = load_image_folder(root, test_fraction=0.0, grayscale=False)
-    assert data.x_train.shape == (2, 3, 4, 4)
+    assert data.x_train.shape == (2, 3, 32, 32)
+    data = load_image_folder(root, size=(5, 9), test_fraction=0.0, grayscale=False)
+    assert data.x_train.shape == (2, 3, 5, 9)
 
 
 def test_load_image_folder_ignores_non_images_and_hidden(tmp_path):
@@ -443,8 +446,12 @@ def test_load_dataset_specs(tmp_path):
     (tmp_path / "c").mkdir()
     make_cifar(tmp_path / "c", per_file=1)
     assert load_dataset(f"cifar10:{tmp_path / 'c'}").name == "cifar10"
-    make_image_folder(tmp_path / "f", {"x": 2, "y": 2})
+    make_image_folder(tmp_path / "f", {"x": 3, "y": 3})
     assert load_dataset(f"folder:{tmp_path / 'f'}").classes == ["x", "y"]
+    assert load_dataset(f"folder:{tmp_path / 'f'}").input_shape == (1, 32, 32)
+    assert load_dataset(f"folder:{tmp_path / 'f'}", image_size=(6, 5)).input_shape == (1, 6, 5)
+    # datasets stored at a fixed size keep it
+    assert load_dataset(f"mnist:{tmp_path / 'm'}", image_size=9).input_shape == (1, 5, 5)
 
 
 @pytest.mark.parametrize("spec", ["imagenet", "mnist", "mnist:", "digits:here", ""])

@@ -15,6 +15,7 @@ with it.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,8 +29,10 @@ from .images import read_image
 
 __all__ = [
     "CIFAR10_CLASSES",
+    "DEFAULT_IMAGE_SIZE",
     "DIGITS_CLASSES",
     "FASHION_MNIST_CLASSES",
+    "MAX_FOLDER_BYTES",
     "MNIST_CLASSES",
     "DatasetError",
     "Split",
@@ -244,7 +247,9 @@ def _check_directory(directory: PathLike) -> Path:
     return path
 
 
-def _load_idx_pair(directory: Path, prefix: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _load_idx_pair(
+    directory: Path, prefix: str, num_classes: int, split: str
+) -> tuple[np.ndarray, np.ndarray]:
     images_path = _find_file(directory, f"{prefix}-images-idx3-ubyte")
     labels_path = _find_file(directory, f"{prefix}-labels-idx1-ubyte")
     images = read_idx(images_path, ndim=3)
@@ -253,18 +258,28 @@ def _load_idx_pair(directory: Path, prefix: str, num_classes: int) -> tuple[np.n
         raise DatasetError(
             f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels"
         )
+    if len(images) == 0:
+        raise DatasetError(
+            f"{images_path}: the {split} split is empty (the header declares 0 images); "
+            f"it needs at least one image: replace the file with one that has images"
+        )
+    if 0 in images.shape[1:]:
+        raise DatasetError(
+            f"{images_path}: images of size {images.shape[1]}x{images.shape[2]}; "
+            f"height and width must be at least 1"
+        )
     check_labels(labels, num_classes, labels_path)
     return _to_unit_float(images)[:, None, :, :], labels.astype(np.int64)  # (N, 1, H, W)
 
 
 def _load_idx_dataset(directory: PathLike, classes: list[str], name: str) -> Split:
     root = _check_directory(directory)
-    x_train, y_train = _load_idx_pair(root, "train", len(classes))
-    x_test, y_test = _load_idx_pair(root, "t10k", len(classes))
+    x_train, y_train = _load_idx_pair(root, "train", len(classes), "training")
+    x_test, y_test = _load_idx_pair(root, "t10k", len(classes), "test")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DatasetError(
             f"{root}: training images are {x_train.shape[2:]} but test images are "
-            f"{x_test.shape[2:]}"
+            f"{x_test.shape[2:]} (train-images-idx3-ubyte and t10k-images-idx3-ubyte)"
         )
     return Split(x_train, y_train, x_test, y_test, list(classes), name)
 
@@ -375,9 +390,40 @@ def _image_files(folder: Path) -> list[Path]:
     )
 
 
-def _parse_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
-    """Return ``size`` as ``(height, width)``, or None."""
-    return None if size is None else _args._pair(size, "size", minimum=1)
+#: Height and width that a folder's images are resized to when no size is given.
+DEFAULT_IMAGE_SIZE = 32
+#: Most bytes a folder's images may take once loaded (float32): 4 GiB, the share of
+#: :data:`cnnarray.data.formats.MAX_DATA_BYTES` after conversion to float32.
+MAX_FOLDER_BYTES = 4 * 2**30
+
+
+def _parse_size(size: int | Sequence[int] | None) -> tuple[int, int]:
+    """Return ``size`` as ``(height, width)``; None means :data:`DEFAULT_IMAGE_SIZE`."""
+    return _args._pair(DEFAULT_IMAGE_SIZE if size is None else size, "size", minimum=1)
+
+
+def _min_class_size(test_fraction: float) -> int:
+    """Fewest images a class needs for ``round(test_fraction * n)`` to be at least 1."""
+    n = max(1, math.ceil(0.5 / test_fraction))
+    while round(test_fraction * n) < 1:  # round() halves to even: one more may be needed
+        n += 1
+    return n
+
+
+def _check_split_sizes(root: Path, split: Split, counts: list[int], test_fraction: float) -> None:
+    """Raise DatasetError naming the empty split of a folder dataset and how to fill it."""
+    if len(split.y_train) == 0:
+        raise DatasetError(
+            f"{root}: the training split is empty: test_fraction={test_fraction} puts every "
+            f"image of each class (at most {max(counts)}) in the test split; add images to "
+            f"each class folder or lower test_fraction"
+        )
+    if test_fraction > 0 and len(split.y_test) == 0:
+        raise DatasetError(
+            f"{root}: the test split is empty: with test_fraction={test_fraction} a class needs "
+            f"at least {_min_class_size(test_fraction)} images to give one to the test split, "
+            f"and the largest class folder has {max(counts)}; add images to the class folders"
+        )
 
 
 def load_image_folder(
@@ -391,7 +437,9 @@ def load_image_folder(
 
     Class names are the sorted names of the sub-folders (hidden ones are
     skipped); every file whose extension Pillow knows is read as an image, and
-    other files are ignored.
+    other files are ignored. Every image is resized to ``size``, so the memory
+    taken is known before the first image is read; images over Pillow's
+    decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) are refused.
 
     Parameters
     ----------
@@ -399,7 +447,8 @@ def load_image_folder(
         Root folder, e.g. ``root/cat/1.png``, ``root/dog/2.jpg``.
     size : int or (int, int), optional
         Target ``(height, width)`` (an int means a square). Images of another
-        size are resized bilinearly. Default: the size of the first image.
+        size are resized bilinearly. Default: :data:`DEFAULT_IMAGE_SIZE` (32)
+        square; never the size of some image in the folder.
     grayscale : bool, optional
         Convert to one channel (True) or three RGB channels (False). Default:
         grayscale when the first image has a single band (mode ``"L"``, ...).
@@ -418,20 +467,33 @@ def load_image_folder(
     FileNotFoundError
         If ``directory`` does not exist.
     DatasetError
-        If there are no class folders, a class folder holds no image, or an
-        image cannot be read; the message names the folder or file.
+        If there are no class folders, a class folder holds no image, an
+        image cannot be read, the images would take more than
+        :data:`MAX_FOLDER_BYTES`, or the training split (or, with
+        ``test_fraction > 0``, the test split) is empty; the message names
+        the folder or file.
     """
     root = _check_directory(directory)
     target = _parse_size(size)
+    test_fraction = _args.check_real(test_fraction, "test_fraction", low=0, high=1, high_open=True)
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DatasetError(f"{root}: no class sub-folders found (expected root/CLASS/IMAGE)")
     files: list[tuple[Path, int]] = []
+    counts = []
     for label, folder in enumerate(class_dirs):
         images = _image_files(folder)
         if not images:
             raise DatasetError(f"{folder}: class folder contains no image files")
         files.extend((path, label) for path in images)
+        counts.append(len(images))
+    needed = len(files) * 3 * target[0] * target[1] * 4  # at most 3 channels of float32
+    if needed > MAX_FOLDER_BYTES:
+        raise DatasetError(
+            f"{root}: {len(files)} images of {target[0]}x{target[1]} pixels need up to "
+            f"{needed} bytes as float32, over the limit of {MAX_FOLDER_BYTES} "
+            f"(cnnarray.data.datasets.MAX_FOLDER_BYTES); choose a smaller image size"
+        )
 
     x = None
     for i, (path, _) in enumerate(files):
@@ -439,14 +501,16 @@ def load_image_folder(
             image = read_image(path, grayscale=grayscale, size=target, resample="bilinear")
         except (OSError, ValueError) as exc:
             raise DatasetError(str(exc)) from exc
-        if x is None:  # the first image sets channels and size for the rest
-            grayscale, target = image.shape[0] == 1, image.shape[1:]
+        if x is None:  # the first image sets the channels for the rest
+            grayscale = image.shape[0] == 1
             x = np.empty((len(files), *image.shape), dtype=np.float32)
         x[i] = image
 
     labels = np.array([label for _, label in files], dtype=np.int64)
     classes = [p.name for p in class_dirs]
-    return Split(*train_test_split(x, labels, test_fraction, seed), classes, root.name)
+    split = Split(*train_test_split(x, labels, test_fraction, seed), classes, root.name)
+    _check_split_sizes(root, split, counts, test_fraction)
+    return split
 
 
 # ---------------------------------------------------------------------------
@@ -455,7 +519,7 @@ def load_image_folder(
 _SPEC_FORMS = "'digits', 'mnist:DIR', 'fashion-mnist:DIR', 'cifar10:DIR' or 'folder:DIR'"
 
 
-def load_dataset(spec: str) -> Split:
+def load_dataset(spec: str, *, image_size: int | tuple[int, int] | None = None) -> Split:
     """Load a dataset described by a short string.
 
     Parameters
@@ -464,6 +528,11 @@ def load_dataset(spec: str) -> Split:
         One of ``"digits"``, ``"mnist:DIR"``, ``"fashion-mnist:DIR"``,
         ``"cifar10:DIR"`` or ``"folder:DIR"``, where ``DIR`` is the folder
         holding the files. Only the first ``:`` separates the name.
+    image_size : int or (int, int), optional
+        ``(height, width)`` that the images of a ``folder:DIR`` dataset are
+        resized to (an int means a square; default
+        :data:`DEFAULT_IMAGE_SIZE`). The other datasets are stored at one
+        size and keep it.
 
     Returns
     -------
@@ -472,7 +541,8 @@ def load_dataset(spec: str) -> Split:
     Raises
     ------
     ValueError
-        If the spec names no known dataset or lacks a required ``DIR``.
+        If the spec names no known dataset or lacks a required ``DIR``, or
+        ``image_size`` is not a positive int or pair of them.
 
     Examples
     --------
@@ -481,6 +551,7 @@ def load_dataset(spec: str) -> Split:
     """
     if not isinstance(spec, str):
         raise TypeError(f"spec must be a string such as {_SPEC_FORMS}, got {type(spec).__name__}")
+    size = _parse_size(image_size)
     name, sep, directory = spec.partition(":")
     key = name.strip().lower()
     if key == "digits":
@@ -499,4 +570,6 @@ def load_dataset(spec: str) -> Split:
         raise ValueError(f"unknown dataset spec {spec!r}; expected {_SPEC_FORMS}")
     if not directory:
         raise ValueError(f"dataset spec {spec!r} needs a directory: expected '{key}:DIR'")
+    if key == "folder":
+        return load_image_folder(directory, size)
     return loaders[key](directory)

@@ -8,6 +8,7 @@ through :func:`read_image`, so every image is converted the same way.
 from __future__ import annotations
 
 import os
+import struct
 
 import numpy as np
 
@@ -87,7 +88,9 @@ def read_image(
         raise FileNotFoundError(f"{path} does not exist") from None
     except Image.DecompressionBombError as exc:  # not an OSError: Pillow's size limit
         raise ValueError(f"{path} is too large to read safely: {exc}") from None
-    except (OSError, ValueError) as exc:  # UnidentifiedImageError is an OSError
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
+        # UnidentifiedImageError is an OSError; Pillow's decoders report a broken file
+        # (e.g. a PNG chunk with a bad length) as SyntaxError, EOFError or struct.error
         raise ValueError(f"{path} is not a readable image: {exc}") from exc
     if square:
         w, h = img.size
