@@ -15,6 +15,11 @@ from typing import Any
 
 IntPair = int | tuple[int, int]
 
+# The largest kernel size, stride, padding, dilation or output size: PyTorch's
+# int32 limit for the same arguments. Larger ints would overflow the int64
+# index arithmetic of the array libraries (an OverflowError, not a message).
+MAX_SIZE = 2**31 - 1
+
 
 class ArgumentTypeError(TypeError, ValueError):
     """An argument of the wrong type.
@@ -153,23 +158,46 @@ def check_axis(axis: Any, ndim: int, name: str = "axis", shape: Sequence[int] | 
     return operator.index(axis) % ndim
 
 
-def check_output_size(output_size: Any, dims: int = 2) -> tuple[int | None, ...]:
+# How many times its input size an adaptive pooling output may be along an axis:
+# windows then hold one or two input elements each, so a larger output only
+# repeats the input and costs memory in proportion.
+MAX_UPSAMPLE = 64
+
+
+def check_output_size(
+    output_size: Any, dims: int = 2, input_shape: Sequence[int] | None = None
+) -> tuple[int | None, ...]:
     """Normalise an adaptive pooling ``output_size``: an int, or ``dims`` ints or Nones.
 
-    None keeps that axis's input size (PyTorch's convention).
+    None keeps that axis's input size (PyTorch's convention). Given the input's
+    shape, return the resolved sizes (no None), each at most ``MAX_UPSAMPLE``
+    times the input size along its axis, so that nothing is allocated for an
+    absurd size.
     """
     sizes = output_size if isinstance(output_size, tuple | list) else (output_size,) * dims
     valid = len(sizes) == dims and all(
-        s is None or (isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1)
+        s is None
+        or (isinstance(s, numbers.Integral) and not isinstance(s, bool) and 1 <= s <= MAX_SIZE)
         for s in sizes
     )
     if not valid:
         kind = "pair" if dims == 2 else f"{dims}-tuple"
         raise ValueError(
             f"output_size must be a positive int or a {kind} of positive ints or None, "
-            f"got {output_size!r}"
+            f"each at most {MAX_SIZE}, got {output_size!r}"
         )
-    return tuple(None if s is None else operator.index(s) for s in sizes)
+    sizes = tuple(None if s is None else operator.index(s) for s in sizes)
+    if input_shape is None:
+        return sizes
+    spatial = tuple(int(s) for s in input_shape[-dims:])
+    sizes = tuple(i if s is None else s for s, i in zip(sizes, spatial, strict=True))
+    if any(s > MAX_UPSAMPLE * i for s, i in zip(sizes, spatial, strict=True)):
+        raise ValueError(
+            f"output_size must be at most {MAX_UPSAMPLE} times the input size along each axis "
+            f"(a larger output only repeats input elements), got {sizes} for x of shape "
+            f"{tuple(int(s) for s in input_shape)}"
+        )
+    return sizes
 
 
 def check_window_fits(
@@ -179,19 +207,39 @@ def check_window_fits(
     padded: Sequence[int],
     x_shape: Sequence[int],
 ) -> None:
-    """Raise ValueError when an output length is below 1: the (dilated) kernel is
-    larger than the padded input. ``padded`` is the input's size with its padding."""
-    if min(out) >= 1:
-        return
+    """Raise ValueError when the (dilated) kernel is larger than the padded input.
+
+    Without ceil_mode that is an output length below 1; pooling with ceil_mode
+    also counts partial windows, and a kernel larger than its whole padded input
+    is refused there too (it only reads padding past the input). ``padded`` is
+    the input's size with its padding.
+    """
     extent = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
+    if min(out) >= 1 and all(e <= p for e, p in zip(extent, padded, strict=True)):
+        return
     raise ValueError(
         f"kernel of size {extent} after dilation is larger than the padded input "
         f"{tuple(padded)} of x with shape {tuple(x_shape)}"
     )
 
 
-def _pair(value: Any, name: str, *, minimum: int) -> tuple[int, int]:
-    """Normalise ``int | (int, int)`` to a pair of ints, each ``>= minimum``.
+def check_map_size(out: Sequence[int], x_shape: Sequence[int], **geometry: Any) -> None:
+    """Raise ValueError when an output map would hold more than ``MAX_SIZE`` elements.
+
+    Only a padding far beyond the kernel gets there (each output then sees
+    padding alone); the message quotes ``geometry``, e.g. ``padding=...``.
+    """
+    if math.prod(out) <= MAX_SIZE:
+        return
+    given = ", ".join(f"{k}={v!r}" for k, v in geometry.items())
+    raise ValueError(
+        f"output maps of size {tuple(out)} would hold more than {MAX_SIZE} elements each, "
+        f"for x of shape {tuple(x_shape)} and {given}"
+    )
+
+
+def _pair(value: Any, name: str, *, minimum: int, maximum: int = MAX_SIZE) -> tuple[int, int]:
+    """Normalise ``int | (int, int)`` to a pair of ints from ``minimum`` to ``maximum``.
 
     Any sequence of two ints is a pair (a list, a range); anything else that is
     not an int, or a sequence of another length, raises :class:`ArgumentTypeError`.
@@ -210,6 +258,8 @@ def _pair(value: Any, name: str, *, minimum: int) -> tuple[int, int]:
     if min(pair) < minimum:
         what = "positive" if minimum == 1 else "non-negative" if minimum == 0 else f">= {minimum}"
         raise ValueError(f"{name} must be {what}, got {value!r}")
+    if max(pair) > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value!r}")
     return pair[0], pair[1]
 
 

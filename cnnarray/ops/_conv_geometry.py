@@ -104,6 +104,7 @@ def geometry(
     out_w = _args.conv_out_size(w, pl + pr, kw, sw, dw)
     _args.check_window_fits((out_h, out_w), (kh, kw), (dh, dw), (h + pt + pb, w + pl + pr),
                             x.shape)  # fmt: skip
+    _args.check_map_size((out_h, out_w), x.shape, padding=padding, kernel=(kh, kw))
     return Geometry(
         n, c_in, h, w, c_out, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, groups, out_h, out_w,
         unbatched,
