@@ -29,9 +29,10 @@ TypeError, FileNotFoundError, or for the commands a non-zero exit with a message
 Cases: ``CNNARRAY_FUZZ_CASES`` (default 150, what CI runs in about a minute) checkpoint
 cases, 0.4 times as many data cases and twice as many op calls; seed:
 ``CNNARRAY_FUZZ_SEED`` (default 0; every failure message names it and the case).
-The long run, 10 000 checkpoint mutations (4 000 data sets, 20 000 op calls)::
+The long run, 10 000 checkpoint mutations (4 000 data sets, 20 000 op calls), its
+counts printed (``-s``)::
 
-    CNNARRAY_FUZZ_CASES=10000 python -m pytest -q tests/test_fuzz.py
+    CNNARRAY_FUZZ_CASES=10000 python -m pytest -q -s tests/test_fuzz.py
 
 One case again, with its traceback (category, seed, case index)::
 
@@ -50,6 +51,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 import zlib
 from pathlib import Path
@@ -60,7 +62,7 @@ CASES = int(os.environ.get("CNNARRAY_FUZZ_CASES", "150"))
 SHARE = {"checkpoint": 1.0, "data": 0.4, "ops": 2.0}  # data cases write files: fewer; ops: more
 SEED = int(os.environ.get("CNNARRAY_FUZZ_SEED", "0"))
 MEMORY_LIMIT = 2 * 1024**3  # bytes of address space of a worker
-CASE_SECONDS = 10  # a case running longer is a hang
+CASE_SECONDS = 10  # CPU seconds: an entry point computing longer is a hang
 BATCH = 50  # cases per worker process
 CATEGORIES = ("checkpoint", "data", "ops")
 ROOT = Path(__file__).resolve().parent.parent
@@ -676,13 +678,14 @@ def _short(kwargs: dict) -> str:
 
 
 def _alarm(signum, frame):
-    raise CaseTimeout(f"over {CASE_SECONDS} s")
+    raise CaseTimeout(f"over {CASE_SECONDS} s of CPU time")
 
 
 def worker(job: dict) -> None:
     """Run cases job["start"]..job["stop"] of a category; one JSON line per event on stdout."""
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-    signal.signal(signal.SIGALRM, _alarm)
+    # CPU time, not wall time: a busy machine slows a case down but does not make it a hang
+    signal.signal(signal.SIGPROF, _alarm)
     clean = _clean_types()
     env, category = job["env"], job["category"]
     env["zeros_member"] = Path(env["member"]).read_bytes()
@@ -692,9 +695,9 @@ def worker(job: dict) -> None:
         if job.get("only", i) != i:
             return
         print(json.dumps({"start": i, "what": what}), file=out, flush=True)
-        failures = []
+        failures, t0 = [], time.perf_counter()
         for name, call in entries:
-            signal.alarm(CASE_SECONDS)
+            signal.setitimer(signal.ITIMER_PROF, CASE_SECONDS)
             try:
                 call()
             except clean:
@@ -706,8 +709,10 @@ def worker(job: dict) -> None:
                 failures.append({"entry": name, "type": type(exc).__name__, "message": message,
                                  "where": _where(exc)})  # fmt: skip
             finally:
-                signal.alarm(0)
-        print(json.dumps({"done": i, "what": what, "failures": failures}), file=out, flush=True)
+                signal.setitimer(signal.ITIMER_PROF, 0)
+        seconds = round(time.perf_counter() - t0, 3)
+        print(json.dumps({"done": i, "what": what, "failures": failures, "seconds": seconds}),
+              file=out, flush=True)  # fmt: skip
 
     if category == "ops":
         first = job["batch"] * BATCH
@@ -774,15 +779,16 @@ def _worker_env() -> dict:
     return env
 
 
-def run_category(category: str, env: dict, cases: int, seed: int = SEED) -> dict:
-    """Run ``cases`` cases in worker batches; return {"cases": n, "failures": [...]}."""
-    failures, done = [], 0
-    for batch, start in enumerate(range(0, cases, BATCH)):
-        stop = min(start + BATCH, cases)
+def run_category(category: str, env: dict, cases: int, seed: int = SEED, first: int = 0) -> dict:
+    """Run cases ``first``..``cases`` in worker batches; return {"cases": n, "failures": [...]}."""
+    failures, done, slowest = [], 0, (0.0, -1, "")
+    for start in range(first - first % BATCH, cases, BATCH):
+        batch, start = start // BATCH, max(start, first)
+        stop = min(batch * BATCH + BATCH, cases)
         while start < stop:
             job = {"category": category, "seed": seed, "batch": batch, "start": start,
                    "stop": stop, "env": env}  # fmt: skip
-            limit = 60 + 2 * CASE_SECONDS * (stop - start)
+            limit = 120 + 2 * CASE_SECONDS * (stop - start)  # wall seconds
             lines, timed_out, code, errors = _run_worker(job, limit)
             current = None
             for line in lines:
@@ -791,6 +797,7 @@ def run_category(category: str, env: dict, cases: int, seed: int = SEED) -> dict
                     current = event
                     continue
                 done, start, current = done + 1, event["done"] + 1, None
+                slowest = max(slowest, (event["seconds"], event["done"], event["what"]))
                 failures += [{"case": event["done"], "what": event["what"], **f}
                              for f in event["failures"]]  # fmt: skip
             if start >= stop or (category == "ops" and current is None and code == 0):
@@ -802,7 +809,7 @@ def run_category(category: str, env: dict, cases: int, seed: int = SEED) -> dict
                              "type": "Hang" if timed_out else "Crash", "message": why,
                              "where": errors.strip().splitlines()[-1:] or ""})  # fmt: skip
             done, start = done + 1, current["start"] + 1
-    return {"cases": done, "failures": failures}
+    return {"cases": done, "failures": failures, "slowest": slowest}
 
 
 def _run_worker(job: dict, timeout: float) -> tuple[list[str], bool, int, str]:
@@ -822,8 +829,10 @@ def _run_worker(job: dict, timeout: float) -> tuple[list[str], bool, int, str]:
 
 def summary(category: str, result: dict, seed: int = SEED) -> str:
     """The failures of a run, one per case, with the seed and the command that replays one."""
+    seconds, case, what = result["slowest"]
     lines = [f"{len(result['failures'])} unclean results in {result['cases']} {category} cases "
-             f"(CNNARRAY_FUZZ_SEED={seed}); replay one with its traceback: "
+             f"(CNNARRAY_FUZZ_SEED={seed}; slowest: case {case}, {seconds:.1f} s, {what[:80]}); "
+             f"replay one with its traceback: "
              f"python tests/test_fuzz.py --replay {category} {seed} CASE"]  # fmt: skip
     for f in result["failures"][:40]:
         lines.append(f"  case {f['case']}: {f['what']}\n    -> {f['entry']}: {f['type']}: "
@@ -849,6 +858,7 @@ def known_gap(category: str, failure: dict) -> str | None:
 def test_fuzz(category, fuzz_env):
     cases = round(CASES * SHARE[category])
     result = run_category(category, fuzz_env, cases)
+    print(f"\n{summary(category, result)}")  # the counts of a long run: pytest -s
     assert result["cases"] >= cases * 0.9
     unknown = [f for f in result["failures"] if known_gap(category, f) is None]
     assert not unknown, summary(category, {**result, "failures": unknown})
@@ -873,8 +883,12 @@ if __name__ == "__main__":
         worker(json.loads(sys.argv[2]))
     elif sys.argv[1] == "--replay":
         replay(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
-    elif sys.argv[1] == "--counts":  # category cases seed: a long run's counts, as JSON
+    elif sys.argv[1] == "--counts":  # CATEGORY CASES SEED [FIRST]: a long run in parts
+        category, cases, seed = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+        first = int(sys.argv[5]) if len(sys.argv) > 5 else 0
         with tempfile.TemporaryDirectory() as folder:
-            result = run_category(sys.argv[2], make_env(Path(folder)), int(sys.argv[3]),
-                                  int(sys.argv[4]))  # fmt: skip
-        print(summary(sys.argv[2], result, int(sys.argv[4])))
+            env = make_env(Path(folder))
+            for start in range(first, cases, 10 * BATCH):  # a summary every 500 cases
+                stop = min(start + 10 * BATCH, cases)
+                print(summary(category, run_category(category, env, stop, seed, start), seed),
+                      f"\n(cases {start}..{stop})", flush=True)  # fmt: skip
