@@ -843,7 +843,11 @@ def summary(category: str, result: dict, seed: int = SEED) -> str:
 # Gaps still open: (issue 19 item, category, text in the case's description, exception type).
 # Their failures make the test xfail, naming them; any other failure fails it. Delete a
 # line when the fix lands.
-KNOWN_GAPS: list[tuple[str, str, str, str]] = []
+KNOWN_GAPS: list[tuple[str, str, str, str]] = [
+    # ops take arrays on trust: None or an int where an array goes reaches x.shape / x.astype
+    ("item 6 (ops arguments): a non-array x/grad_out/weight is an AttributeError, not a "
+     "TypeError (cnnarray/ops, h19-ops)", "ops", "ops.", "AttributeError"),
+]  # fmt: skip
 
 
 def known_gap(category: str, failure: dict) -> str | None:
