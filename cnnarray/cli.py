@@ -18,8 +18,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from . import __version__
@@ -36,8 +36,11 @@ from .backend import (
 from .bench.cases import cases_help
 from .nn import MODELS
 
-console = Console()
-err_console = Console(stderr=True)
+# Paths, file names, class names and dataset specs come from the user or from a
+# checkpoint: printed as markup, "[/]" in one would crash and "[bold]" vanish. So
+# both consoles print strings as they are; colour is set on Text objects instead.
+console = Console(markup=False, emoji=False)
+err_console = Console(stderr=True, markup=False, emoji=False)
 
 
 class _Commands(TyperGroup):
@@ -135,17 +138,18 @@ def info() -> None:
     library = " ".join(str(v) for v in (blas["name"], blas["version"]) if v)
     table.add_row("BLAS", f"{library}, {blas['threads'] or 'unknown'} threads")
     table.add_row("CPU cores", str(os.cpu_count()))
-    table.add_row("backend cpu", "[green]usable[/]")
+    table.add_row("backend cpu", Text("usable", style="green"))
     reason = cuda_unavailable_reason()
     if reason is None:
         cupy = get_backend("cuda").xp
-        table.add_row("backend cuda", f"[green]usable[/] (CuPy {cupy.__version__})")
+        usable = Text.assemble(("usable", "green"), f" (CuPy {cupy.__version__})")
+        table.add_row("backend cuda", usable)
         for name in available_backends():
             if name.startswith("cuda:"):
                 gpu = describe_device(name)
                 table.add_row(name, f"{gpu['name']}, {gpu['memory_gib']:.1f} GiB")
     else:
-        table.add_row("backend cuda", f"[red]unavailable[/]: {escape(reason)}")
+        table.add_row("backend cuda", Text.assemble(("unavailable", "red"), f": {reason}"))
     table.add_row("auto", str(get_backend("auto")))
     console.print(table)
 
@@ -170,7 +174,7 @@ def check(
         )
     for r in results:
         table.add_row(r.op, r.case, r.dtype, f"{r.error:.2e}", f"{r.tolerance:.0e}",
-                      "[green]ok[/]" if r.ok else "[red]FAIL[/]")  # fmt: skip
+                      Text("ok", style="green") if r.ok else Text("FAIL", style="red"))  # fmt: skip
     console.print(table)
     failed = [r for r in results if not r.ok]
     if failed:
@@ -711,8 +715,8 @@ def predict(
     for d in doc:
         notes = [s.split(":")[0] for s in d["preprocessing"] if s.startswith("inverted")]
         notes += ["unreliable: " + "; ".join(d["unreliable"])] if d["unreliable"] else []
-        table.add_row(escape(d["image"]), *[f"{t['class']} ({t['probability']:.1%})"
-                      for t in d["top"]], escape(", ".join(notes)))  # fmt: skip
+        table.add_row(d["image"], *[f"{t['class']} ({t['probability']:.1%})"
+                      for t in d["top"]], ", ".join(notes))  # fmt: skip
     console.print(table)
     if show_input is not None:
         atomic_write_bytes(show_input, preprocess.input_png(x))

@@ -50,8 +50,8 @@ def render_table(results: dict[str, Any], wide: bool = False) -> Any:
     error in the notes.
     """
     from rich import box
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     meta = results.get("metadata", {})
     records = [r for r in results["records"] if not r["status"].startswith("skipped")]
@@ -75,7 +75,7 @@ def render_table(results: dict[str, Any], wide: bool = False) -> Any:
         cells["peer"] = r["peer"]
         if r["median_s"] is None:
             cells["median ms"] = "failed"
-            cells["note"] = f"[dim]{escape(r['status'])}[/]"
+            cells["note"] = Text(r["status"], style="dim")  # the error as text, not markup
         else:
             frac, ratio = r["fraction_of_gemm_ceiling"], r["ratio_vs_torch"]
             diffs = [d for d in (r["max_abs_diff"], r["grad_max_abs_diff"]) if d is not None]
