@@ -431,20 +431,24 @@ def test_models_are_registered_and_listed_by_the_cli():
 
 
 @pytest.mark.parametrize(
-    "name, kwargs, x_shape",
-    [("resnet8", {"in_channels": 1, "input_size": 8, "num_classes": 4}, (6, 1, 8, 8)),
-     ("bottleneck", {}, (4, 2, 11, 11)),
-     ("mobilenet_small", {"num_classes": 4}, (4, 3, 8, 8))],
-    ids=["resnet8", "bottleneck", "mobilenet_small"],
+    "name, kwargs, x_shape, steps",
+    [("resnet8", {"in_channels": 1, "input_size": 8, "num_classes": 4}, (6, 1, 8, 8), 2),
+     ("resnet20", {"in_channels": 1, "input_size": 8, "num_classes": 4}, (4, 1, 8, 8), 2),
+     # one step: its last stage normalises 2 values a channel (1x1 maps, batch 2), so a
+     # second step's loss amplifies the rounding differences of the first update to 1e-7
+     ("resnet18", {"num_classes": 4}, (2, 3, 16, 16), 1),
+     ("bottleneck", {}, (4, 2, 11, 11), 2),
+     ("mobilenet_small", {"num_classes": 4}, (4, 3, 8, 8), 2)],
+    ids=["resnet8", "resnet20", "resnet18", "bottleneck", "mobilenet_small"],
 )  # fmt: skip
-def test_one_sgd_step_equals_torch_autograd_in_float64(backend, torch, name, kwargs, x_shape):
+def test_sgd_steps_equal_torch_autograd_in_float64(backend, torch, name, kwargs, x_shape, steps):
     model = _build(name, kwargs).to(backend)
     twin = torch_twin(torch, model)
     x = _x(x_shape, seed=2, dtype=np.float64)
     y = np.arange(x_shape[0]) % model.num_classes
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     topt = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    for step in range(2):  # the second step uses the momentum buffers
+    for step in range(steps):  # a second step uses the momentum buffers
         loss = cnnarray.cross_entropy(model.train()(cnnarray.tensor(backend.asarray(x))),
                                       backend.asarray(y))  # fmt: skip
         opt.zero_grad()
@@ -452,7 +456,7 @@ def test_one_sgd_step_equals_torch_autograd_in_float64(backend, torch, name, kwa
         tloss = torch.nn.functional.cross_entropy(twin.train()(torch.tensor(x)), torch.tensor(y))
         topt.zero_grad()
         tloss.backward()
-        np.testing.assert_allclose(loss.item(), tloss.item(), rtol=1e-12)
+        np.testing.assert_allclose(loss.item(), tloss.item(), rtol=1e-10)
         theirs = dict(twin.named_parameters())
         for key, p in model.named_parameters():
             assert_close(p.grad, theirs[key].grad.numpy(), dtype=np.float64, backend=backend,
@@ -463,7 +467,7 @@ def test_one_sgd_step_equals_torch_autograd_in_float64(backend, torch, name, kwa
     for key, value in model.state_dict().items():
         if not key.endswith("num_batches_tracked"):
             assert_close(value, theirs[key].numpy(), dtype=np.float64, backend=backend, rtol=1e-9,
-                         err_msg=f"after two steps: {key}")  # fmt: skip
+                         err_msg=f"after {steps} steps: {key}")  # fmt: skip
 
 
 def test_resnet8_learns_the_bundled_digits():
