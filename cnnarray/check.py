@@ -96,8 +96,12 @@ _ACTIVATIONS: list[tuple[str, dict]] = [
 ]
 
 
-def _cases(rng: np.random.Generator) -> Iterator[tuple[str, str, Callable, Callable, list, dict]]:
-    """Yield (op, case, fast function, oracle, numpy inputs, params)."""
+Case = tuple[str, str, Callable, Callable, list, dict]
+
+
+def _classic_cases(rng: np.random.Generator) -> Iterator[Case]:
+    """The 2-D core: conv2d, max/avg/adaptive pooling, linear, activations, batch_norm2d
+    and cross_entropy."""
     for label, xs, ws, params in _CONV_CASES:
         x, w = rng.standard_normal(xs), rng.standard_normal(ws)
         b = None if len(ws) == 2 else rng.standard_normal(ws[0])
@@ -156,6 +160,17 @@ def _cases(rng: np.random.Generator) -> Iterator[tuple[str, str, Callable, Calla
                [logits, target], params)  # fmt: skip
         yield ("cross_entropy_backward", label, ops.cross_entropy_backward,
                reference.cross_entropy_backward, [logits, target], params)  # fmt: skip
+
+
+# One generator per family of ops, each yielding (op, case, fast function, oracle,
+# numpy inputs, params); a new family adds its generator here.
+_FAMILIES: tuple[Callable[[np.random.Generator], Iterator[Case]], ...] = (_classic_cases,)
+
+
+def _cases(rng: np.random.Generator) -> Iterator[Case]:
+    """Yield every case of every family, in order, from one generator."""
+    for family in _FAMILIES:
+        yield from family(rng)
 
 
 def run_checks(backend: Backend, seed: int = 0) -> list[CheckResult]:
