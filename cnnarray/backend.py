@@ -513,6 +513,10 @@ def dispatch(*array_args: str) -> Callable[[F], F]:
         signature = inspect.signature(func)
         names = list(signature.parameters)
         positions = [(name, names.index(name)) for name in array_args]
+        # array arguments without a default: None there is a caller's mistake, not "absent"
+        required = [
+            n for n in array_args if signature.parameters[n].default is inspect.Parameter.empty
+        ]
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -522,7 +526,7 @@ def dispatch(*array_args: str) -> Callable[[F], F]:
             if kwargs.get("backend") is None:
                 for name, pos in positions:
                     value = args[pos] if pos < len(args) else kwargs.get(name)
-                    if value is not None and type(value) is not numpy.ndarray:
+                    if type(value) is not numpy.ndarray and (value is not None or name in required):
                         break
                 else:
                     return func(*args, **kwargs)
@@ -534,6 +538,9 @@ def dispatch(*array_args: str) -> Callable[[F], F]:
                 if handler is not None:
                     return handler(wrapper, args, kwargs)
             bound = signature.bind(*args, **kwargs)
+            for name in required:
+                if bound.arguments.get(name) is None:
+                    raise TypeError(f"{func.__name__}: {name} must be an array, got None")
             requested = bound.arguments.get("backend")
             given = {
                 name: bound.arguments[name]
@@ -564,6 +571,7 @@ def dispatch(*array_args: str) -> Callable[[F], F]:
             with target.activate():
                 return func(*bound.args, **bound.kwargs)
 
+        wrapper.__cnnarray_arrays__ = array_args  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorate
