@@ -354,6 +354,11 @@ _CONV_KW = {"stride": 1, "padding": 1, "groups": 2}
 _POOL_KW = {"kernel_size": 2, "stride": 1, "padding": 1}
 
 
+# The one-input activations of cnnarray.ops.activation_more (prelu has a weight).
+ELEMENTWISE_MORE = ("hardtanh", "relu6", "hardsigmoid", "hardswish", "elu", "selu", "celu",
+                    "gelu", "silu", "mish", "softplus")  # fmt: skip
+
+
 def _ops() -> list[OpSpec]:
     x4 = (2, 4, 5, 5)
     specs = [
@@ -391,7 +396,21 @@ def _ops() -> list[OpSpec]:
                                                        {"reduction": "none",
                                                         "grad_out": _u(r, (3,), d)})),
     ]  # fmt: skip
-    for act in ("relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax"):
+    specs += [
+        OpSpec("prelu", lambda r, d: ((away_from_zero(r, (2, 3, 4), d), _u(r, (3,), d)), {})),
+        OpSpec("prelu_backward", lambda r, d: ((_u(r, (2, 3, 4), d),
+                                                away_from_zero(r, (2, 3, 4), d),
+                                                _u(r, (3,), d)), {})),
+    ]  # fmt: skip
+    for act in (
+        "relu",
+        "leaky_relu",
+        "sigmoid",
+        "tanh",
+        "softmax",
+        "log_softmax",
+        *ELEMENTWISE_MORE,
+    ):
         specs.append(OpSpec(act, lambda r, d: ((away_from_zero(r, (3, 4), d),), {})))
         specs.append(
             OpSpec(

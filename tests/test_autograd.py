@@ -701,6 +701,21 @@ RULE_CASES = {
     "cross_entropy_sum": ({"logits": _u((3, 4), 89, -2, 2)},
                           {"target": np.array([3, 0, 0])},
                              {"reduction": "sum"}),
+    # activation_more: inputs spread over the kinks (never within eps of one)
+    "hardtanh": ({"x": _u((3, 4), 120, -2, 2)}, {}, {"min_val": -0.5, "max_val": 1.5}),
+    "relu6": ({"x": _u((3, 4), 121, -2, 8)}, {}, {}),
+    "hardsigmoid": ({"x": _u((3, 4), 122, -5, 5)}, {}, {}),
+    "hardswish": ({"x": _u((3, 4), 123, -5, 5)}, {}, {}),
+    "elu": ({"x": _u((3, 4), 124, -3, 3)}, {}, {"alpha": 0.7}),
+    "selu": ({"x": _u((3, 4), 125, -3, 3)}, {}, {}),
+    "celu": ({"x": _u((3, 4), 126, -3, 3)}, {}, {"alpha": 1.5}),
+    "gelu": ({"x": _u((3, 4), 127, -3, 3)}, {}, {}),
+    "gelu_tanh": ({"x": _u((3, 4), 128, -3, 3)}, {}, {"approximate": "tanh"}),
+    "silu": ({"x": _u((3, 4), 129, -4, 4)}, {}, {}),
+    "mish": ({"x": _u((3, 4), 130, -4, 4)}, {}, {}),
+    "softplus": ({"x": _u((3, 4), 131, -4, 4)}, {}, {"beta": 2.0, "threshold": 3.0}),
+    "prelu": ({"x": _u((2, 3, 4), 132), "weight": _u(3, 133)}, {}, {}),
+    "prelu_one_slope": ({"x": _u((2, 3), 134), "weight": _u(1, 135)}, {}, {}),
 }  # fmt: skip
 
 
@@ -719,7 +734,8 @@ def _direct_backward(name, g, inputs, consts, kwargs):
     kwargs = {k: v for k, v in kwargs.items() if k != "momentum"}
     out = backward(g, **inputs, **consts, **kwargs)
     names = {"conv2d": ("x", "weight", "bias"), "linear": ("x", "weight", "bias"),
-             "batch_norm2d": ("x", "weight", "bias")}.get(name, ("x",))  # fmt: skip
+             "batch_norm2d": ("x", "weight", "bias"), "prelu": ("x", "weight")}.get(
+                 name, ("x",))  # fmt: skip
     grads = dict(zip(names, _flat(out), strict=True))
     return {k: grads[k] for k in inputs}
 

@@ -8,7 +8,7 @@ backward; ``Sequential`` chains modules; ``spec()``/``from_spec`` and
 Names, arguments and default initialisation follow ``torch.nn``, and the
 layers live in modules named by kind as in ``torch.nn.modules``:
 ``container`` (Sequential), ``conv`` (Conv2d), ``linear`` (Linear, Flatten),
-``normalization`` (BatchNorm2d), ``activation`` (ReLU, LeakyReLU),
+``normalization`` (BatchNorm2d), ``activation`` (ReLU, LeakyReLU, GELU, PReLU and the rest),
 ``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) and ``dropout``
 (Dropout); ``module`` holds Module and Parameter, ``init`` the
 initialisation, ``resnet`` (BasicBlock, Bottleneck, ResNet) and ``mobilenet``
@@ -29,7 +29,24 @@ Examples
 """
 
 from . import init
-from .activation import LeakyReLU, ReLU
+from .activation import (
+    CELU,
+    ELU,
+    GELU,
+    SELU,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    LeakyReLU,
+    Mish,
+    PReLU,
+    ReLU,
+    ReLU6,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
+)
 from .container import Sequential
 from .conv import Conv2d
 from .dropout import Dropout
@@ -52,7 +69,11 @@ from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .resnet import BasicBlock, Bottleneck, ResNet
 
 __all__ = [
+    "CELU",
+    "ELU",
+    "GELU",
     "MODELS",
+    "SELU",
     "AdaptiveAvgPool2d",
     "AvgPool2d",
     "BasicBlock",
@@ -62,16 +83,26 @@ __all__ = [
     "DepthwiseSeparable",
     "Dropout",
     "Flatten",
+    "Hardsigmoid",
+    "Hardswish",
+    "Hardtanh",
     "IncompatibleKeys",
     "LeakyReLU",
     "Linear",
     "MaxPool2d",
+    "Mish",
     "MobileNet",
     "Module",
+    "PReLU",
     "Parameter",
     "ReLU",
+    "ReLU6",
     "ResNet",
     "Sequential",
+    "SiLU",
+    "Sigmoid",
+    "Softplus",
+    "Tanh",
     "build_model",
     "check_spec",
     "from_spec",
@@ -79,9 +110,9 @@ __all__ = [
     "lenet5",
     "mobilenet_small",
     "register",
-    "resnet8",
     "resnet18",
     "resnet20",
+    "resnet8",
     "small_cnn",
     "vgg_small",
 ]

@@ -1,0 +1,41 @@
+"""Tape rules of the normalisation, activation and dropout ops beyond the classic set:
+each calls its op's ``*_backward`` (see :mod:`._rules`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import ops
+from ._rules import differentiable
+
+# Elementwise activations: op -> the keyword arguments its backward takes besides (g, x).
+_ELEMENTWISE = {
+    ops.hardtanh: ("min_val", "max_val"),
+    ops.relu6: (),
+    ops.hardsigmoid: (),
+    ops.hardswish: (),
+    ops.elu: ("alpha",),
+    ops.selu: (),
+    ops.celu: ("alpha",),
+    ops.gelu: ("approximate",),
+    ops.silu: (),
+    ops.mish: (),
+    ops.softplus: ("beta", "threshold"),
+}
+
+
+def _register_elementwise(op: Any, params: tuple[str, ...]) -> None:
+    backward = getattr(ops, op.__name__ + "_backward")
+
+    @differentiable(op, "x")
+    def rule(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+        return (backward(g, a["x"], **{k: a[k] for k in params}),)
+
+
+for _op, _params in _ELEMENTWISE.items():
+    _register_elementwise(_op, _params)
+
+
+@differentiable(ops.prelu, "x", "weight")
+def _prelu(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    return ops.prelu_backward(g, a["x"], a["weight"])
