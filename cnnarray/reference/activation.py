@@ -144,7 +144,7 @@ def selu_backward(grad_out, x):
 
 
 def celu(x, alpha=1.0):
-    return _elementwise(lambda v: max(0.0, v) + min(0.0, alpha * (math.exp(v / alpha) - 1)), x)
+    return _elementwise(lambda v: v if v > 0 else alpha * (math.exp(v / alpha) - 1), x)
 
 
 def celu_backward(grad_out, x, alpha=1.0):
