@@ -397,6 +397,14 @@ def _ops() -> list[OpSpec]:
                                                         "grad_out": _u(r, (3,), d)})),
     ]  # fmt: skip
     specs += [
+        # (N, C, L) with running statistics, read only as for batch_norm2d
+        OpSpec("batch_norm", lambda r, d: ((_u(r, (3, 4, 5), d), _u(r, (4,), d),
+                                            _u(r, (4,), d) + 2, _u(r, (4,), d),
+                                            _u(r, (4,), d)), {"training": False})),
+        OpSpec("batch_norm_backward", lambda r, d: ((_u(r, (3, 4, 5), d), _u(r, (3, 4, 5), d),
+                                                     _u(r, (4,), d), _u(r, (4,), d) + 2,
+                                                     _u(r, (4,), d), _u(r, (4,), d)),
+                                                    {"training": False})),
         OpSpec("prelu", lambda r, d: ((away_from_zero(r, (2, 3, 4), d), _u(r, (3,), d)), {})),
         OpSpec("prelu_backward", lambda r, d: ((_u(r, (2, 3, 4), d),
                                                 away_from_zero(r, (2, 3, 4), d),

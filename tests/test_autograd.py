@@ -714,6 +714,10 @@ RULE_CASES = {
     "silu": ({"x": _u((3, 4), 129, -4, 4)}, {}, {}),
     "mish": ({"x": _u((3, 4), 130, -4, 4)}, {}, {}),
     "softplus": ({"x": _u((3, 4), 131, -4, 4)}, {}, {"beta": 2.0, "threshold": 3.0}),
+    "batch_norm_1d": ({"x": _u((4, 3), 136), "weight": _u(3, 137), "bias": _u(3, 138)}, {},
+                      {"training": True, "eps": 1e-3}),
+    "batch_norm_3d_eval": ({"x": _u((2, 2, 2, 2, 3), 139), "weight": _u(2, 140)},
+                           {"running_mean": _u(2, 141), "running_var": _u(2, 142, 0.5, 2)}, {}),
     "prelu": ({"x": _u((2, 3, 4), 132), "weight": _u(3, 133)}, {}, {}),
     "prelu_one_slope": ({"x": _u((2, 3), 134), "weight": _u(1, 135)}, {}, {}),
 }  # fmt: skip
@@ -733,9 +737,10 @@ def _direct_backward(name, g, inputs, consts, kwargs):
         return {"logits": backward(**inputs, **consts, **kwargs, grad_out=g)}
     kwargs = {k: v for k, v in kwargs.items() if k != "momentum"}
     out = backward(g, **inputs, **consts, **kwargs)
-    names = {"conv2d": ("x", "weight", "bias"), "linear": ("x", "weight", "bias"),
-             "batch_norm2d": ("x", "weight", "bias"), "prelu": ("x", "weight")}.get(
-                 name, ("x",))  # fmt: skip
+    xwb = ("x", "weight", "bias")
+    names = {"conv2d": xwb, "linear": xwb, "batch_norm2d": xwb, "batch_norm": xwb,
+             "group_norm": xwb, "layer_norm": xwb, "instance_norm": xwb,
+             "prelu": ("x", "weight")}.get(name, ("x",))  # fmt: skip
     grads = dict(zip(names, _flat(out), strict=True))
     return {k: grads[k] for k in inputs}
 

@@ -39,3 +39,11 @@ for _op, _params in _ELEMENTWISE.items():
 @differentiable(ops.prelu, "x", "weight")
 def _prelu(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
     return ops.prelu_backward(g, a["x"], a["weight"])
+
+
+@differentiable(ops.batch_norm, "x", "weight", "bias")
+def _batch_norm(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    # As batch_norm2d's rule: the training-mode forward normalised with the batch's
+    # statistics, which the backward recomputes from x.
+    return ops.batch_norm_backward(g, a["x"], a["running_mean"], a["running_var"], a["weight"],
+                                   a["bias"], a["training"], a["eps"])  # fmt: skip

@@ -8,12 +8,13 @@ backward; ``Sequential`` chains modules; ``spec()``/``from_spec`` and
 Names, arguments and default initialisation follow ``torch.nn``, and the
 layers live in modules named by kind as in ``torch.nn.modules``:
 ``container`` (Sequential), ``conv`` (Conv2d), ``linear`` (Linear, Flatten),
-``normalization`` (BatchNorm2d), ``activation`` (ReLU, LeakyReLU, GELU, PReLU and the rest),
-``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) and ``dropout``
-(Dropout); ``module`` holds Module and Parameter, ``init`` the
-initialisation, ``resnet`` (BasicBlock, Bottleneck, ResNet) and ``mobilenet``
-(DepthwiseSeparable, MobileNet) the model classes, ``models`` the ready-made
-networks.
+``normalization`` (BatchNorm1d/2d/3d, GroupNorm, LayerNorm,
+InstanceNorm1d/2d/3d), ``activation`` (ReLU, LeakyReLU, GELU, PReLU and the
+rest), ``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) and ``dropout``
+(Dropout, Dropout1d/2d/3d); ``module`` holds Module and Parameter, ``init``
+the initialisation, ``resnet`` (BasicBlock, Bottleneck, ResNet) and
+``mobilenet`` (DepthwiseSeparable, MobileNet) the model classes, ``models``
+the ready-made networks.
 
 Examples
 --------
@@ -64,7 +65,7 @@ from .models import (
     vgg_small,
 )
 from .module import IncompatibleKeys, Module, Parameter, check_spec, from_spec, register
-from .normalization import BatchNorm2d
+from .normalization import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .resnet import BasicBlock, Bottleneck, ResNet
 
@@ -77,7 +78,9 @@ __all__ = [
     "AdaptiveAvgPool2d",
     "AvgPool2d",
     "BasicBlock",
+    "BatchNorm1d",
     "BatchNorm2d",
+    "BatchNorm3d",
     "Bottleneck",
     "Conv2d",
     "DepthwiseSeparable",

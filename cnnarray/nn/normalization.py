@@ -1,4 +1,5 @@
-"""Normalisation layers: ``BatchNorm2d``, over :func:`cnnarray.ops.batch_norm2d`."""
+"""Normalisation layers: ``BatchNorm1d/2d/3d`` over :func:`cnnarray.ops.batch_norm`
+(``batch_norm2d`` for 2d), ``GroupNorm``, ``LayerNorm`` and ``InstanceNorm1d/2d/3d``."""
 
 from __future__ import annotations
 
@@ -6,22 +7,22 @@ from typing import Any
 
 from .. import _args
 from ..autograd import Tensor
-from ..ops import batch_norm2d
+from ..ops import batch_norm, batch_norm2d
 from ._layer import _setup
 from .init import constant
 from .module import Module, Parameter, register
 
-__all__ = ["BatchNorm2d"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d"]
 
 
-@register
-class BatchNorm2d(Module):
-    """Normalise each channel of (N, C, H, W) inputs, then scale and shift.
+class _BatchNorm(Module):
+    """Normalise each channel of (N, C, *) inputs, then scale and shift.
 
-    In training mode the batch's mean and biased variance over (N, H, W)
-    normalise the input, and the running statistics move towards them:
+    The base of BatchNorm1d/2d/3d. In training mode the batch's mean and
+    biased variance over every axis but C normalise the input, and the running
+    statistics move towards them:
     ``running = (1 - momentum) * running + momentum * batch``, with the
-    unbiased variance ``var * n / (n - 1)``, ``n = N * H * W``, as in PyTorch
+    unbiased variance ``var * n / (n - 1)``, ``n = x.size / C``, as in PyTorch
     (``momentum=None``: a cumulative average). In evaluation mode the running
     statistics are used.
 
@@ -41,9 +42,12 @@ class BatchNorm2d(Module):
 
     See Also
     --------
-    torch.nn.BatchNorm2d
+    torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d
     """
 
+    _op = staticmethod(batch_norm)
+    _ndims: tuple[int, ...] = (4,)
+    _spatial = ", H, W"  # the axes after C, for messages
     _config_names = ("num_features", "eps", "momentum", "affine", "track_running_stats")
 
     def __init__(
@@ -80,17 +84,18 @@ class BatchNorm2d(Module):
         return {**super()._config(), "dtype": self._dtype.name}
 
     def _check(self, x: Tensor) -> Tensor:
-        _args.check_ndim(x, "x", (4,), f"(N, {self.num_features}, H, W)")
+        _args.check_ndim(x, "x", self._ndims, f"(N, {self.num_features}{self._spatial})")
         if x.shape[1] != self.num_features:
             raise ValueError(
-                f"BatchNorm2d({self.num_features}) expected x with {self.num_features} "
+                f"{type(self).__name__}({self.num_features}) expected x with {self.num_features} "
                 f"channels, got x of shape {tuple(x.shape)}"
             )
         if x.dtype.kind in "iu":
             return Tensor(x.data.astype(self._dtype))
         if x.dtype != self._dtype:
             raise TypeError(
-                f"x has dtype {x.dtype} but the parameters of BatchNorm2d are {self._dtype}; "
+                f"x has dtype {x.dtype} but the parameters of {type(self).__name__} are "
+                f"{self._dtype}; "
                 f"cast one of them"
             )
         return x
@@ -105,5 +110,48 @@ class BatchNorm2d(Module):
                 factor = 1.0 / float(self.num_batches_tracked)
         running = (self.running_mean, self.running_var) if self.track_running_stats else (None,) * 2
         # Running statistics are updated in place, so state_dict() arrays handed out stay live.
-        return batch_norm2d(x, *running, self.weight, self.bias, training=batch_stats,
-                            momentum=factor or 0.0, eps=self.eps)  # fmt: skip
+        return self._op(x, *running, self.weight, self.bias, training=batch_stats,
+                        momentum=factor or 0.0, eps=self.eps)  # fmt: skip
+
+
+@register
+class BatchNorm1d(_BatchNorm):
+    """:class:`BatchNorm2d` for (N, C) or (N, C, L) inputs: statistics over (N,) or (N, L).
+
+    See Also
+    --------
+    torch.nn.BatchNorm1d
+    """
+
+    _ndims = (2, 3)
+    _spatial = "[, L]"
+
+
+@register
+class BatchNorm2d(_BatchNorm):
+    """Normalise each channel of (N, C, H, W) inputs over (N, H, W), then scale and shift.
+
+    Parameters and running statistics as in the base class: ``num_features``
+    (C), ``eps=1e-5``, ``momentum=0.1`` (None: a cumulative average),
+    ``affine=True``, ``track_running_stats=True``, ``backend``, ``dtype``.
+
+    See Also
+    --------
+    torch.nn.BatchNorm2d
+    """
+
+    _op = staticmethod(batch_norm2d)
+    _spatial = ", H, W"
+
+
+@register
+class BatchNorm3d(_BatchNorm):
+    """:class:`BatchNorm2d` for (N, C, D, H, W) inputs: statistics over (N, D, H, W).
+
+    See Also
+    --------
+    torch.nn.BatchNorm3d
+    """
+
+    _ndims = (5,)
+    _spatial = ", D, H, W"

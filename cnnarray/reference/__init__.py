@@ -56,7 +56,7 @@ from .activation import (
 from .conv import conv2d, conv2d_backward
 from .linear import linear, linear_backward
 from .loss import cross_entropy, cross_entropy_backward
-from .norm import batch_norm2d, batch_norm2d_backward
+from .norm import batch_norm, batch_norm2d, batch_norm2d_backward, batch_norm_backward
 from .pool import (
     adaptive_avg_pool2d,
     adaptive_avg_pool2d_backward,
@@ -71,8 +71,10 @@ __all__ = [
     "adaptive_avg_pool2d_backward",
     "avg_pool2d",
     "avg_pool2d_backward",
+    "batch_norm",
     "batch_norm2d",
     "batch_norm2d_backward",
+    "batch_norm_backward",
     "celu",
     "celu_backward",
     "conv2d",

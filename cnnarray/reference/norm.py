@@ -1,4 +1,4 @@
-"""Batch normalisation from the mean and variance formulas."""
+"""Normalisations from the mean and variance formulas, one channel (or group) at a time."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import math
 import numpy as np
 
 
-def batch_norm2d(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
+def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
                  momentum=0.1, eps=1e-5):  # fmt: skip
-    """Reference batch norm, one channel at a time (running statistics are not updated)."""
+    """Reference batch norm of (N, C, *) input, one channel at a time over every axis but 1
+    (running statistics are not updated)."""
     x = np.asarray(x, np.float64)
     y = np.empty_like(x)
     for c in range(x.shape[1]):
@@ -26,7 +27,7 @@ def batch_norm2d(x, running_mean=None, running_var=None, weight=None, bias=None,
     return y
 
 
-def batch_norm2d_backward(grad_out, x, running_mean=None, running_var=None, weight=None,
+def batch_norm_backward(grad_out, x, running_mean=None, running_var=None, weight=None,
                           bias=None, training=False, eps=1e-5):  # fmt: skip
     """Reference batch-norm gradients: the explicit Jacobian of each channel, in float64."""
     x, g = np.asarray(x, np.float64), np.asarray(grad_out, np.float64)
@@ -53,3 +54,7 @@ def batch_norm2d_backward(grad_out, x, running_mean=None, running_var=None, weig
         if gb is not None:
             gb[c] = gc.sum()
     return gx, gw, gb
+
+
+batch_norm2d = batch_norm
+batch_norm2d_backward = batch_norm_backward
