@@ -47,3 +47,22 @@ def _batch_norm(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) ->
     # statistics, which the backward recomputes from x.
     return ops.batch_norm_backward(g, a["x"], a["running_mean"], a["running_var"], a["weight"],
                                    a["bias"], a["training"], a["eps"])  # fmt: skip
+
+
+@differentiable(ops.group_norm, "x", "weight", "bias")
+def _group_norm(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    return ops.group_norm_backward(g, a["x"], a["num_groups"], a["weight"], a["bias"], a["eps"])
+
+
+@differentiable(ops.layer_norm, "x", "weight", "bias")
+def _layer_norm(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    return ops.layer_norm_backward(g, a["x"], a["normalized_shape"], a["weight"], a["bias"],
+                                   a["eps"])  # fmt: skip
+
+
+@differentiable(ops.instance_norm, "x", "weight", "bias")
+def _instance_norm(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    # The forward may have updated the running statistics in place; with
+    # use_input_stats it did not normalise with them, and without it they are unchanged.
+    return ops.instance_norm_backward(g, a["x"], a["running_mean"], a["running_var"], a["weight"],
+                                      a["bias"], a["use_input_stats"], a["eps"])  # fmt: skip

@@ -54,6 +54,14 @@ from .conv import (
 from .linear import flatten, flatten_backward, linear, linear_backward
 from .loss import cross_entropy, cross_entropy_backward
 from .norm import batch_norm, batch_norm2d, batch_norm2d_backward, batch_norm_backward
+from .norm_sample import (
+    group_norm,
+    group_norm_backward,
+    instance_norm,
+    instance_norm_backward,
+    layer_norm,
+    layer_norm_backward,
+)
 from .pool import (
     adaptive_avg_pool2d,
     adaptive_avg_pool2d_backward,
@@ -87,12 +95,18 @@ __all__ = [
     "gelu",
     "gelu_backward",
     "get_workspace_limit",
+    "group_norm",
+    "group_norm_backward",
     "hardsigmoid",
     "hardsigmoid_backward",
     "hardswish",
     "hardswish_backward",
     "hardtanh",
     "hardtanh_backward",
+    "instance_norm",
+    "instance_norm_backward",
+    "layer_norm",
+    "layer_norm_backward",
     "leaky_relu",
     "leaky_relu_backward",
     "linear",

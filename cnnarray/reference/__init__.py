@@ -56,7 +56,18 @@ from .activation import (
 from .conv import conv2d, conv2d_backward
 from .linear import linear, linear_backward
 from .loss import cross_entropy, cross_entropy_backward
-from .norm import batch_norm, batch_norm2d, batch_norm2d_backward, batch_norm_backward
+from .norm import (
+    batch_norm,
+    batch_norm2d,
+    batch_norm2d_backward,
+    batch_norm_backward,
+    group_norm,
+    group_norm_backward,
+    instance_norm,
+    instance_norm_backward,
+    layer_norm,
+    layer_norm_backward,
+)
 from .pool import (
     adaptive_avg_pool2d,
     adaptive_avg_pool2d_backward,
@@ -85,12 +96,18 @@ __all__ = [
     "elu_backward",
     "gelu",
     "gelu_backward",
+    "group_norm",
+    "group_norm_backward",
     "hardsigmoid",
     "hardsigmoid_backward",
     "hardswish",
     "hardswish_backward",
     "hardtanh",
     "hardtanh_backward",
+    "instance_norm",
+    "instance_norm_backward",
+    "layer_norm",
+    "layer_norm_backward",
     "leaky_relu",
     "leaky_relu_backward",
     "linear",
