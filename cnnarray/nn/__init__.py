@@ -65,7 +65,16 @@ from .models import (
     vgg_small,
 )
 from .module import IncompatibleKeys, Module, Parameter, check_spec, from_spec, register
-from .normalization import BatchNorm1d, BatchNorm2d, BatchNorm3d
+from .normalization import (
+    BatchNorm1d,
+    BatchNorm2d,
+    BatchNorm3d,
+    GroupNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    InstanceNorm3d,
+    LayerNorm,
+)
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .resnet import BasicBlock, Bottleneck, ResNet
 
@@ -86,10 +95,15 @@ __all__ = [
     "DepthwiseSeparable",
     "Dropout",
     "Flatten",
+    "GroupNorm",
     "Hardsigmoid",
     "Hardswish",
     "Hardtanh",
     "IncompatibleKeys",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "MaxPool2d",
