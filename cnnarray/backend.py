@@ -506,6 +506,12 @@ def erf(xp: ModuleType) -> Callable[[Any], Any]:
     return cupyx.scipy.special.erf
 
 
+def host_rng(seed: int | None = None) -> Any:
+    """Return ``numpy.random.default_rng(seed)``: a generator on the host, for random
+    draws that must repeat from a seed whatever the device (dropout's masks)."""
+    return numpy.random.default_rng(seed)
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

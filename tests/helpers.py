@@ -419,6 +419,14 @@ def _ops() -> list[OpSpec]:
         OpSpec("instance_norm_backward", lambda r, d: ((_u(r, (2, 3, 4), d),
                                                         _u(r, (2, 3, 4), d)),
                                                        {"weight": _u(r, (3,), d)})),
+        # dropout from a seed: every call draws the same mask
+        OpSpec("dropout", lambda r, d: ((_u(r, (3, 4), d), 0.3), {"generator": 5})),
+        OpSpec("dropout1d", lambda r, d: ((_u(r, (2, 3, 4), d), 0.5), {"generator": 6})),
+        OpSpec("dropout2d", lambda r, d: ((_u(r, (3, 4, 2), d), 0.5), {"generator": 7})),
+        OpSpec("dropout3d", lambda r, d: ((_u(r, (2, 3, 2, 2, 2), d), 0.5),
+                                          {"mask": (r.random((2, 3, 1, 1, 1)) > 0.5).astype(d)})),
+        OpSpec("dropout_backward", lambda r, d: ((_u(r, (2, 3, 4), d),
+                                                  (r.random((2, 3, 1)) > 0.5).astype(d) * 2), {})),
         OpSpec("prelu", lambda r, d: ((away_from_zero(r, (2, 3, 4), d), _u(r, (3,), d)), {})),
         OpSpec("prelu_backward", lambda r, d: ((_u(r, (2, 3, 4), d),
                                                 away_from_zero(r, (2, 3, 4), d),
@@ -447,6 +455,7 @@ OPS = _ops()
 # Public names in cnnarray.ops that are not array operations.
 NOT_ARRAY_OPS = {
     "ColumnCache",
+    "dropout_mask",  # reads only x's shape, dtype and device (tests/test_dropout_fn.py)
     "conv2d_output_shape",
     "get_workspace_limit",
     "set_workspace_limit",

@@ -727,6 +727,12 @@ RULE_CASES = {
     "instance_norm_running": ({"x": _u((2, 3, 2, 2), 152), "weight": _u(3, 153)},
                               {"running_mean": _u(3, 154), "running_var": _u(3, 155, 0.5, 2)},
                               {"use_input_stats": False}),
+    # dropout with a given mask: deterministic, so finite differences apply
+    "dropout": ({"x": _u((3, 4), 156)}, {"mask": (_u((3, 4), 157) > 0) * 2.0}, {"p": 0.5}),
+    "dropout1d": ({"x": _u((2, 3, 4), 158)}, {"mask": (_u((2, 3, 1), 159) > 0) * 2.0}, {}),
+    "dropout2d": ({"x": _u((3, 2, 2), 160)}, {"mask": (_u((3, 1, 1), 161) > 0) * 4.0},
+                  {"p": 0.75}),
+    "dropout3d_seeded": ({"x": _u((1, 2, 2, 2, 2), 162)}, {}, {"generator": 3}),
     "prelu": ({"x": _u((2, 3, 4), 132), "weight": _u(3, 133)}, {}, {}),
     "prelu_one_slope": ({"x": _u((2, 3), 134), "weight": _u(1, 135)}, {}, {}),
 }  # fmt: skip
@@ -741,6 +747,11 @@ def _op_of(case: str):
 
 def _direct_backward(name, g, inputs, consts, kwargs):
     """The op's own ``*_backward`` on arrays: one gradient per differentiable input."""
+    if name.startswith("dropout"):  # the mask the forward drew, from the same seed
+        mask = consts.get("mask")
+        if mask is None:
+            mask = ops.dropout_mask(inputs["x"], 0.5, int(name[-2]), generator=kwargs["generator"])
+        return {"x": ops.dropout_backward(g, mask)}
     backward = getattr(ops, f"{name}_backward")
     if name == "cross_entropy":
         return {"logits": backward(**inputs, **consts, **kwargs, grad_out=g)}

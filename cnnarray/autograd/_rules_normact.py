@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import ops
+from .. import _args, ops
 from ._rules import differentiable
 
 # Elementwise activations: op -> the keyword arguments its backward takes besides (g, x).
@@ -66,3 +66,24 @@ def _instance_norm(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any)
     # use_input_stats it did not normalise with them, and without it they are unchanged.
     return ops.instance_norm_backward(g, a["x"], a["running_mean"], a["running_var"], a["weight"],
                                       a["bias"], a["use_input_stats"], a["eps"])  # fmt: skip
+
+
+# Dropout: the mask is drawn before the op runs (prepare), so the op multiplies by it and
+# the backward by the same one. One draw per element, or per channel for the
+# trailing 1, 2, 3 spatial axes.
+_DROPOUT = {ops.dropout: 0, ops.dropout1d: 1, ops.dropout2d: 2, ops.dropout3d: 3}
+
+
+def _register_dropout(op: Any, spatial_dims: int) -> None:
+    def prepare(a: dict[str, Any]) -> None:
+        drops = _args.check_bool(a["training"], "training") and a["mask"] is None
+        if drops and _args.check_real(a["p"], "p", low=0, high=1) > 0:
+            a["mask"] = ops.dropout_mask(a["x"], a["p"], spatial_dims, generator=a["generator"])
+
+    @differentiable(op, "x", prepare=prepare)
+    def rule(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+        return (ops.dropout_backward(g, a["mask"]),)
+
+
+for _op, _dims in _DROPOUT.items():
+    _register_dropout(_op, _dims)

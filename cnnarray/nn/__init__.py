@@ -50,7 +50,7 @@ from .activation import (
 )
 from .container import Sequential
 from .conv import Conv2d
-from .dropout import Dropout
+from .dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
 from .linear import Flatten, Linear
 from .mobilenet import DepthwiseSeparable, MobileNet
 from .models import (
@@ -94,6 +94,9 @@ __all__ = [
     "Conv2d",
     "DepthwiseSeparable",
     "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "Dropout3d",
     "Flatten",
     "GroupNorm",
     "Hardsigmoid",

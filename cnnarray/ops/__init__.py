@@ -51,6 +51,14 @@ from .conv import (
     get_workspace_limit,
     set_workspace_limit,
 )
+from .dropout import (
+    dropout,
+    dropout1d,
+    dropout2d,
+    dropout3d,
+    dropout_backward,
+    dropout_mask,
+)
 from .linear import flatten, flatten_backward, linear, linear_backward
 from .loss import cross_entropy, cross_entropy_backward
 from .norm import batch_norm, batch_norm2d, batch_norm2d_backward, batch_norm_backward
@@ -88,6 +96,12 @@ __all__ = [
     "conv2d_output_shape",
     "cross_entropy",
     "cross_entropy_backward",
+    "dropout",
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
+    "dropout_backward",
+    "dropout_mask",
     "elu",
     "elu_backward",
     "flatten",
