@@ -54,6 +54,7 @@ from .activation import (
     tanh_backward,
 )
 from .conv import conv2d, conv2d_backward
+from .dropout import dropout, dropout_backward
 from .linear import linear, linear_backward
 from .loss import cross_entropy, cross_entropy_backward
 from .norm import (
@@ -92,6 +93,8 @@ __all__ = [
     "conv2d_backward",
     "cross_entropy",
     "cross_entropy_backward",
+    "dropout",
+    "dropout_backward",
     "elu",
     "elu_backward",
     "gelu",
