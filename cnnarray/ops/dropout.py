@@ -30,15 +30,18 @@ __all__ = [
 
 def _generator(generator: Any) -> Any:
     """A generator with ``.random(shape, dtype=...)``: NumPy's from None or an int seed."""
-    if generator is None or isinstance(generator, int) and not isinstance(generator, bool):
-        seed = None if generator is None else _args.check_int(generator, "generator", minimum=0)
-        return host_rng(seed)
-    if not callable(getattr(generator, "random", None)):
-        raise TypeError(
+    if generator is None:
+        return host_rng(None)
+    if callable(getattr(generator, "random", None)):
+        return generator
+    try:
+        seed = _args.check_int(generator, "generator", minimum=0)
+    except _args.ArgumentTypeError:
+        raise _args.ArgumentTypeError(
             f"generator must be None, an int seed or a random Generator (NumPy's or CuPy's), "
             f"got {type(generator).__name__}"
-        )
-    return generator
+        ) from None
+    return host_rng(seed)
 
 
 def _mask_shape(shape: tuple[int, ...], spatial_dims: int) -> tuple[int, ...]:
