@@ -179,6 +179,8 @@ class _InstanceNorm(_NormBase):
     batch norm, the batch value the mean over the samples; ``momentum=None``
     leaves them unchanged, as PyTorch's InstanceNorm) and evaluation mode
     normalises with them. Unbatched input (no N axis) is taken as one sample.
+    Input with other than ``num_features`` channels is a ValueError even
+    without ``affine`` (PyTorch only warns then).
     """
 
     def __init__(
