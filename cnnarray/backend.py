@@ -491,6 +491,27 @@ def fft2(xp: ModuleType) -> tuple[Callable[..., Any], Callable[..., Any]]:
     return xp.fft.rfft2, xp.fft.irfft2
 
 
+def erf(xp: ModuleType) -> Callable[[Any], Any]:
+    """Return the error function for arrays of ``xp`` (dtype-preserving ufunc).
+
+    NumPy has none: on the CPU it is ``scipy.special.erf``, on a GPU
+    ``cupyx.scipy.special.erf``. The exact GELU needs it.
+    """
+    if xp is numpy:
+        import scipy.special
+
+        return scipy.special.erf
+    import cupyx.scipy.special
+
+    return cupyx.scipy.special.erf
+
+
+def host_rng(seed: int | None = None) -> Any:
+    """Return ``numpy.random.default_rng(seed)``: a generator on the host, for random
+    draws that must repeat from a seed whatever the device (dropout's masks)."""
+    return numpy.random.default_rng(seed)
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

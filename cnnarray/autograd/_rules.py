@@ -21,12 +21,16 @@ from . import _tensor as _t
 __all__ = ["call_op", "differentiable", "has_rule"]
 
 Backward = Callable[[Any, tuple[bool, ...], dict[str, Any], Any], tuple[Any, ...]]
+Prepare = Callable[[dict[str, Any]], None]
 
 
 class _Rule(NamedTuple):
     names: tuple[str, ...]  # the arguments the op is differentiable in, in order
     backward: Backward  # (grad, needs, arguments, output) -> one gradient per name
     owns: bool  # the gradients are fresh arrays (see Node.owns)
+    # fills in, before the op runs, an argument the backward needs and the op would
+    # otherwise make and drop (dropout's random mask); None for most ops
+    prepare: Prepare | None = None
 
 
 class _Signature:
@@ -62,12 +66,17 @@ _SIGNATURES: dict[Callable[..., Any], _Signature] = {}
 
 
 def differentiable(
-    op: Callable[..., Any], *names: str, owns: bool = True
+    op: Callable[..., Any], *names: str, owns: bool = True, prepare: Prepare | None = None
 ) -> Callable[[Backward], Backward]:
-    """Decorator: register the backward rule of ``op`` over its arguments ``names``."""
+    """Decorator: register the backward rule of ``op`` over its arguments ``names``.
+
+    ``prepare(arguments)``, if given, runs on the bound arguments (arrays, not
+    Tensors) before every call of the op through a Tensor, and may set some of
+    them: what the op would draw at random, so that the backward sees it too.
+    """
 
     def decorate(backward: Backward) -> Backward:
-        _RULES[op] = _Rule(names, backward, owns)
+        _RULES[op] = _Rule(names, backward, owns, prepare)
         return backward
 
     return decorate
@@ -109,6 +118,8 @@ def call_op(
             f"{op.__name__}: backend= cannot move Tensors that require grad; move them first "
             "with tensor.to(...)"
         )
+    if rule is not None and rule.prepare is not None:
+        rule.prepare(arguments)
     out = op(**arguments)
     if not requires:
         if isinstance(out, tuple):  # the *_backward ops: (grad_x, grad_weight, grad_bias)

@@ -8,12 +8,13 @@ backward; ``Sequential`` chains modules; ``spec()``/``from_spec`` and
 Names, arguments and default initialisation follow ``torch.nn``, and the
 layers live in modules named by kind as in ``torch.nn.modules``:
 ``container`` (Sequential), ``conv`` (Conv2d), ``linear`` (Linear, Flatten),
-``normalization`` (BatchNorm2d), ``activation`` (ReLU, LeakyReLU),
-``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) and ``dropout``
-(Dropout); ``module`` holds Module and Parameter, ``init`` the
-initialisation, ``resnet`` (BasicBlock, Bottleneck, ResNet) and ``mobilenet``
-(DepthwiseSeparable, MobileNet) the model classes, ``models`` the ready-made
-networks.
+``normalization`` (BatchNorm1d/2d/3d, GroupNorm, LayerNorm,
+InstanceNorm1d/2d/3d), ``activation`` (ReLU, LeakyReLU, GELU, PReLU and the
+rest), ``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) and ``dropout``
+(Dropout, Dropout1d/2d/3d); ``module`` holds Module and Parameter, ``init``
+the initialisation, ``resnet`` (BasicBlock, Bottleneck, ResNet) and
+``mobilenet`` (DepthwiseSeparable, MobileNet) the model classes, ``models``
+the ready-made networks.
 
 Examples
 --------
@@ -29,10 +30,27 @@ Examples
 """
 
 from . import init
-from .activation import LeakyReLU, ReLU
+from .activation import (
+    CELU,
+    ELU,
+    GELU,
+    SELU,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    LeakyReLU,
+    Mish,
+    PReLU,
+    ReLU,
+    ReLU6,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
+)
 from .container import Sequential
 from .conv import Conv2d
-from .dropout import Dropout
+from .dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
 from .linear import Flatten, Linear
 from .mobilenet import DepthwiseSeparable, MobileNet
 from .models import (
@@ -47,31 +65,64 @@ from .models import (
     vgg_small,
 )
 from .module import IncompatibleKeys, Module, Parameter, check_spec, from_spec, register
-from .normalization import BatchNorm2d
+from .normalization import (
+    BatchNorm1d,
+    BatchNorm2d,
+    BatchNorm3d,
+    GroupNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    InstanceNorm3d,
+    LayerNorm,
+)
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .resnet import BasicBlock, Bottleneck, ResNet
 
 __all__ = [
+    "CELU",
+    "ELU",
+    "GELU",
     "MODELS",
+    "SELU",
     "AdaptiveAvgPool2d",
     "AvgPool2d",
     "BasicBlock",
+    "BatchNorm1d",
     "BatchNorm2d",
+    "BatchNorm3d",
     "Bottleneck",
     "Conv2d",
     "DepthwiseSeparable",
     "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "Dropout3d",
     "Flatten",
+    "GroupNorm",
+    "Hardsigmoid",
+    "Hardswish",
+    "Hardtanh",
     "IncompatibleKeys",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "MaxPool2d",
+    "Mish",
     "MobileNet",
     "Module",
+    "PReLU",
     "Parameter",
     "ReLU",
+    "ReLU6",
     "ResNet",
     "Sequential",
+    "SiLU",
+    "Sigmoid",
+    "Softplus",
+    "Tanh",
     "build_model",
     "check_spec",
     "from_spec",
@@ -79,9 +130,9 @@ __all__ = [
     "lenet5",
     "mobilenet_small",
     "register",
-    "resnet8",
     "resnet18",
     "resnet20",
+    "resnet8",
     "small_cnn",
     "vgg_small",
 ]
