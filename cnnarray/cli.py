@@ -392,13 +392,29 @@ def train(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only the final result and errors.")
     ] = False,
+    distributed: Annotated[
+        bool,
+        typer.Option(
+            help="Run as one rank of an MPI job (mpiexec -n N cnnarray train --distributed ...): "
+            "each rank trains on its shard of every batch; rank 0 prints and saves.",
+        ),
+    ] = False,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Start N ranks on this machine through mpiexec, as --distributed "
+            "(needs: pip install 'cnnarray\\[distributed]').",
+        ),
+    ] = None,
 ) -> None:
     """Train a CNN (default: small_cnn on the bundled 8x8 digits) and save a checkpoint.
 
     The checkpoint is written every epoch (see --save-every); Ctrl-C saves the
     last finished epoch and prints the command that continues the run.
     Per-epoch numbers come from a validation part of the training set (see
-    --val-split); the test set is evaluated once, after training.
+    --val-split); the test set is evaluated once, after training. With
+    --distributed or --nproc, --batch-size is the global batch, split over the ranks.
     """
     from . import callbacks
     from . import train as training
@@ -425,13 +441,34 @@ def train(
                 raise _exit_with(f"{option}: {exc}") from None
     if save_best and val_split == 0:
         raise _exit_with("--save-best needs a validation set: --val-split must be above 0")
+    if nproc is not None:
+        from .distributed import _launch
+
+        args = _launch.strip_option(sys.argv[1:], "--nproc")
+        try:
+            raise typer.Exit(_launch.launch(nproc, [a for a in args if a != "--distributed"]))
+        except FileNotFoundError as exc:
+            raise _exit_with(f"--nproc: {exc}") from None
+    if distributed:
+        device = _rank_device(device)
     try:
         started = _start_run(device, given, epochs, resume, save_best, image_size)
     except KeyboardInterrupt:
         raise _exit_with("interrupted before training started: nothing saved", 130) from None
     if started is not None:
         _run(*started, out=out, save_every=save_every, best=best, log_dir=log_dir,
-             log_every=log_every, quiet=quiet, plot=plot, json_path=json_path)  # fmt: skip
+             log_every=log_every, quiet=quiet, plot=plot, json_path=json_path,
+             distributed=distributed)  # fmt: skip
+
+
+def _rank_device(device: str) -> str:
+    """This rank's device; a missing mpi4py is a one-line error."""
+    try:
+        from .distributed import _launch
+
+        return _launch.rank_device(device)
+    except ModuleNotFoundError as exc:
+        raise _exit_with(f"--distributed: {exc}") from None
 
 
 def _start_run(device: str, given: dict, epochs: int | None, resume: Path | None,
@@ -472,8 +509,43 @@ def _start_run(device: str, given: dict, epochs: int | None, resume: Path | None
 
 def _run(backend: Backend, data, state, *, out: Path, save_every: int, best: Path | None,
          log_dir: Path | None, log_every: int, quiet: bool, plot: Path | None,
-         json_path: Path | None) -> None:  # fmt: skip
-    """Train ``state`` with checkpoints, progress and logs; evaluate on the test set; report."""
+         json_path: Path | None, distributed: bool = False) -> None:  # fmt: skip
+    """Train ``state`` with checkpoints, progress and logs; evaluate on the test set; report.
+
+    ``distributed``: this is one rank of an MPI job; rank 0 alone prints and writes,
+    and a failure on any rank ends them all.
+    """
+    import contextlib
+    import functools
+
+    from . import train as training
+
+    parallel, together = None, contextlib.nullcontext
+    if distributed:
+        from . import distributed as dist
+
+        together = functools.partial(dist.failing_together, let_through=(typer.Exit,))
+        with together():
+            parallel = dist.DataParallel(state.model)
+        if parallel.rank:  # the others train in silence and write nothing
+            with together():
+                try:
+                    training.fit(state, data, backend, training.Callbacks(), parallel=parallel)
+                except KeyboardInterrupt:
+                    raise typer.Exit(130) from None
+            return
+        _say(quiet)(f"data-parallel over {parallel.size} ranks, gradients by "
+                    f"{parallel.comm.method}; global batch {state.config.batch_size}")  # fmt: skip
+    with together():
+        _lead(backend, data, state, parallel, out=out, save_every=save_every, best=best,
+              log_dir=log_dir, log_every=log_every, quiet=quiet, plot=plot,
+              json_path=json_path)  # fmt: skip
+
+
+def _lead(backend: Backend, data, state, parallel, *, out: Path, save_every: int,
+          best: Path | None, log_dir: Path | None, log_every: int, quiet: bool,
+          plot: Path | None, json_path: Path | None) -> None:  # fmt: skip
+    """The run as the one process (or rank 0) that prints and writes."""
     import shlex
 
     from . import callbacks, progress
@@ -506,7 +578,7 @@ def _run(backend: Backend, data, state, *, out: Path, save_every: int, best: Pat
     hooks = training.Callbacks(reporter.start, reporter.batch, epoch_end)
     try:
         with reporter:
-            training.fit(state, data, backend, hooks)
+            training.fit(state, data, backend, hooks, parallel=parallel)
         test = training.test(state, data, backend)
         checkpoints.finish(state)
     except KeyboardInterrupt:

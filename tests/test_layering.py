@@ -4,7 +4,8 @@
    cnnarray/optim.py, cnnarray/data/augment.py) imports numpy or cupy, or asks which one it
    has. Only cnnarray/backend.py may know about CuPy; docstrings and comments that mention
    NumPy or CuPy are fine.
-2. Imports point one way: cli -> train/bench/distributed -> nn/optim/data/io/plots -> ops -> backend/_args.
+2. Imports point one way:
+   cli -> train/bench/distributed -> nn/optim/data/io/plots -> ops -> backend/_args.
    An import inside a function (a lazy one) counts as much as one at the top.
 3. No file of the package grows past 600 lines without saying at its top why it is one file.
 4. Scalar arguments are checked through ``_args`` (check_int, check_real, check_bool), never by

@@ -21,6 +21,7 @@ from ._comm import (
     load_mpi,
 )
 from ._data_parallel import DEFAULT_BUCKET_BYTES, DataParallel
+from ._launch import failing_together, launch
 
 __all__ = [
     "DEFAULT_BUCKET_BYTES",
@@ -29,5 +30,7 @@ __all__ = [
     "DataParallel",
     "RankFailure",
     "communicator_summary",
+    "failing_together",
+    "launch",
     "load_mpi",
 ]
