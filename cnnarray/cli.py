@@ -151,6 +151,9 @@ def info() -> None:
     else:
         table.add_row("backend cuda", Text.assemble(("unavailable", "red"), f": {reason}"))
     table.add_row("auto", str(get_backend("auto")))
+    from .distributed import communicator_summary
+
+    table.add_row("distributed", communicator_summary())
     console.print(table)
 
 
@@ -446,9 +449,13 @@ def train(
 
         args = _launch.strip_option(sys.argv[1:], "--nproc")
         try:
-            raise typer.Exit(_launch.launch(nproc, [a for a in args if a != "--distributed"]))
+            code = _launch.launch(nproc, [a for a in args if a != "--distributed"])
         except FileNotFoundError as exc:
             raise _exit_with(f"--nproc: {exc}") from None
+        if code not in (0, 130):
+            err_console.print(f"error: the {nproc} ranks ended with status {code}; the failed "
+                              "rank said why above", soft_wrap=True)  # fmt: skip
+        raise typer.Exit(code)
     if distributed:
         device = _rank_device(device)
     try:

@@ -91,11 +91,12 @@ def communicator_summary() -> str:
 
     from ..backend import cuda_unavailable_reason, get_backend
 
-    library = " ".join(mpi.Get_library_version().split()[:3])
-    gpu = "no GPU"
+    first = mpi.Get_library_version().strip().splitlines()[0].split(",")[0]
+    library = " ".join(first.replace("Version:", "").split())  # "MPICH 5.0.2", "Open MPI v5.0.5"
+    gpu = "no GPU here"
     if cuda_unavailable_reason() is None:
-        gpu = f"CuPy arrays by {gpu_method(get_backend('cuda'), mpi)}"
-    return f"mpi4py {mpi4py.__version__} on {library}; NumPy arrays by mpi, {gpu}"
+        gpu = gpu_method(get_backend("cuda"), mpi)
+    return f"mpi4py {mpi4py.__version__} on {library}; NumPy arrays by MPI; CuPy arrays: {gpu}"
 
 
 def _timeout(value: float | None) -> float:
