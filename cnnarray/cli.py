@@ -585,7 +585,8 @@ def _lead(backend: Backend, data, state, parallel, *, out: Path, save_every: int
     hooks = training.Callbacks(reporter.start, reporter.batch, epoch_end)
     try:
         with reporter:
-            training.fit(state, data, backend, hooks, parallel=parallel)
+            training.fit(state, data, backend, hooks,
+                         **({} if parallel is None else {"parallel": parallel}))  # fmt: skip
         test = training.test(state, data, backend)
         checkpoints.finish(state)
     except KeyboardInterrupt:
