@@ -752,7 +752,27 @@ def predict(
         Path | None,
         typer.Option("--json", callback=_expand, help="Write the predictions as JSON."),
     ] = None,
-) -> None:
+    dask: Annotated[
+        bool,
+        typer.Option(
+            help="Predict on Dask, in partitions (IMAGE... may be folders or quoted globs); "
+            "writes --out. Needs: pip install 'cnnarray\\[dask]'.",
+        ),
+    ] = False,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="With --dask: a Dask scheduler's address (default: a local "
+                     "cluster on 127.0.0.1)."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="With --dask: worker processes of the local cluster.")
+    ] = 2,
+    out: Annotated[
+        Path,
+        typer.Option(callback=_expand, help="With --dask: the CSV of predictions (and a "
+                     ".parquet beside it when pyarrow is installed)."),
+    ] = Path("predictions.csv"),
+) -> None:  # fmt: skip
     """Print the top-k classes with their probabilities for each image file.
 
     Each image is made to look like the training data, as the checkpoint
@@ -772,6 +792,8 @@ def predict(
     for hint, path in (("--show-input", show_input), ("--json", json_path)):
         if path is not None and not path.parent.is_dir():
             raise typer.BadParameter(f"folder {path.parent} does not exist", param_hint=hint)
+    if dask or scheduler is not None:
+        return _predict_dask(model_path, images, device, top, scheduler, workers, out)
     backend = _backend(device)
     model, spec, _ = _load_model(model_path, backend)
     record = spec.get("preprocess")
@@ -805,6 +827,33 @@ def predict(
         text = json.dumps({"model": str(model_path), "predictions": doc}, indent=2)
         atomic_write_bytes(json_path, (text + "\n").encode())
         console.print(f"wrote {json_path}")
+
+
+def _predict_dask(model_path: Path, images: list[Path], device: str, top: int,
+                  scheduler: str | None, workers: int, out: Path) -> None:  # fmt: skip
+    """``predict --dask``: the rows on a Dask cluster, a progress bar, a CSV; failures listed."""
+    from rich.progress import Progress
+
+    from .distributed import predict_dask, write_predictions
+
+    _load_model(model_path, _backend(device))  # a bad checkpoint: its one-line error, here
+    try:
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("partitions", total=None)
+            rows = predict_dask(model_path, images, scheduler=scheduler, workers=workers,
+                                top=top, device=device,
+                                progress=lambda done, total: bar.update(task, completed=done,
+                                                                        total=total))  # fmt: skip
+    except ModuleNotFoundError as exc:
+        raise _exit_with(f"--dask: {exc}") from None
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'IMAGE'") from None
+    written = write_predictions(rows, out)
+    failed = [r for r in rows if r["error"]]
+    for r in failed:
+        err_console.print(f"unreadable: {r['error']}", soft_wrap=True)
+    console.print(f"predicted {len(rows) - len(failed)} of {len(rows)} images on Dask; wrote "
+                  + ", ".join(str(p) for p in written))  # fmt: skip
 
 
 @app.command()

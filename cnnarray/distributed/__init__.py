@@ -20,6 +20,7 @@ from ._comm import (
     communicator_summary,
     load_mpi,
 )
+from ._dask import image_paths, predict_dask, predict_files, write_predictions
 from ._data_parallel import DEFAULT_BUCKET_BYTES, DataParallel
 from ._launch import failing_together, launch
 
@@ -31,6 +32,10 @@ __all__ = [
     "RankFailure",
     "communicator_summary",
     "failing_together",
+    "image_paths",
     "launch",
+    "predict_dask",
+    "predict_files",
+    "write_predictions",
     "load_mpi",
 ]
