@@ -402,6 +402,13 @@ def train(
             "each rank trains on its shard of every batch; rank 0 prints and saves.",
         ),
     ] = False,
+    sync_batchnorm: Annotated[
+        bool,
+        typer.Option(
+            help="With --distributed/--nproc: BatchNorm uses the statistics of the whole "
+            "global batch (as one process would), not of each rank's shard.",
+        ),
+    ] = False,
     nproc: Annotated[
         int | None,
         typer.Option(
@@ -465,7 +472,7 @@ def train(
     if started is not None:
         _run(*started, out=out, save_every=save_every, best=best, log_dir=log_dir,
              log_every=log_every, quiet=quiet, plot=plot, json_path=json_path,
-             distributed=distributed)  # fmt: skip
+             distributed=distributed, sync_batchnorm=sync_batchnorm)  # fmt: skip
 
 
 def _rank_device(device: str) -> str:
@@ -516,7 +523,8 @@ def _start_run(device: str, given: dict, epochs: int | None, resume: Path | None
 
 def _run(backend: Backend, data, state, *, out: Path, save_every: int, best: Path | None,
          log_dir: Path | None, log_every: int, quiet: bool, plot: Path | None,
-         json_path: Path | None, distributed: bool = False) -> None:  # fmt: skip
+         json_path: Path | None, distributed: bool = False,
+         sync_batchnorm: bool = False) -> None:  # fmt: skip
     """Train ``state`` with checkpoints, progress and logs; evaluate on the test set; report.
 
     ``distributed``: this is one rank of an MPI job; rank 0 alone prints and writes,
@@ -533,7 +541,7 @@ def _run(backend: Backend, data, state, *, out: Path, save_every: int, best: Pat
 
         together = functools.partial(dist.failing_together, let_through=(typer.Exit,))
         with together():
-            parallel = dist.DataParallel(state.model)
+            parallel = dist.DataParallel(state.model, sync_batchnorm=sync_batchnorm)
         if parallel.rank:  # the others train in silence and write nothing
             with together():
                 try:

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Shared by the ranks (through the file the test writes) and by the test's own process.
 SETUP = '''
 import numpy as np
-from cnnarray import get_backend
+from cnnarray import get_backend, nn
 from cnnarray import train as training
 from cnnarray.data.datasets import Split
 
@@ -38,25 +38,33 @@ def data(dtype):
     return Split(x[:48], y[:48], x[48:], y[48:], ["a", "b", "c", "d"], "synthetic")
 
 
-def state(dtype, optimizer):
-    config = training.TrainConfig(model="small_cnn", epochs=2, batch_size=10, val_split=0.2,
+def state(dtype, optimizer, model="small_cnn"):
+    config = training.TrainConfig(model=model, epochs=2, batch_size=10, val_split=0.2,
                                   augment="shift", optimizer=optimizer, lr=0.05)
-    s = training.new_state(config, data(dtype), get_backend("cpu"))
-    for p in s.model.parameters():
-        p.data = p.data.astype(dtype)
-    return s
+    if model == "small_cnn":
+        s = training.new_state(config, data(dtype), get_backend("cpu"))
+        for p in s.model.parameters():
+            p.data = p.data.astype(dtype)
+        return s
+    config.validate()  # a VGG with BatchNorm, small enough for 8x8 images, in dtype
+    net = nn.vgg_small(1, 4, 8, widths=(4, 8), hidden=16, dtype=dtype, seed=0)
+    opt = training.build_optimizer(config, net)
+    return training.TrainState(net, opt, training.build_scheduler(config, opt), config, {})
 '''
 
 WORKER = """
+RUNS = [("float64", "float64", "sgd", "small_cnn"), ("float32", "float32", "adam", "small_cnn"),
+        ("syncbn", "float64", "sgd", "vgg_small")]
 import os, sys, time
 from cnnarray.distributed import DataParallel, failing_together
 
 out, mode = sys.argv[1], sys.argv[2]
 cpu = get_backend("cpu")
 with failing_together():
-    for dtype, optimizer in (("float64", "sgd"), ("float32", "adam")):
-        s = state(dtype, optimizer)
-        parallel = DataParallel(s.model, bucket_bytes=4096)  # several buckets
+    for name, dtype, optimizer, model in RUNS:
+        s = state(dtype, optimizer, model)
+        parallel = DataParallel(s.model, bucket_bytes=4096,  # several buckets
+                                sync_batchnorm=model == "vgg_small")
 
         def on_batch(i, loss, accuracy):
             if parallel.rank == 1 and i == 1 and mode == "hang":
@@ -67,11 +75,11 @@ with failing_together():
         training.fit(s, data(dtype), cpu, training.Callbacks(on_batch=on_batch),
                      parallel=parallel)
         if parallel.rank == 0:
-            np.savez(f"{out}/{dtype}.npz", **s.model.state_dict())
-            if dtype == "float32":  # checkpoints hold float32 models
-                training.save(s, f"{out}/{dtype}.safetensors")
+            np.savez(f"{out}/{name}.npz", **s.model.state_dict())
+            if name == "float32":  # checkpoints hold float32 models
+                training.save(s, f"{out}/{name}.safetensors")
             history = [(h.train_loss, h.train_accuracy, h.val_loss) for h in s.history]
-            np.save(f"{out}/{dtype}.history.npy", np.array(history))
+            np.save(f"{out}/{name}.history.npy", np.array(history))
 """
 
 
@@ -96,34 +104,42 @@ def _ranks(tmp_path: Path, mode: str, timeout: float = 300.0) -> subprocess.Comp
 
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory) -> Path:
-    """One 2-rank run, float64 with SGD then float32 with Adam; rank 0's checkpoints."""
+    """One 2-rank run of each of RUNS; rank 0's weights, histories and a checkpoint."""
     out = tmp_path_factory.mktemp("ranks")
     done = _ranks(out, "train")
     assert done.returncode == 0, done.stderr[-3000:]
     return out
 
 
-def _one_process(dtype: str, optimizer: str) -> training.TrainState:
+def _one_process(dtype: str, optimizer: str, model: str = "small_cnn") -> training.TrainState:
     scope: dict = {}
     exec(SETUP, scope)  # the very functions the ranks ran
-    s = scope["state"](dtype, optimizer)
+    s = scope["state"](dtype, optimizer, model)
     training.fit(s, scope["data"](dtype), get_backend("cpu"))
     return s
 
 
-@pytest.mark.parametrize(("dtype", "optimizer", "rtol"),
-                         [("float64", "sgd", 1e-10), ("float32", "adam", 1e-4)])  # fmt: skip
-def test_two_ranks_reach_the_weights_of_one_process(two_ranks, dtype, optimizer, rtol):
-    # float32: the two halves' gradients are summed in another order than one batch's,
-    # a few ulp per step that Adam's division can grow to ~1e-5 of a weight in 8 steps
-    single = _one_process(dtype, optimizer)
-    weights = np.load(two_ranks / f"{dtype}.npz")
-    for name, value in single.model.state_dict().items():
-        got = weights[name]
+@pytest.mark.parametrize(
+    ("name", "dtype", "optimizer", "model", "rtol"),
+    [
+        ("float64", "float64", "sgd", "small_cnn", 1e-10),
+        # float32: the two halves' gradients are summed in another order than one batch's,
+        # a few ulp per step, which Adam's division grows to ~1e-6 of a weight in 8 steps
+        ("float32", "float32", "adam", "small_cnn", 1e-4),
+        # BatchNorm with sync_batchnorm: the statistics of the global batch, as in one process
+        ("syncbn", "float64", "sgd", "vgg_small", 1e-10),
+    ],
+)
+def test_two_ranks_reach_the_weights_of_one_process(two_ranks, name, dtype, optimizer, model,
+                                                    rtol):  # fmt: skip
+    single = _one_process(dtype, optimizer, model)
+    weights = np.load(two_ranks / f"{name}.npz")
+    for key, value in single.model.state_dict().items():
+        got = weights[key]
         assert got.dtype == value.dtype
         scale = max(float(np.max(np.abs(value))), 1e-30)
-        assert np.max(np.abs(got - value)) <= rtol * scale, name
-    history = np.load(two_ranks / f"{dtype}.history.npy")
+        assert np.max(np.abs(got - value)) <= rtol * scale, key
+    history = np.load(two_ranks / f"{name}.history.npy")
     expected = [(h.train_loss, h.train_accuracy, h.val_loss) for h in single.history]
     np.testing.assert_allclose(history, expected, rtol=rtol)
 
@@ -222,3 +238,16 @@ def test_buckets_pack_parameters_in_order_up_to_the_limit():
         assert flat.size == sum(p.data.size for p in group)
         assert len(group) == 1 or flat.nbytes <= 4096
     assert len(_buckets(params, 2**30)) == 1
+
+
+def test_sync_batchnorm_keeps_the_spec_and_state_of_batchnorm():
+    from cnnarray import nn
+    from cnnarray.distributed import SyncBatchNorm2d, convert_sync_batchnorm
+
+    model = nn.vgg_small(1, 4, 8, widths=(4, 8), hidden=16, seed=0)
+    spec, state = model.spec(), dict(model.state_dict())
+    assert convert_sync_batchnorm(model, comm=None) == 4
+    assert sum(isinstance(m, SyncBatchNorm2d) for m in model.modules()) == 4
+    assert model.spec() == spec and dict(model.state_dict()).keys() == state.keys()
+    rebuilt = nn.from_spec(model.spec())  # what a checkpoint rebuilds in one process
+    assert not any(isinstance(m, SyncBatchNorm2d) for m in rebuilt.modules())

@@ -23,6 +23,7 @@ from ._comm import (
 from ._dask import image_paths, predict_dask, predict_files, write_predictions
 from ._data_parallel import DEFAULT_BUCKET_BYTES, DataParallel
 from ._launch import failing_together, launch
+from ._sync_batchnorm import SyncBatchNorm2d, convert_sync_batchnorm
 
 __all__ = [
     "DEFAULT_BUCKET_BYTES",
@@ -30,7 +31,9 @@ __all__ = [
     "Communicator",
     "DataParallel",
     "RankFailure",
+    "SyncBatchNorm2d",
     "communicator_summary",
+    "convert_sync_batchnorm",
     "failing_together",
     "image_paths",
     "launch",

@@ -14,6 +14,7 @@ from typing import Any
 from .. import _args, nn
 from ..backend import array_namespace, backend_of
 from ._comm import Communicator
+from ._sync_batchnorm import convert_sync_batchnorm
 
 __all__ = ["DEFAULT_BUCKET_BYTES", "DataParallel"]
 
@@ -40,6 +41,10 @@ class DataParallel:
         Gradient bytes per allreduce message: parameters are packed in order
         into flat buffers of about this size (one message each), so a model of
         many small tensors costs few message latencies.
+    sync_batchnorm : bool, default False
+        Turn every BatchNorm2d into a :class:`SyncBatchNorm2d`, which
+        normalises with the statistics of the global batch (two small
+        allreduces per layer forward, two backward).
 
     Notes
     -----
@@ -48,19 +53,22 @@ class DataParallel:
     result is the gradient of the mean over the whole batch, whatever the
     sizes of the shards (the last batch of an epoch may split unevenly).
 
-    BatchNorm normalises with the statistics of each rank's shard (as
-    ChainerMN and Horovod do by default), so a model with BatchNorm trains
-    like single-process training with a batch of ``B / ranks`` for the
-    statistics; :meth:`sync_buffers` then gives every rank rank 0's running
-    statistics before each validation and checkpoint (PyTorch DDP's
-    ``broadcast_buffers``). Models without BatchNorm (and without Dropout,
-    whose masks each rank draws for its own shard) reach the same weights as
-    single-process training, up to rounding.
+    By default BatchNorm normalises with the statistics of each rank's shard
+    (as ChainerMN, Horovod and PyTorch DDP do), so a model with BatchNorm
+    trains like single-process training with a batch of ``B / ranks`` for the
+    statistics, and :meth:`sync_buffers` gives every rank rank 0's running
+    statistics before each validation and checkpoint (DDP's
+    ``broadcast_buffers``). With ``sync_batchnorm=True`` the statistics are
+    the global batch's, and the run reaches the weights of one process.
+    Models without Dropout (whose masks each rank draws for its own shard)
+    then reach the same weights as single-process training, up to rounding.
     """
 
     def __init__(self, model: nn.Module, communicator: Communicator | None = None,
-                 bucket_bytes: int = DEFAULT_BUCKET_BYTES) -> None:  # fmt: skip
+                 bucket_bytes: int = DEFAULT_BUCKET_BYTES,
+                 sync_batchnorm: bool = False) -> None:  # fmt: skip
         self.bucket_bytes = _args.check_int(bucket_bytes, "bucket_bytes", minimum=1)
+        sync_batchnorm = _args.check_bool(sync_batchnorm, "sync_batchnorm")
         params = model.parameters()
         if not params:
             raise ValueError("DataParallel needs a model with parameters, got none")
@@ -68,6 +76,7 @@ class DataParallel:
         self.comm = communicator or Communicator(backend_of(params[0].data))
         self.rank, self.size = self.comm.rank, self.comm.size
         self.buckets = _buckets(params, self.bucket_bytes)
+        self.synced_batchnorms = convert_sync_batchnorm(model, self.comm) if sync_batchnorm else 0
         for p in params:
             self.comm.bcast(p.data)
         self.sync_buffers()
