@@ -9,10 +9,16 @@ steps, then ``--steps`` timed ones. Per step: the wall time, and the time of ``a
 is recorded apart. Allreduce: the median time of a
 float32 sum-allreduce of each size in :data:`SIZES` over the ranks. Dask: ``predict_dask`` of
 ``--images`` PNG files on a LocalCluster of 1 and then 2 worker processes, started before the
-clock (the model is loaded on each worker inside the timed call).
+clock; ``--repeats-dask`` calls each, the first of which also loads the model on each worker
+(the median is a warm call).
 
     python benchmarks/scaling.py train --json benchmarks/results/scaling-train.json
     python benchmarks/scaling.py dask --json benchmarks/results/scaling-dask.json
+    python benchmarks/scaling.py model --json benchmarks/results/scaling-model.json
+
+``model`` fits the per-hop latency and the bandwidth of the step-time model (docs/scaling.md)
+to the 2-rank allreduces, compares its 2-rank step with the measured one, and predicts the
+allreduce share of a step for the networks in :data:`NETWORKS`.
 """
 
 from __future__ import annotations
@@ -186,9 +192,89 @@ def dask(args: argparse.Namespace) -> dict:
     return {"metadata": _metadata(), "command": " ".join(sys.argv), "records": records}
 
 
+#: Assumed networks for the predictions: per-hop latency (s) and allreduce bandwidth (bytes/s).
+NETWORKS = {
+    # NCCL on one node's NVLink 4 (H100 SXM): ~300 GB/s bus bandwidth reached, ~2 us a hop
+    "8 GPUs, NVLink": {"ranks": 8, "alpha_s": 2e-6, "bandwidth": 300e9},
+    # MPI over TCP on 100 Gb/s Ethernet: ~10 GB/s of the 12.5, ~25 us a hop; nodes with one
+    # GPU each, or CPU nodes like this one (each rank keeping the 2-rank run's per-rank batch)
+    "64 GPU nodes, 100 Gb/s Ethernet": {"ranks": 64, "alpha_s": 25e-6, "bandwidth": 10e9},
+    "64 CPU nodes, 100 Gb/s Ethernet": {"ranks": 64, "alpha_s": 25e-6, "bandwidth": 10e9},
+}
+#: Estimated cnnarray step on one GPU at a small per-GPU batch (launch-bound: ~1 ms per conv
+#: layer forward and backward in benchmarks/results/cuda-h200.json), in seconds.
+GPU_STEP_S = {"lenet5": 0.004, "vgg_small": 0.015, "resnet20": 0.040}
+
+
+def allreduce_s(nbytes: float, ranks: int, alpha: float, bandwidth: float, messages: int) -> float:
+    """Step-time model of one gradient allreduce: latency per message, then the bytes.
+
+    ``messages * 2 log2(p) * alpha`` (recursive halving and doubling; a ring has
+    ``2 (p - 1)`` hops instead) ``+ 2 (p - 1) / p * nbytes / bandwidth``.
+    """
+    if ranks == 1:
+        return 0.0
+    return messages * 2 * np.log2(ranks) * alpha + 2 * (ranks - 1) / ranks * nbytes / bandwidth
+
+
+def model(args: argparse.Namespace) -> dict:
+    """Fit latency and bandwidth to the measured 2-rank allreduces; check and predict."""
+    doc = json.loads(args.input.read_text())
+    records = {(r["model"], r["ranks"]): r for r in doc["records"]}
+    by_size: dict[int, list[float]] = {}
+    for (_, ranks), r in records.items():
+        if ranks == 2:
+            for nbytes, t in r["allreduce_s_by_bytes"].items():
+                if int(nbytes) <= 2**22:  # above 4 MiB the shared cores' noise dominates
+                    by_size.setdefault(int(nbytes), []).append(t)
+    sizes = sorted(by_size)
+    times = [statistics.median(by_size[n]) for n in sizes]  # the median of the runs
+    # t = 2 log2(2) alpha + (2 (2 - 1) / 2) n / bw = 2 alpha + n / bw, least squares on
+    # relative errors (rows divided by t), so the small sizes set alpha and the large ones bw
+    t = np.asarray(times)
+    design = np.column_stack([np.full(len(sizes), 2.0), np.asarray(sizes, float)]) / t[:, None]
+    (alpha, inverse_bw), *_ = np.linalg.lstsq(design, np.ones(len(t)), rcond=None)
+    alpha = max(float(alpha), 1e-7)
+    here = {"alpha_s": alpha, "bandwidth": 1 / float(inverse_bw)}
+    print(f"this machine, 2 ranks: alpha {1e6 * alpha:.1f} us a hop, "
+          f"bandwidth {here['bandwidth'] / 1e9:.2f} GB/s")  # fmt: skip
+    rows = []
+    for name in SHAPES:
+        one, two = records.get((name, 1)), records.get((name, 2))
+        if one is None or two is None:
+            continue
+        nbytes, messages = two["parameter_bytes"], two["buckets"]
+        predicted = one["step_s"] / 2 + allreduce_s(nbytes, 2, here["alpha_s"],
+                                                    here["bandwidth"], messages)  # fmt: skip
+        row = {"model": name, "parameter_bytes": nbytes, "messages": messages,
+               "step_1_rank_s": one["step_s"], "step_2_ranks_s": two["step_s"],
+               "predicted_2_ranks_s": predicted,
+               "measured_allreduce_in_step_s": max(two["allreduce_step_s"]),
+               "predicted_allreduce_s": predicted - one["step_s"] / 2}  # fmt: skip
+        for label, net in NETWORKS.items():
+            a = allreduce_s(nbytes, net["ranks"], net["alpha_s"], net["bandwidth"], messages)
+            # weak scaling: each rank keeps the per-rank batch of the 2-rank run
+            compute = GPU_STEP_S[name] if "GPU" in label else one["step_s"] / 2
+            row[label] = {"allreduce_s": a, "compute_s": compute,
+                          "efficiency": compute / (compute + a)}  # fmt: skip
+        rows.append(row)
+        print(
+            f"{name:10s} {nbytes / 1e6:5.2f} MB: 2 ranks measured "
+            f"{1e3 * two['step_s']:7.1f} ms, predicted {1e3 * predicted:7.1f} ms; "
+            + "; ".join(
+                f"{k}: allreduce {1e3 * row[k]['allreduce_s']:.3f} ms, "
+                f"efficiency {100 * row[k]['efficiency']:.1f} %"
+                for k in NETWORKS
+            )
+        )
+    return {"command": " ".join(sys.argv), "fitted": here, "networks": NETWORKS,
+            "gpu_step_s": GPU_STEP_S, "rows": rows}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["train", "dask", "_rank"])
+    parser.add_argument("mode", choices=["train", "dask", "model", "_rank"])
+    parser.add_argument("--input", type=Path, default=Path("benchmarks/results/scaling-train.json"))
     parser.add_argument("--models", nargs="+", default=list(SHAPES))
     parser.add_argument("--model", default="lenet5")  # _rank
     parser.add_argument("--ranks", nargs="+", type=int, default=[1, 2])
@@ -205,7 +291,7 @@ def main() -> None:
     if args.mode == "_rank":
         _rank(args)
         return
-    result = train(args) if args.mode == "train" else dask(args)
+    result = {"train": train, "dask": dask, "model": model}[args.mode](args)
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
