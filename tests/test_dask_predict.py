@@ -112,3 +112,18 @@ def test_the_csv_has_one_column_pair_per_class_and_the_error(tmp_path):
                         "unreliable", "error"]  # fmt: skip
     assert table[1] == ["a.png", "1", "0.75", "7", "0.25", "", ""]
     assert table[2] == ["b.png", "", "", "", "", "", "b.png is not a readable image"]
+
+
+def test_parquet_beside_the_csv_when_pyarrow_is_there(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet", reason="Parquet needs pyarrow")
+    rows = [{"image": "a.png", "top": [{"class": "1", "probability": 0.75}], "unreliable": [],
+             "preprocessing": [], "error": None},
+            {"image": "b.png", "top": [], "unreliable": [], "preprocessing": [],
+             "error": "b.png is not a readable image"}]  # fmt: skip
+    written = write_predictions(rows, tmp_path / "p.csv")
+    assert written == [tmp_path / "p.csv", tmp_path / "p.parquet"]
+    assert pq.read_table(written[1]).to_pylist() == [
+        {"image": "a.png", "class_1": "1", "probability_1": 0.75, "unreliable": "", "error": ""},
+        {"image": "b.png", "class_1": "", "probability_1": None, "unreliable": "",
+         "error": "b.png is not a readable image"},
+    ]  # fmt: skip
