@@ -46,6 +46,16 @@ class DataParallel:
         normalises with the statistics of the global batch (two small
         allreduces per layer forward, two backward).
 
+    Examples
+    --------
+    A script run as ``mpiexec -n 4 python train.py`` (each rank the same code)::
+
+        state = train.new_state(config, data, backend)
+        parallel = DataParallel(state.model, sync_batchnorm=True)
+        train.fit(state, data, backend, parallel=parallel)
+        if parallel.rank == 0:
+            train.save(state, "model.safetensors")
+
     Notes
     -----
     With ``b`` samples of a global batch of ``B`` on this rank, the local

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import traceback
@@ -46,8 +45,9 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     """Run ``cnnarray ARGV --distributed`` as ``nproc`` ranks under mpiexec; return its status.
 
     The ranks are this machine's processes, talking over loopback or shared
-    memory. Ctrl-C reaches every rank (mpiexec forwards it): rank 0 saves the
-    last finished epoch, as in one process; the launcher waits for them.
+    memory. Ctrl-C in the terminal reaches mpiexec, which passes it to every
+    rank: rank 0 saves the last finished epoch, as in one process, while this
+    launcher waits (a second signal from here would make mpiexec kill them).
     """
     command = [mpiexec(), "-n", str(nproc), sys.executable, "-m", "cnnarray", *argv,
                "--distributed"]  # fmt: skip
@@ -55,8 +55,8 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     while True:
         try:
             return process.wait()
-        except KeyboardInterrupt:  # the ranks got it too; let rank 0 write its checkpoint
-            process.send_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            continue
 
 
 def local_rank(comm: object | None = None) -> int:
@@ -83,7 +83,8 @@ def failing_together(let_through: tuple[type[BaseException], ...] = ()) -> Itera
 
     An exception other than KeyboardInterrupt, SystemExit and ``let_through``
     (e.g. the CLI's own exits, which every rank takes alike) is printed with the
-    rank's number, then ``MPI_Abort`` ends every rank (mpiexec exits non-zero).
+    rank's number (with its traceback when ``CNNARRAY_DEBUG`` is set), then
+    ``MPI_Abort`` ends every rank (mpiexec exits non-zero).
     """
     try:
         yield
