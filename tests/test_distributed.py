@@ -54,7 +54,7 @@ def state(dtype, optimizer, model="small_cnn"):
 
 WORKER = """
 RUNS = [("float64", "float64", "sgd", "small_cnn"), ("float32", "float32", "adam", "small_cnn"),
-        ("syncbn", "float64", "sgd", "vgg_small")]
+        ("syncbn", "float64", "sgd", "vgg_small"), ("perrank", "float64", "sgd", "vgg_small")]
 import os, sys, time
 from cnnarray.distributed import DataParallel, failing_together
 
@@ -64,7 +64,7 @@ with failing_together():
     for name, dtype, optimizer, model in RUNS:
         s = state(dtype, optimizer, model)
         parallel = DataParallel(s.model, bucket_bytes=4096,  # several buckets
-                                sync_batchnorm=model == "vgg_small")
+                                sync_batchnorm=name == "syncbn")
 
         def on_batch(i, loss, accuracy):
             if parallel.rank == 1 and i == 1 and mode == "hang":
@@ -74,6 +74,7 @@ with failing_together():
 
         training.fit(s, data(dtype), cpu, training.Callbacks(on_batch=on_batch),
                      parallel=parallel)
+        np.savez(f"{out}/{name}.rank{parallel.rank}.npz", **s.model.state_dict())
         if parallel.rank == 0:
             np.savez(f"{out}/{name}.npz", **s.model.state_dict())
             if name == "float32":  # checkpoints hold float32 models
@@ -142,6 +143,24 @@ def test_two_ranks_reach_the_weights_of_one_process(two_ranks, name, dtype, opti
     history = np.load(two_ranks / f"{name}.history.npy")
     expected = [(h.train_loss, h.train_accuracy, h.val_loss) for h in single.history]
     np.testing.assert_allclose(history, expected, rtol=rtol)
+
+
+@pytest.mark.parametrize("name", ["float64", "float32", "syncbn", "perrank"])
+def test_the_ranks_end_with_identical_models(two_ranks, name):
+    # the same summed gradients and steps on every rank; with per-rank BatchNorm the running
+    # statistics differ until sync_buffers gives every rank rank 0's, after each epoch
+    ranks = [np.load(two_ranks / f"{name}.rank{r}.npz") for r in (0, 1)]
+    for key in ranks[0]:
+        np.testing.assert_array_equal(ranks[0][key], ranks[1][key], err_msg=key)
+
+
+def test_per_rank_batchnorm_is_not_one_process_training(two_ranks):
+    """Without sync_batchnorm each rank normalises with its shard's statistics: the run
+    differs from one process (which is why the option exists)."""
+    single = _one_process("float64", "sgd", "vgg_small")
+    weights = np.load(two_ranks / "perrank.npz")
+    differences = [np.max(np.abs(weights[k] - v)) for k, v in single.model.state_dict().items()]
+    assert max(differences) > 1e-6
 
 
 def test_a_distributed_checkpoint_loads_and_resumes_in_one_process(two_ranks):
