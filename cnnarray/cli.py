@@ -476,10 +476,11 @@ def train(
 
 
 def _rank_device(device: str) -> str:
-    """This rank's device; a missing mpi4py is a one-line error."""
+    """This rank's device; a missing mpi4py is a one-line error, before any work."""
     try:
-        from .distributed import _launch
+        from .distributed import _launch, load_mpi
 
+        load_mpi()
         return _launch.rank_device(device)
     except ModuleNotFoundError as exc:
         raise _exit_with(f"--distributed: {exc}") from None
