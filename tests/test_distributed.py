@@ -270,3 +270,20 @@ def test_sync_batchnorm_keeps_the_spec_and_state_of_batchnorm():
     assert model.spec() == spec and dict(model.state_dict()).keys() == state.keys()
     rebuilt = nn.from_spec(model.spec())  # what a checkpoint rebuilds in one process
     assert not any(isinstance(m, SyncBatchNorm2d) for m in rebuilt.modules())
+
+
+def test_distributed_without_mpi4py_is_a_usage_error_before_any_work(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import cnnarray.distributed as dist
+    from cnnarray.cli import app
+
+    def missing(initialize: bool = True):
+        raise ModuleNotFoundError("distributed training needs mpi4py: pip install ...")
+
+    monkeypatch.setattr(dist, "load_mpi", missing)
+    out = tmp_path / "m.safetensors"
+    result = CliRunner().invoke(app, ["train", "--distributed", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "--distributed: distributed training needs mpi4py" in result.output
+    assert not out.exists()
