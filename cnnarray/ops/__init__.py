@@ -26,7 +26,25 @@ from .conv import (
     set_workspace_limit,
 )
 from .linear import flatten, flatten_backward, linear, linear_backward
-from .loss import cross_entropy, cross_entropy_backward
+from .loss import cross_entropy, cross_entropy_backward, nll_loss, nll_loss_backward
+from .loss_binary import (
+    binary_cross_entropy,
+    binary_cross_entropy_backward,
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_backward,
+)
+from .loss_pointwise import (
+    huber_loss,
+    huber_loss_backward,
+    kl_div,
+    kl_div_backward,
+    l1_loss,
+    l1_loss_backward,
+    mse_loss,
+    mse_loss_backward,
+    smooth_l1_loss,
+    smooth_l1_loss_backward,
+)
 from .norm import batch_norm2d, batch_norm2d_backward
 from .pool import (
     adaptive_avg_pool2d,
@@ -45,6 +63,10 @@ __all__ = [
     "avg_pool2d_backward",
     "batch_norm2d",
     "batch_norm2d_backward",
+    "binary_cross_entropy",
+    "binary_cross_entropy_backward",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_backward",
     "conv2d",
     "conv2d_backward",
     "conv2d_output_shape",
@@ -53,6 +75,12 @@ __all__ = [
     "flatten",
     "flatten_backward",
     "get_workspace_limit",
+    "huber_loss",
+    "huber_loss_backward",
+    "kl_div",
+    "kl_div_backward",
+    "l1_loss",
+    "l1_loss_backward",
     "leaky_relu",
     "leaky_relu_backward",
     "linear",
@@ -61,11 +89,17 @@ __all__ = [
     "log_softmax_backward",
     "max_pool2d",
     "max_pool2d_backward",
+    "mse_loss",
+    "mse_loss_backward",
+    "nll_loss",
+    "nll_loss_backward",
     "relu",
     "relu_backward",
     "set_workspace_limit",
     "sigmoid",
     "sigmoid_backward",
+    "smooth_l1_loss",
+    "smooth_l1_loss_backward",
     "softmax",
     "softmax_backward",
     "tanh",
