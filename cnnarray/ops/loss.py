@@ -70,16 +70,14 @@ def _check_scores(x: Any, name: str, reduction: Any, weight: Any, ignore_index: 
         _args.check_shape(weight, "weight", x.shape[1:2] if x.ndim >= 2 else x.shape)
 
 
-def _check_index_dtype(target: Any, x: Any, name: str) -> None:
+def _check_index(target: Any, x: Any, name: str) -> None:
+    """Raise unless ``target`` holds integer class indices of the shape that fits ``x``."""
     if not hasattr(target, "dtype") or target.dtype.kind not in "iu":
         got = getattr(target, "dtype", type(target).__name__)
         hint = ""
         if getattr(target, "dtype", None) is not None and target.dtype.kind == "f":
             hint = f"; class probabilities need the shape of {name}, {tuple(x.shape)}"
         raise TypeError(f"target must hold integer class indices, got {got}{hint}")
-
-
-def _check_index_shape(target: Any, x: Any, name: str) -> None:
     batch = _batch_shape(tuple(x.shape))
     if tuple(target.shape) != batch:
         raise ValueError(
@@ -122,9 +120,7 @@ def _targets(xp: Any, target: Any, classes: int, ignore_index: int, weight: Any)
 def _prepare(
     x: Any, target: Any, weight: Any, ignore_index: int, name: str, grad_out: Any = None
 ) -> tuple[Any, Any, Any, Any, _Targets]:
-    """Validate scores with class-index targets; return xp, rows, weight, grad_out, targets."""
-    _check_index_dtype(target, x, name)
-    _check_index_shape(target, x, name)
+    """Scores with checked class-index targets: xp, rows, weight, grad_out, targets."""
     xp = array_namespace(x)
     dtype = _args.float_dtype(xp, **{name: x}, weight=weight, grad_out=grad_out)
     rows = _rows(x.astype(dtype, copy=False))
@@ -134,14 +130,18 @@ def _prepare(
 
 
 def _row_scale(xp: Any, t: _Targets, grad_out: Any, reduction: str, dtype: Any) -> Any:
-    """``d output / d l_i`` per row, shape (M, 1); 0 for ignored rows."""
+    """``d output / d l_i``: one scalar for every row, or a column (M, 1) with 0 on ignored rows."""
     scale = _loss.grad_scale(xp, grad_out, reduction, dtype, t.count)
     if reduction == "none" and grad_out is not None:
-        scale = scale.reshape(-1)
-    scale = xp.broadcast_to(xp.asarray(scale, dtype=dtype), t.index.shape)
+        scale = scale.reshape(-1, 1)
     if t.ignored is not None:
-        scale = xp.where(t.ignored, 0, scale).astype(dtype, copy=False)
-    return scale.reshape(-1, 1)
+        scale = xp.where(t.ignored[:, None], 0, scale).astype(dtype, copy=False)
+    return scale
+
+
+def _per_row(scale: Any) -> Any:
+    """A scale of :func:`_row_scale` per row: (M,) from a column, a scalar as it is."""
+    return scale[:, 0] if getattr(scale, "ndim", 0) == 2 else scale
 
 
 def _reduce(xp: Any, losses: Any, t: _Targets, reduction: str, shape: tuple[int, ...]) -> Any:
@@ -202,6 +202,7 @@ def nll_loss(
     0.6931471805599453
     """
     _check_scores(input, "input", reduction, weight, ignore_index)
+    _check_index(target, input, "input")
     xp, rows, _, _, t = _prepare(input, target, weight, ignore_index, "input")
     losses = -rows[xp.arange(rows.shape[0]), t.index]
     if t.weight is not None:
@@ -239,9 +240,10 @@ def nll_loss_backward(
     array, shape of input
     """
     _check_scores(input, "input", reduction, weight, ignore_index)
+    _check_index(target, input, "input")
     _loss.check_grad_out(grad_out, reduction, _batch_shape(tuple(getattr(input, "shape", ()))))
     xp, rows, _, grad_out, t = _prepare(input, target, weight, ignore_index, "input", grad_out)
-    scale = _row_scale(xp, t, grad_out, reduction, rows.dtype)[:, 0]
+    scale = _per_row(_row_scale(xp, t, grad_out, reduction, rows.dtype))
     if t.weight is not None:
         scale = scale * t.weight
     grad = xp.zeros_like(rows)
@@ -272,8 +274,7 @@ def _check_ce(logits: Any, target: Any, reduction: Any, label_smoothing: Any, we
     dtype = getattr(target, "dtype", None)
     probabilities = dtype is not None and dtype.kind == "f" and target.shape == logits.shape
     if not probabilities:
-        _check_index_dtype(target, logits, "logits")
-        _check_index_shape(target, logits, "logits")
+        _check_index(target, logits, "logits")
     return probabilities
 
 
@@ -424,19 +425,19 @@ def cross_entropy_backward(
     xp, rows, weight, grad_out, t = _prepare(logits, target, weight, ignore_index, "logits",
                                              grad_out)  # fmt: skip
     n, classes = rows.shape
-    scale = _row_scale(xp, t, grad_out, reduction, rows.dtype)  # (M, 1)
+    scale = _row_scale(xp, t, grad_out, reduction, rows.dtype)  # a scalar or (M, 1)
     # the whole gradient in the buffer of exp(logits - m): one pass for softmax
     # and scale, a scatter for the target, one more when smoothing
     _, grad, s = _exp_rows(xp, rows)
     if weight is None:
         grad *= scale / s
-        grad[xp.arange(n), t.index] -= (1 - label_smoothing) * scale[:, 0]
+        grad[xp.arange(n), t.index] -= (1 - label_smoothing) * _per_row(scale)
         if label_smoothing:
             grad -= (label_smoothing / classes) * scale
     else:
         wy = t.weight.reshape(-1, 1)
         grad *= scale * ((1 - label_smoothing) * wy + label_smoothing / classes * weight.sum()) / s
-        grad[xp.arange(n), t.index] -= (1 - label_smoothing) * (scale * wy)[:, 0]
+        grad[xp.arange(n), t.index] -= (1 - label_smoothing) * _per_row(scale * wy)
         if label_smoothing:
             grad -= (label_smoothing / classes) * scale * weight
     return _unrows(xp, grad, shape)
