@@ -9,11 +9,12 @@ Names, arguments and default initialisation follow ``torch.nn``, and the
 layers live in modules named by kind as in ``torch.nn.modules``:
 ``container`` (Sequential), ``conv`` (Conv2d), ``linear`` (Linear, Flatten),
 ``normalization`` (BatchNorm2d), ``activation`` (ReLU, LeakyReLU),
-``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) and ``dropout``
-(Dropout); ``module`` holds Module and Parameter, ``init`` the
-initialisation, ``resnet`` (BasicBlock, Bottleneck, ResNet) and ``mobilenet``
-(DepthwiseSeparable, MobileNet) the model classes, ``models`` the ready-made
-networks.
+``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d), ``dropout``
+(Dropout) and ``loss`` (CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss,
+MSELoss, L1Loss, SmoothL1Loss, HuberLoss, KLDivLoss); ``module`` holds Module
+and Parameter, ``init`` the initialisation, ``resnet`` (BasicBlock, Bottleneck,
+ResNet) and ``mobilenet`` (DepthwiseSeparable, MobileNet) the model classes,
+``models`` the ready-made networks.
 
 Examples
 --------
@@ -34,6 +35,17 @@ from .container import Sequential
 from .conv import Conv2d
 from .dropout import Dropout
 from .linear import Flatten, Linear
+from .loss import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from .mobilenet import DepthwiseSeparable, MobileNet
 from .models import (
     MODELS,
@@ -55,23 +67,32 @@ __all__ = [
     "MODELS",
     "AdaptiveAvgPool2d",
     "AvgPool2d",
+    "BCELoss",
+    "BCEWithLogitsLoss",
     "BasicBlock",
     "BatchNorm2d",
     "Bottleneck",
     "Conv2d",
+    "CrossEntropyLoss",
     "DepthwiseSeparable",
     "Dropout",
     "Flatten",
+    "HuberLoss",
     "IncompatibleKeys",
+    "KLDivLoss",
+    "L1Loss",
     "LeakyReLU",
     "Linear",
+    "MSELoss",
     "MaxPool2d",
     "MobileNet",
     "Module",
+    "NLLLoss",
     "Parameter",
     "ReLU",
     "ResNet",
     "Sequential",
+    "SmoothL1Loss",
     "build_model",
     "check_spec",
     "from_spec",
