@@ -275,6 +275,11 @@ def _check_ce(logits: Any, target: Any, reduction: Any, label_smoothing: Any, we
     probabilities = dtype is not None and dtype.kind == "f" and target.shape == logits.shape
     if not probabilities:
         _check_index(target, logits, "logits")
+    elif ignore_index >= 0:  # PyTorch's rule: a class cannot be ignored in probabilities
+        raise ValueError(
+            f"ignore_index must be negative with class-probability (float) targets, got "
+            f"{ignore_index}"
+        )
     return probabilities
 
 
@@ -315,7 +320,7 @@ def cross_entropy(
     as PyTorch's. With class probabilities ``q`` (a float target of the logits'
     shape), ``l_i = -sum_c weight[c] * q'[i, c] * p[c]`` with the smoothed
     ``q' = (1 - e) * q + e / C``, and "mean" divides by the number of samples
-    (and positions); ``ignore_index`` does not apply.
+    (and positions); ``ignore_index`` must then be negative, and ignores nothing.
 
     Parameters
     ----------
