@@ -86,7 +86,9 @@ def _check_index(target: Any, x: Any, name: str) -> None:
         )
 
 
-def _targets(xp: Any, target: Any, classes: int, ignore_index: int, weight: Any) -> _Targets:
+def _targets(
+    xp: Any, target: Any, classes: int, ignore_index: int, weight: Any, name: str
+) -> _Targets:
     """Validate class indices (any integer dtype) and gather what the reductions need.
 
     Without a target equal to ``ignore_index`` and without ``weight`` this costs
@@ -105,7 +107,7 @@ def _targets(xp: Any, target: Any, classes: int, ignore_index: int, weight: Any)
     if low < 0 or high >= classes:
         bad = low if low < 0 else high
         raise ValueError(
-            f"target must hold class indices in [0, {classes}) for logits with {classes} "
+            f"target must hold class indices in [0, {classes}) for {name} with {classes} "
             f"classes, got {bad}"
         )
     if weight is None:
@@ -120,13 +122,17 @@ def _targets(xp: Any, target: Any, classes: int, ignore_index: int, weight: Any)
 def _prepare(
     x: Any, target: Any, weight: Any, ignore_index: int, name: str, grad_out: Any = None
 ) -> tuple[Any, Any, Any, Any, _Targets]:
-    """Scores with checked class-index targets: xp, rows, weight, grad_out, targets."""
+    """Scores with checked class-index targets: xp, rows, weight, grad_out, targets.
+
+    The targets' values are checked before the scores are copied into rows.
+    """
     xp = array_namespace(x)
     dtype = _args.float_dtype(xp, **{name: x}, weight=weight, grad_out=grad_out)
-    rows = _rows(x.astype(dtype, copy=False))
     weight = None if weight is None else weight.astype(dtype, copy=False)
     grad_out = None if grad_out is None else grad_out.astype(dtype, copy=False)
-    return xp, rows, weight, grad_out, _targets(xp, target, rows.shape[1], ignore_index, weight)
+    classes = x.shape[1] if x.ndim >= 2 else x.shape[0]
+    t = _targets(xp, target, classes, ignore_index, weight, name)
+    return xp, _rows(x.astype(dtype, copy=False)), weight, grad_out, t
 
 
 def _row_scale(xp: Any, t: _Targets, grad_out: Any, reduction: str, dtype: Any) -> Any:
