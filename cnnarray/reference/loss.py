@@ -273,17 +273,15 @@ def binary_cross_entropy_backward(input, target, weight=None, reduction="mean", 
     return _pointwise_grad(_bce, input, target, reduction, grad_out, weight)[0]
 
 
-def _with_pos_weight(input, pos_weight):
+def _pos_weight(input, pos_weight):
     shape = np.shape(input)
-    p = np.ones(shape) if pos_weight is None else np.broadcast_to(pos_weight, shape)
-    return lambda x, y, pi: _bce_logits(x, y, pi), p
+    return np.ones(shape) if pos_weight is None else np.broadcast_to(pos_weight, shape)
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",
                                      pos_weight=None):  # fmt: skip
     """Reference binary cross-entropy of sigmoid(input), through log-sigmoid."""
-    f, p = _with_pos_weight(input, pos_weight)
-    values = _elementwise(f, input, target, p, weight=weight)
+    values = _elementwise(_bce_logits, input, target, _pos_weight(input, pos_weight), weight=weight)
     shape = np.shape(input)
     return _reduce([v[0] for v in values], reduction, max(1, math.prod(shape)), shape)
 
@@ -291,8 +289,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
 def binary_cross_entropy_with_logits_backward(input, target, weight=None, reduction="mean",
                                               pos_weight=None, grad_out=None):  # fmt: skip
     """Reference gradient of binary_cross_entropy_with_logits with respect to input."""
-    f, p = _with_pos_weight(input, pos_weight)
-    values = _elementwise(f, input, target, p, weight=weight)
+    values = _elementwise(_bce_logits, input, target, _pos_weight(input, pos_weight), weight=weight)
     shape = np.shape(input)
     s = _scales(grad_out, reduction, max(1, math.prod(shape)), len(values))
     return np.array([si * v[1] for si, v in zip(s, values, strict=True)]).reshape(shape)
