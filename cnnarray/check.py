@@ -237,11 +237,48 @@ def _normact_cases(rng: np.random.Generator) -> Iterator[Case]:
            [g, mask], {})  # fmt: skip
 
 
+def _loss_cases(rng: np.random.Generator) -> Iterator[Case]:
+    """The losses beyond plain cross_entropy: class weights, ignored and N-d targets,
+    probability targets, the binary and the elementwise losses, forward and backward."""
+    target = rng.integers(0, 4, (2, 3, 2))
+    target[0, 1] = -100
+    probs = rng.dirichlet(np.ones(4), 5)
+    x, y = rng.standard_normal((4, 5)) * 2, rng.standard_normal((4, 5))
+    p, q = rng.uniform(0.02, 0.98, (4, 5)), rng.uniform(0, 1, (4, 5))
+    log_p = np.log(rng.dirichlet(np.ones(5), 4))
+    cases = [
+        ("cross_entropy", "N-d weighted",
+         [rng.standard_normal((2, 4, 3, 2)) * 2, target, rng.uniform(0.5, 2, 4)],
+         {"label_smoothing": 0.1}),
+        ("cross_entropy", "probs, weighted",
+         [rng.standard_normal((5, 4)), probs, rng.uniform(0.5, 2, 4)],
+         {"reduction": "sum", "label_smoothing": 0.2}),
+        ("nll_loss", "N-d weighted",
+         [np.log(rng.dirichlet(np.ones(4), (2, 3, 2))).transpose(0, 3, 1, 2), target,
+          rng.uniform(0.5, 2, 4)], {}),
+        ("binary_cross_entropy", "weight (5,)", [p, q, rng.uniform(0.5, 2, 5)], {}),
+        ("binary_cross_entropy_with_logits", "weight (4, 1)",
+         [x, q, rng.uniform(0.5, 2, (4, 1))], {"reduction": "none"}),
+        ("mse_loss", "mean", [x, y], {}),
+        ("l1_loss", "sum", [x, y], {"reduction": "sum"}),
+        ("smooth_l1_loss", "beta 0.5", [x, y], {"beta": 0.5}),
+        ("huber_loss", "delta 1.5, none", [x, y], {"delta": 1.5, "reduction": "none"}),
+        ("kl_div", "batchmean", [log_p, np.exp(log_p[::-1])], {"reduction": "batchmean"}),
+        ("kl_div", "log_target, sum", [log_p, log_p[::-1]], {"reduction": "sum",
+                                                              "log_target": True}),
+    ]  # fmt: skip
+    for name, label, inputs, params in cases:
+        yield name, label, getattr(ops, name), getattr(reference, name), inputs, params
+        yield (name + "_backward", label, getattr(ops, name + "_backward"),
+               getattr(reference, name + "_backward"), inputs, params)  # fmt: skip
+
+
 # One generator per family of ops, each yielding (op, case, fast function, oracle,
 # numpy inputs, params); a new family adds its generator here.
 _FAMILIES: tuple[Callable[[np.random.Generator], Iterator[Case]], ...] = (
     _classic_cases,
     _normact_cases,
+    _loss_cases,
 )
 
 

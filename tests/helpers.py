@@ -432,6 +432,7 @@ def _ops() -> list[OpSpec]:
                                                 away_from_zero(r, (2, 3, 4), d),
                                                 _u(r, (3,), d)), {})),
     ]  # fmt: skip
+    specs += _loss_ops()
     for act in (
         "relu",
         "leaky_relu",
@@ -448,6 +449,41 @@ def _ops() -> list[OpSpec]:
                 lambda r, d: ((_u(r, (3, 4), d), away_from_zero(r, (3, 4), d)), {}),
             )
         )
+    return specs
+
+
+def _p(rng: np.random.Generator, shape: Sequence[int], dtype: Any) -> np.ndarray:
+    """Probabilities in [0.05, 0.3]: still in [0, 1] after the integer test's round(3 p)."""
+    return rng.uniform(0.05, 0.3, shape).astype(dtype)
+
+
+def _loss_ops() -> list[OpSpec]:
+    s34 = (3, 4)
+    specs = [
+        OpSpec("nll_loss", lambda r, d: ((_u(r, (3, 5), d), r.integers(0, 5, 3)),
+                                         {"weight": _p(r, (5,), d)})),
+        OpSpec("nll_loss_backward", lambda r, d: ((_u(r, (3, 5), d), np.array([0, -100, 4])),
+                                                  {"reduction": "none",
+                                                   "grad_out": _u(r, (3,), d)})),
+        OpSpec("binary_cross_entropy", lambda r, d: ((_p(r, s34, d), _p(r, s34, d)),
+                                                     {"weight": _u(r, (4,), d)})),
+        OpSpec("binary_cross_entropy_backward", lambda r, d: ((_p(r, s34, d), _p(r, s34, d)),
+                                                              {"grad_out": _u(r, (), d)})),
+        OpSpec("binary_cross_entropy_with_logits",
+               lambda r, d: ((_u(r, s34, d), _p(r, s34, d)), {"pos_weight": _p(r, (4,), d)})),
+        OpSpec("binary_cross_entropy_with_logits_backward",
+               lambda r, d: ((_u(r, s34, d), _p(r, s34, d)),
+                             {"weight": _u(r, (3, 1), d), "reduction": "none",
+                              "grad_out": _u(r, s34, d)})),
+    ]  # fmt: skip
+    pointwise = (("mse_loss", {}), ("l1_loss", {"reduction": "sum"}),
+                 ("smooth_l1_loss", {"beta": 0.5}), ("huber_loss", {"delta": 2.0}),
+                 ("kl_div", {"reduction": "batchmean"}))  # fmt: skip
+    for name, kw in pointwise:
+        specs.append(OpSpec(name, lambda r, d, kw=kw: ((_u(r, s34, d), _p(r, s34, d)), kw)))
+        specs.append(OpSpec(f"{name}_backward",
+                            lambda r, d, kw=kw: ((_u(r, s34, d), _p(r, s34, d)),
+                                                 {**kw, "grad_out": _u(r, (), d)})))  # fmt: skip
     return specs
 
 

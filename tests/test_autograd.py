@@ -735,7 +735,32 @@ RULE_CASES = {
     "dropout3d_seeded": ({"x": _u((1, 2, 2, 2, 2), 162)}, {}, {"generator": 3}),
     "prelu": ({"x": _u((2, 3, 4), 132), "weight": _u(3, 133)}, {}, {}),
     "prelu_one_slope": ({"x": _u((2, 3), 134), "weight": _u(1, 135)}, {}, {}),
+    "cross_entropy_weighted_nd": ({"logits": _u((2, 3, 2, 2), 100, -2, 2)},
+                                  {"target": np.array([[[0, 2], [-100, 1]], [[2, 2], [1, 0]]]),
+                                   "weight": _u(3, 101, 0.5, 2)}, {"label_smoothing": 0.2}),
+    "cross_entropy_probabilities": ({"logits": _u((3, 4), 102, -2, 2)},
+                                    {"target": _u((3, 4), 103, 0, 1)}, {"reduction": "sum"}),
+    "nll_loss": ({"input": _u((4, 5), 104, -3, 0)},
+                 {"target": np.array([0, 4, -100, 2]), "weight": _u(5, 105, 0.5, 2)}, {}),
+    "binary_cross_entropy": ({"input": _u((3, 4), 106, 0.05, 0.95)},
+                             {"target": _u((3, 4), 107, 0, 1), "weight": _u(4, 108, 0.5, 2)}, {}),
+    "binary_cross_entropy_with_logits": ({"input": _u((3, 4), 109, -3, 3)},
+                                         {"target": _u((3, 4), 110, 0, 1),
+                                          "pos_weight": _u(4, 111, 0.5, 3)}, {}),
+    "kl_div": ({"input": _u((3, 4), 112, -3, 0)}, {"target": _u((3, 4), 113, 0, 1)},
+               {"reduction": "batchmean"}),
+    "mse_loss": ({"input": _u((3, 4), 114), "target": _u((3, 4), 115)}, {}, {}),
+    "l1_loss": ({"input": _u((3, 4), 116), "target": _u((3, 4), 117)}, {}, {"reduction": "sum"}),
+    "smooth_l1_loss": ({"input": _u((3, 4), 118), "target": _u((3, 4), 119)}, {},
+                       {"beta": 0.5, "reduction": "none"}),
+    "huber_loss": ({"input": _u((3, 4), 120), "target": _u((3, 4), 121)}, {}, {"delta": 0.7}),
 }  # fmt: skip
+
+# the losses' backward take the forward's arguments and grad_out; their gradients in order
+LOSS_GRADS = {"cross_entropy": ("logits",), "nll_loss": ("input",),
+              "binary_cross_entropy": ("input",), "binary_cross_entropy_with_logits": ("input",),
+              "kl_div": ("input",), "mse_loss": ("input", "target"), "l1_loss": ("input", "target"),
+              "smooth_l1_loss": ("input", "target"), "huber_loss": ("input", "target")}  # fmt: skip
 
 
 def _op_of(case: str):
@@ -753,8 +778,10 @@ def _direct_backward(name, g, inputs, consts, kwargs):
             mask = ops.dropout_mask(inputs["x"], 0.5, int(name[-2]), generator=kwargs["generator"])
         return {"x": ops.dropout_backward(g, mask)}
     backward = getattr(ops, f"{name}_backward")
-    if name == "cross_entropy":
-        return {"logits": backward(**inputs, **consts, **kwargs, grad_out=g)}
+    if name in LOSS_GRADS:
+        out = backward(**inputs, **consts, **kwargs, grad_out=g)
+        grads = dict(zip(LOSS_GRADS[name], _flat(out), strict=True))
+        return {k: grads[k] for k in inputs}
     kwargs = {k: v for k, v in kwargs.items() if k != "momentum"}
     out = backward(g, **inputs, **consts, **kwargs)
     xwb = ("x", "weight", "bias")

@@ -536,11 +536,17 @@ def _op_bases() -> dict:
         "batch_norm2d": norm, "batch_norm2d_backward": {"grad_out": r(2, 3, 6, 6), **norm},
         "cross_entropy": {"logits": logits, "target": target},
         "cross_entropy_backward": {"logits": logits, "target": target},
+        "nll_loss": {"input": logits, "target": target, "weight": r(5)},
+        "nll_loss_backward": {"input": logits, "target": target, "weight": r(5)},
         "flatten": {"x": x}, "flatten_backward": {"grad_out": r(2, 108), "x": x},
         "linear": {"x": r(2, 5), "weight": r(4, 5), "bias": r(4)},
         "linear_backward": {"grad_out": r(2, 4), "x": r(2, 5), "weight": r(4, 5), "bias": r(4)},
         "set_workspace_limit": {"nbytes": 2**20},
     }  # fmt: skip
+    probs = rng.uniform(0, 1, (4, 5)).astype(np.float32)
+    for name in ("binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
+                 "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div"):  # fmt: skip
+        bases[name] = bases[f"{name}_backward"] = {"input": probs, "target": r(4, 5)}
     for name in ("relu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax", "hardtanh",
                  "relu6", "hardsigmoid", "hardswish", "elu", "selu", "celu", "gelu", "silu",
                  "mish", "softplus"):  # fmt: skip

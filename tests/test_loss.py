@@ -95,7 +95,7 @@ def test_cross_entropy_is_stable_for_huge_logits(backend, dtype):
     target = np.array([1, 2])
     loss = run_op(cnnarray.cross_entropy, logits, target, reduction="none", backend=backend)
     assert_close(loss, [1e4, np.log(3.0)], dtype=dtype, backend=backend)
-    grad = run_op(cnnarray.cross_entropy_backward, logits, target, "sum", backend=backend)
+    grad = run_op(cnnarray.cross_entropy_backward, logits, target, reduction="sum", backend=backend)
     assert_close(grad, [[1.0, -1.0, 0.0], [1 / 3, 1 / 3, -2 / 3]], dtype=dtype, backend=backend)
 
 

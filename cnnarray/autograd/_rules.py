@@ -206,9 +206,3 @@ def _batch_norm2d(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) 
     # normalised with the batch's, which the backward recomputes from x.
     return ops.batch_norm2d_backward(g, a["x"], a["running_mean"], a["running_var"], a["weight"],
                                      a["bias"], a["training"], a["eps"])  # fmt: skip
-
-
-@differentiable(ops.cross_entropy, "logits")
-def _cross_entropy(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
-    return (ops.cross_entropy_backward(a["logits"], a["target"], a["reduction"],
-                                       a["label_smoothing"], grad_out=g),)  # fmt: skip

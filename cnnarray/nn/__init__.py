@@ -15,6 +15,13 @@ rest), ``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) and ``dropout``
 the initialisation, ``resnet`` (BasicBlock, Bottleneck, ResNet) and
 ``mobilenet`` (DepthwiseSeparable, MobileNet) the model classes, ``models``
 the ready-made networks.
+``normalization`` (BatchNorm2d), ``activation`` (ReLU, LeakyReLU),
+``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d), ``dropout``
+(Dropout) and ``loss`` (CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss,
+MSELoss, L1Loss, SmoothL1Loss, HuberLoss, KLDivLoss); ``module`` holds Module
+and Parameter, ``init`` the initialisation, ``resnet`` (BasicBlock, Bottleneck,
+ResNet) and ``mobilenet`` (DepthwiseSeparable, MobileNet) the model classes,
+``models`` the ready-made networks.
 
 Examples
 --------
@@ -52,6 +59,17 @@ from .container import Sequential
 from .conv import Conv2d
 from .dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
 from .linear import Flatten, Linear
+from .loss import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from .mobilenet import DepthwiseSeparable, MobileNet
 from .models import (
     MODELS,
@@ -86,12 +104,15 @@ __all__ = [
     "SELU",
     "AdaptiveAvgPool2d",
     "AvgPool2d",
+    "BCELoss",
+    "BCEWithLogitsLoss",
     "BasicBlock",
     "BatchNorm1d",
     "BatchNorm2d",
     "BatchNorm3d",
     "Bottleneck",
     "Conv2d",
+    "CrossEntropyLoss",
     "DepthwiseSeparable",
     "Dropout",
     "Dropout1d",
@@ -107,13 +128,18 @@ __all__ = [
     "InstanceNorm2d",
     "InstanceNorm3d",
     "LayerNorm",
+    "HuberLoss",
+    "KLDivLoss",
+    "L1Loss",
     "LeakyReLU",
     "Linear",
+    "MSELoss",
     "MaxPool2d",
     "Mish",
     "MobileNet",
     "Module",
     "PReLU",
+    "NLLLoss",
     "Parameter",
     "ReLU",
     "ReLU6",
@@ -123,6 +149,7 @@ __all__ = [
     "Sigmoid",
     "Softplus",
     "Tanh",
+    "SmoothL1Loss",
     "build_model",
     "check_spec",
     "from_spec",

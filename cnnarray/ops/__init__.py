@@ -60,7 +60,25 @@ from .dropout import (
     dropout_mask,
 )
 from .linear import flatten, flatten_backward, linear, linear_backward
-from .loss import cross_entropy, cross_entropy_backward
+from .loss import cross_entropy, cross_entropy_backward, nll_loss, nll_loss_backward
+from .loss_binary import (
+    binary_cross_entropy,
+    binary_cross_entropy_backward,
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_backward,
+)
+from .loss_pointwise import (
+    huber_loss,
+    huber_loss_backward,
+    kl_div,
+    kl_div_backward,
+    l1_loss,
+    l1_loss_backward,
+    mse_loss,
+    mse_loss_backward,
+    smooth_l1_loss,
+    smooth_l1_loss_backward,
+)
 from .norm import batch_norm, batch_norm2d, batch_norm2d_backward, batch_norm_backward
 from .norm_sample import (
     group_norm,
@@ -91,6 +109,10 @@ __all__ = [
     "batch_norm_backward",
     "celu",
     "celu_backward",
+    "binary_cross_entropy",
+    "binary_cross_entropy_backward",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_backward",
     "conv2d",
     "conv2d_backward",
     "conv2d_output_shape",
@@ -121,6 +143,12 @@ __all__ = [
     "instance_norm_backward",
     "layer_norm",
     "layer_norm_backward",
+    "huber_loss",
+    "huber_loss_backward",
+    "kl_div",
+    "kl_div_backward",
+    "l1_loss",
+    "l1_loss_backward",
     "leaky_relu",
     "leaky_relu_backward",
     "linear",
@@ -133,6 +161,10 @@ __all__ = [
     "mish_backward",
     "prelu",
     "prelu_backward",
+    "mse_loss",
+    "mse_loss_backward",
+    "nll_loss",
+    "nll_loss_backward",
     "relu",
     "relu6",
     "relu6_backward",
@@ -144,6 +176,8 @@ __all__ = [
     "sigmoid_backward",
     "silu",
     "silu_backward",
+    "smooth_l1_loss",
+    "smooth_l1_loss_backward",
     "softmax",
     "softmax_backward",
     "softplus",
