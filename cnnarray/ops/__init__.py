@@ -36,6 +36,14 @@ from .pool import (
     max_pool2d,
     max_pool2d_backward,
 )
+from .resize import (
+    interpolate,
+    interpolate_backward,
+    pixel_shuffle,
+    pixel_shuffle_backward,
+    pixel_unshuffle,
+    pixel_unshuffle_backward,
+)
 
 __all__ = [
     "ColumnCache",
@@ -53,6 +61,8 @@ __all__ = [
     "flatten",
     "flatten_backward",
     "get_workspace_limit",
+    "interpolate",
+    "interpolate_backward",
     "leaky_relu",
     "leaky_relu_backward",
     "linear",
@@ -61,6 +71,10 @@ __all__ = [
     "log_softmax_backward",
     "max_pool2d",
     "max_pool2d_backward",
+    "pixel_shuffle",
+    "pixel_shuffle_backward",
+    "pixel_unshuffle",
+    "pixel_unshuffle_backward",
     "relu",
     "relu_backward",
     "set_workspace_limit",
