@@ -9,8 +9,9 @@ Names, arguments and default initialisation follow ``torch.nn``, and the
 layers live in modules named by kind as in ``torch.nn.modules``:
 ``container`` (Sequential), ``conv`` (Conv2d), ``linear`` (Linear, Flatten),
 ``normalization`` (BatchNorm2d), ``activation`` (ReLU, LeakyReLU),
-``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) and ``dropout``
-(Dropout); ``module`` holds Module and Parameter, ``init`` the
+``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d), ``upsampling``
+(Upsample, UpsamplingNearest2d, UpsamplingBilinear2d, PixelShuffle,
+PixelUnshuffle) and ``dropout`` (Dropout); ``module`` holds Module and Parameter, ``init`` the
 initialisation, ``resnet`` (BasicBlock, Bottleneck, ResNet) and ``mobilenet``
 (DepthwiseSeparable, MobileNet) the model classes, ``models`` the ready-made
 networks.
@@ -50,6 +51,13 @@ from .module import IncompatibleKeys, Module, Parameter, check_spec, from_spec, 
 from .normalization import BatchNorm2d
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .resnet import BasicBlock, Bottleneck, ResNet
+from .upsampling import (
+    PixelShuffle,
+    PixelUnshuffle,
+    Upsample,
+    UpsamplingBilinear2d,
+    UpsamplingNearest2d,
+)
 
 __all__ = [
     "MODELS",
@@ -69,9 +77,14 @@ __all__ = [
     "MobileNet",
     "Module",
     "Parameter",
+    "PixelShuffle",
+    "PixelUnshuffle",
     "ReLU",
     "ResNet",
     "Sequential",
+    "Upsample",
+    "UpsamplingBilinear2d",
+    "UpsamplingNearest2d",
     "build_model",
     "check_spec",
     "from_spec",

@@ -60,24 +60,68 @@ class _Plan:
         return (*x_shape[:2], *self.out_sizes)
 
 
-def _per_axis(value: Any, name: str, dims: int, x_shape: tuple[int, ...]) -> tuple[Any, ...]:
-    """A scalar repeated ``dims`` times, or a sequence of exactly ``dims`` items."""
+def _items(value: Any, check: Any) -> Any:
+    """``check`` applied to a scalar, or to each item of a sequence (returned as a tuple)."""
     if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        if len(value) != dims:
+        return tuple(check(v) for v in value)
+    return check(value)
+
+
+def check_options(
+    size: Any, scale_factor: Any, mode: Any, align_corners: Any, recompute_scale_factor: Any
+) -> tuple[Any, Any]:
+    """Validate interpolate's arguments that do not depend on x, PyTorch's rules.
+
+    Return ``size`` as an int or a tuple of ints and ``scale_factor`` as a
+    float or a tuple of floats (each None when not given). Shared by
+    :func:`interpolate` and :class:`cnnarray.nn.Upsample`, which checks them
+    when it is built.
+    """
+    if not isinstance(mode, str) or mode not in _MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, _MODES))}, got {mode!r}")
+    if align_corners is not None:
+        _args.check_bool(align_corners, "align_corners")
+        if mode not in _INTERPOLATING:
             raise ValueError(
-                f"{name} must be one value or {dims} (one per spatial axis of x with shape "
-                f"{x_shape}), got {value!r} ({len(value)} values)"
+                "align_corners can only be set with the interpolating modes "
+                f"{', '.join(_INTERPOLATING)}, got align_corners={align_corners!r} "
+                f"with mode={mode!r}"
             )
-        return tuple(value)
-    return (value,) * dims
+    if recompute_scale_factor is not None:
+        _args.check_bool(recompute_scale_factor, "recompute_scale_factor")
+    if (size is None) == (scale_factor is None):
+        raise ValueError(
+            "exactly one of size and scale_factor must be given, got "
+            f"size={size!r} and scale_factor={scale_factor!r}"
+        )
+    if size is None:
+        scale_factor = _items(scale_factor, lambda s: _args.check_real(
+            s, "scale_factor", low=0, low_open=True, finite=True))  # fmt: skip
+    else:
+        if recompute_scale_factor:
+            raise ValueError("recompute_scale_factor=True is not meaningful with an explicit size")
+        size = _items(size, lambda s: _args.check_int(s, "size", minimum=1, maximum=_args.MAX_SIZE))
+    return size, scale_factor
+
+
+def _per_axis(value: Any, name: str, dims: int, x_shape: tuple[int, ...]) -> tuple[Any, ...]:
+    """A scalar repeated ``dims`` times, or a tuple of exactly ``dims`` items."""
+    if not isinstance(value, tuple):
+        return (value,) * dims
+    if len(value) != dims:
+        raise ValueError(
+            f"{name} must be one value or {dims} (one per spatial axis of x with shape "
+            f"{x_shape}), got {value!r} ({len(value)} values)"
+        )
+    return value
 
 
 def _plan(
     x: Any, size: Any, scale_factor: Any, mode: Any, align_corners: Any, recompute: Any
 ) -> _Plan:
     """Validate interpolate's arguments, PyTorch's rules, before anything is allocated."""
-    if not isinstance(mode, str) or mode not in _MODES:
-        raise ValueError(f"mode must be one of {', '.join(map(repr, _MODES))}, got {mode!r}")
+    given = (size, scale_factor)
+    size, scale_factor = check_options(size, scale_factor, mode, align_corners, recompute)
     _args.check_ndim(x, "x", (3, 4, 5), "(N, C, L), (N, C, H, W) or (N, C, D, H, W)")
     shape = _args._shape(x)
     if x.ndim not in _MODES[mode]:
@@ -87,44 +131,21 @@ def _plan(
         )
     if 0 in shape[2:]:
         raise ValueError(f"x must have non-empty spatial axes, got shape {shape}")
-    if align_corners is not None:
-        _args.check_bool(align_corners, "align_corners")
-        if mode not in _INTERPOLATING:
-            raise ValueError(
-                "align_corners can only be set with the interpolating modes "
-                f"{', '.join(_INTERPOLATING)}, got align_corners={align_corners!r} "
-                f"with mode={mode!r}"
-            )
-    if recompute is not None:
-        _args.check_bool(recompute, "recompute_scale_factor")
-    if (size is None) == (scale_factor is None):
-        raise ValueError(
-            "exactly one of size and scale_factor must be given, got "
-            f"size={size!r} and scale_factor={scale_factor!r}"
-        )
     dims, in_sizes = x.ndim - 2, shape[2:]
     if size is not None:
-        if recompute:
-            raise ValueError("recompute_scale_factor=True is not meaningful with an explicit size")
-        out = tuple(
-            _args.check_int(s, "size", minimum=1, maximum=_args.MAX_SIZE)
-            for s in _per_axis(size, "size", dims, shape)
-        )
+        out = _per_axis(size, "size", dims, shape)
         scales: tuple[float | None, ...] = (None,) * dims
     else:
-        factors = tuple(
-            _args.check_real(s, "scale_factor", low=0, low_open=True, finite=True)
-            for s in _per_axis(scale_factor, "scale_factor", dims, shape)
-        )
+        factors = _per_axis(scale_factor, "scale_factor", dims, shape)
         out = tuple(math.floor(n * s) for n, s in zip(in_sizes, factors, strict=True))
         if min(out) < 1 or max(out) > _args.MAX_SIZE:
             raise ValueError(
-                f"scale_factor={scale_factor!r} gives output size {out} for x of shape {shape}; "
+                f"scale_factor={given[1]!r} gives output size {out} for x of shape {shape}; "
                 f"each must be from 1 to {_args.MAX_SIZE}"
             )
         # PyTorch's kernels use 1 / scale_factor unless asked to recompute it from the sizes
         scales = (None,) * dims if recompute else factors
-    _args.check_map_size(out, shape, size=size, scale_factor=scale_factor)
+    _args.check_map_size(out, shape, size=given[0], scale_factor=given[1])
     return _Plan(mode, bool(align_corners), in_sizes, out, scales)
 
 
