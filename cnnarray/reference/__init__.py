@@ -8,7 +8,9 @@ directly, with no shared code with :mod:`cnnarray.ops`:
   input channels of each group;
 * its gradients visit every output position and add ``grad * window``;
 * pooling loops over every output position and reads the window with
-  explicit bounds checks, computing PyTorch's divisor rules on its own.
+  explicit bounds checks, computing PyTorch's divisor rules on its own;
+* interpolate sums, for every output element, the input elements its
+  per-axis source-coordinate formulas read, weighted.
 
 The tests and ``cnnarray check`` compare the fast operations with these.
 """
@@ -41,6 +43,14 @@ from .pool import (
     max_pool2d,
     max_pool2d_backward,
 )
+from .resize import (
+    interpolate,
+    interpolate_backward,
+    pixel_shuffle,
+    pixel_shuffle_backward,
+    pixel_unshuffle,
+    pixel_unshuffle_backward,
+)
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -53,6 +63,8 @@ __all__ = [
     "conv2d_backward",
     "cross_entropy",
     "cross_entropy_backward",
+    "interpolate",
+    "interpolate_backward",
     "leaky_relu",
     "leaky_relu_backward",
     "linear",
@@ -61,6 +73,10 @@ __all__ = [
     "log_softmax_backward",
     "max_pool2d",
     "max_pool2d_backward",
+    "pixel_shuffle",
+    "pixel_shuffle_backward",
+    "pixel_unshuffle",
+    "pixel_unshuffle_backward",
     "relu",
     "relu_backward",
     "sigmoid",
