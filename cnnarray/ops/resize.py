@@ -497,9 +497,15 @@ def _unshuffle(a: Any, r: int, shape: tuple[int, ...]) -> Any:
     return a.reshape(shape)
 
 
-def _as_float(xp: Any, **arrays: Any) -> Any:
-    dtype = _args.float_dtype(xp, **arrays)
-    return [a.astype(dtype, copy=False) for a in arrays.values()]
+def _as_float(x: Any) -> Any:
+    return x.astype(_args.float_dtype(array_namespace(x), x=x), copy=False)
+
+
+def _permuted_back(grad_out: Any, x: Any, out_shape: Any, permute: Any, r: int) -> Any:
+    """grad_out, of the forward's ``out_shape``, permuted back to x's shape by ``permute``."""
+    _args.check_shape(grad_out, "grad_out", out_shape)
+    dtype = _args.float_dtype(array_namespace(x), grad_out=grad_out, x=x)
+    return permute(grad_out.astype(dtype, copy=False), r, _args._shape(x))
 
 
 @dispatch("x")
@@ -533,9 +539,7 @@ def pixel_shuffle(x: Any, upscale_factor: int, *, backend: str | None = None) ->
     array([[[0., 1.],
             [2., 3.]]])
     """
-    shape = _shuffled_shape(x, upscale_factor)
-    (x,) = _as_float(array_namespace(x), x=x)
-    return _shuffle(x, upscale_factor, shape)
+    return _shuffle(_as_float(x), upscale_factor, _shuffled_shape(x, upscale_factor))
 
 
 @dispatch("grad_out", "x")
@@ -546,9 +550,8 @@ def pixel_shuffle_backward(
 
     x, the forward's input, gives the shape and dtype only.
     """
-    _args.check_shape(grad_out, "grad_out", _shuffled_shape(x, upscale_factor))
-    g, _ = _as_float(array_namespace(x), grad_out=grad_out, x=x)
-    return _unshuffle(g, upscale_factor, _args._shape(x))
+    shape = _shuffled_shape(x, upscale_factor)
+    return _permuted_back(grad_out, x, shape, _unshuffle, upscale_factor)
 
 
 @dispatch("x")
@@ -575,9 +578,7 @@ def pixel_unshuffle(x: Any, downscale_factor: int, *, backend: str | None = None
     --------
     torch.nn.functional.pixel_unshuffle, pixel_shuffle
     """
-    shape = _unshuffled_shape(x, downscale_factor)
-    (x,) = _as_float(array_namespace(x), x=x)
-    return _unshuffle(x, downscale_factor, shape)
+    return _unshuffle(_as_float(x), downscale_factor, _unshuffled_shape(x, downscale_factor))
 
 
 @dispatch("grad_out", "x")
@@ -588,6 +589,5 @@ def pixel_unshuffle_backward(
 
     x, the forward's input, gives the shape and dtype only.
     """
-    _args.check_shape(grad_out, "grad_out", _unshuffled_shape(x, downscale_factor))
-    g, _ = _as_float(array_namespace(x), grad_out=grad_out, x=x)
-    return _shuffle(g, downscale_factor, _args._shape(x))
+    shape = _unshuffled_shape(x, downscale_factor)
+    return _permuted_back(grad_out, x, shape, _shuffle, downscale_factor)
