@@ -314,8 +314,17 @@ def test_integer_input_and_unchanged_size_give_a_new_float_array():
         ({"scale_factor": (2, 2)}, ValueError, "scale_factor must be one value or 1"),
         ({"size": 0}, ValueError, "size must be an int from 1"),
         ({"size": 2.5}, TypeError, "size must be an int"),
-        ({"scale_factor": 0}, ValueError, "scale_factor must be a finite positive number, got 0"),
-        ({"scale_factor": float("inf")}, ValueError, "scale_factor must be a finite"),
+        ({"scale_factor": 0}, ValueError, r"scale_factor must be a number in \(0, 1024\], got 0$"),
+        (
+            {"scale_factor": float("inf")},
+            ValueError,
+            r"in \(0, 1024\], got inf",
+        ),
+        (
+            {"size": 5 * 1024 + 1},
+            ValueError,
+            r"at most 1024 times x's .*got \(5121,\)",
+        ),
         ({"scale_factor": 0.1}, ValueError, r"scale_factor=0.1 gives output size \(0,\)"),
         ({"size": 4, "recompute_scale_factor": True}, ValueError, "not meaningful"),
         (
@@ -339,6 +348,10 @@ def test_interpolate_input_errors():
         cnnarray.interpolate(np.zeros(5), size=3)
     with pytest.raises(ValueError, match=r"non-empty spatial axes, got shape \(1, 1, 0\)"):
         cnnarray.interpolate(np.zeros((1, 1, 0)), size=3)
+    with pytest.raises(
+        ValueError, match=r"at most 2147483647 elements, got shape \(1, 1, 65536, 65536\)"
+    ):
+        cnnarray.interpolate(np.zeros((1, 1, 64, 64)), scale_factor=1024)
     with pytest.raises(ValueError, match=r"grad_out must have shape \(1, 2, 3\), got \(1, 2, 4\)"):
         cnnarray.interpolate_backward(np.zeros((1, 2, 4)), np.zeros((1, 2, 5)), size=3)
 

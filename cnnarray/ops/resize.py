@@ -44,6 +44,9 @@ _INTERPOLATING = ("linear", "bilinear", "bicubic", "trilinear")
 _LAYOUT = {3: "(N, C, L)", 4: "(N, C, H, W)", 5: "(N, C, D, H, W)"}
 # The cubic convolution coefficient PyTorch (and OpenCV) use; Keys' paper has -0.5.
 CUBIC_A = -0.75
+# How many times its input size the output may be along an axis: 1 x 1 -> 1024 x 1024 still
+# goes, a size meant for another axis or a scale in percent is refused before it allocates.
+MAX_SCALE = 1024
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ def check_options(
         )
     if size is None:
         scale_factor = _items(scale_factor, lambda s: _args.check_real(
-            s, "scale_factor", low=0, low_open=True, finite=True))  # fmt: skip
+            s, "scale_factor", low=0, high=MAX_SCALE, low_open=True))  # fmt: skip
     else:
         if recompute_scale_factor:
             raise ValueError("recompute_scale_factor=True is not meaningful with an explicit size")
@@ -120,7 +123,7 @@ def _plan(
     x: Any, size: Any, scale_factor: Any, mode: Any, align_corners: Any, recompute: Any
 ) -> _Plan:
     """Validate interpolate's arguments, PyTorch's rules, before anything is allocated."""
-    given = (size, scale_factor)
+    given_factor = scale_factor
     size, scale_factor = check_options(size, scale_factor, mode, align_corners, recompute)
     _args.check_ndim(x, "x", (3, 4, 5), "(N, C, L), (N, C, H, W) or (N, C, D, H, W)")
     shape = _args._shape(x)
@@ -138,14 +141,23 @@ def _plan(
     else:
         factors = _per_axis(scale_factor, "scale_factor", dims, shape)
         out = tuple(math.floor(n * s) for n, s in zip(in_sizes, factors, strict=True))
-        if min(out) < 1 or max(out) > _args.MAX_SIZE:
+        if min(out) < 1:
             raise ValueError(
-                f"scale_factor={given[1]!r} gives output size {out} for x of shape {shape}; "
-                f"each must be from 1 to {_args.MAX_SIZE}"
+                f"scale_factor={given_factor!r} gives output size {out} for x of shape {shape}; "
+                "each must be at least 1"
             )
         # PyTorch's kernels use 1 / scale_factor unless asked to recompute it from the sizes
         scales = (None,) * dims if recompute else factors
-    _args.check_map_size(out, shape, size=given[0], scale_factor=given[1])
+    if any(m > MAX_SCALE * n for n, m in zip(in_sizes, out, strict=True)):
+        raise ValueError(
+            f"the output size must be at most {MAX_SCALE} times x's along each axis, got "
+            f"{out} for x of shape {shape}"
+        )
+    if math.prod((*shape[:2], *out)) > _args.MAX_SIZE:  # PyTorch's 32-bit index limit on CUDA
+        raise ValueError(
+            f"the output must hold at most {_args.MAX_SIZE} elements, got shape "
+            f"{(*shape[:2], *out)} for x of shape {shape}"
+        )
     return _Plan(mode, bool(align_corners), in_sizes, out, scales)
 
 
@@ -327,7 +339,9 @@ def interpolate(
         Output spatial size, one value per spatial axis or one for all.
     scale_factor : float or sequence of float, optional
         Multiplier of the spatial size: ``out = floor(in * scale_factor)``.
-        Exactly one of ``size`` and ``scale_factor`` is given.
+        Exactly one of ``size`` and ``scale_factor`` is given; the output may
+        be at most 1024 times x along each axis (``MAX_SCALE``) and hold at
+        most ``2**31 - 1`` elements.
     mode : str, default "nearest"
         Which input positions an output reads, per axis (``o`` an output index,
         ``step = 1 / scale_factor`` when scale_factor is given and
