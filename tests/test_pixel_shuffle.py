@@ -141,6 +141,12 @@ def test_pixel_shuffle_matches_torch(dtype, shape, r):
             ValueError,
             r"grad_out must have shape \(4, 2, 2\), got \(4, 2, 3\)",
         ),
+        (lambda: cnnarray.pixel_shuffle(None, 2), TypeError, "x must be an array, got NoneType"),
+        (
+            lambda: cnnarray.pixel_unshuffle_backward(None, np.zeros((1, 4, 4)), 2),
+            TypeError,
+            "grad_out must be an array, got NoneType",
+        ),
     ],  # fmt: skip
 )
 def test_pixel_shuffle_errors(call, error, match):

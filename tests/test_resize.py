@@ -344,6 +344,8 @@ def test_interpolate_argument_errors(kwargs, error, match):
 
 
 def test_interpolate_input_errors():
+    with pytest.raises(TypeError, match="grad_out must be an array, got NoneType"):
+        cnnarray.interpolate_backward(None, np.zeros((1, 2, 5)), size=3)
     with pytest.raises(ValueError, match=r"x must have shape \(N, C, L\).*got shape \(5,\)"):
         cnnarray.interpolate(np.zeros(5), size=3)
     with pytest.raises(ValueError, match=r"non-empty spatial axes, got shape \(1, 1, 0\)"):

@@ -312,6 +312,13 @@ def _along(xp: Any, a: Any, axis: int, taps: _Taps) -> Any:
     return out
 
 
+def _check_grad(grad_out: Any, expected: tuple[int, ...]) -> None:
+    """Raise unless grad_out is an array of the forward output's shape ``expected``."""
+    if not hasattr(grad_out, "shape"):
+        raise TypeError(f"grad_out must be an array, got {type(grad_out).__name__}")
+    _args.check_shape(grad_out, "grad_out", expected)
+
+
 def _setup(x: Any, size: Any, scale_factor: Any, mode: Any, align: Any, recompute: Any) -> Any:
     plan = _plan(x, size, scale_factor, mode, align, recompute)
     xp = array_namespace(x)
@@ -444,7 +451,7 @@ def interpolate_backward(
     array, shape of x
     """
     plan, xp, _ = _setup(x, size, scale_factor, mode, align_corners, recompute_scale_factor)
-    _args.check_shape(grad_out, "grad_out", plan.out_shape(_args._shape(x)))
+    _check_grad(grad_out, plan.out_shape(_args._shape(x)))
     dtype = _args.float_dtype(xp, grad_out=grad_out, x=x)
     g = grad_out.astype(dtype, copy=False)
     ratio = {a: plan.in_sizes[a] / plan.out_sizes[a] for a in range(len(plan.in_sizes))}
@@ -517,7 +524,7 @@ def _as_float(x: Any) -> Any:
 
 def _permuted_back(grad_out: Any, x: Any, out_shape: Any, permute: Any, r: int) -> Any:
     """grad_out, of the forward's ``out_shape``, permuted back to x's shape by ``permute``."""
-    _args.check_shape(grad_out, "grad_out", out_shape)
+    _check_grad(grad_out, out_shape)
     dtype = _args.float_dtype(array_namespace(x), grad_out=grad_out, x=x)
     return permute(grad_out.astype(dtype, copy=False), r, _args._shape(x))
 
@@ -553,7 +560,8 @@ def pixel_shuffle(x: Any, upscale_factor: int, *, backend: str | None = None) ->
     array([[[0., 1.],
             [2., 3.]]])
     """
-    return _shuffle(_as_float(x), upscale_factor, _shuffled_shape(x, upscale_factor))
+    shape = _shuffled_shape(x, upscale_factor)
+    return _shuffle(_as_float(x), upscale_factor, shape)
 
 
 @dispatch("grad_out", "x")
@@ -592,7 +600,8 @@ def pixel_unshuffle(x: Any, downscale_factor: int, *, backend: str | None = None
     --------
     torch.nn.functional.pixel_unshuffle, pixel_shuffle
     """
-    return _unshuffle(_as_float(x), downscale_factor, _unshuffled_shape(x, downscale_factor))
+    shape = _unshuffled_shape(x, downscale_factor)
+    return _unshuffle(_as_float(x), downscale_factor, shape)
 
 
 @dispatch("grad_out", "x")
