@@ -273,12 +273,49 @@ def _loss_cases(rng: np.random.Generator) -> Iterator[Case]:
                getattr(reference, name + "_backward"), inputs, params)  # fmt: skip
 
 
+# (label, x shape, params) of interpolate: every mode, size and scale_factor, up and down
+_RESIZE_CASES = [
+    ("nearest 1-D x2.5", (2, 3, 6), {"scale_factor": 2.5}),
+    ("nearest 2-D size", (2, 2, 5, 7), {"size": (8, 4)}),
+    ("nearest-exact 3-D", (1, 2, 3, 4, 5), {"size": (5, 3, 7), "mode": "nearest-exact"}),
+    ("linear x1.7", (2, 3, 7), {"scale_factor": 1.7, "mode": "linear"}),
+    ("bilinear corners", (2, 2, 5, 6), {"size": (9, 4), "mode": "bilinear",
+                                        "align_corners": True}),
+    ("bilinear x0.6", (1, 3, 8, 9), {"scale_factor": 0.6, "mode": "bilinear"}),
+    ("bicubic", (1, 2, 5, 6), {"size": (7, 11), "mode": "bicubic"}),
+    ("bicubic corners", (1, 2, 6, 5), {"scale_factor": (0.7, 1.5), "mode": "bicubic",
+                                       "align_corners": True}),
+    ("trilinear", (1, 2, 3, 4, 5), {"size": (4, 6, 3), "mode": "trilinear"}),
+    ("area", (2, 2, 9, 7), {"size": (4, 5), "mode": "area"}),
+]  # fmt: skip
+
+
+def _resize_cases(rng: np.random.Generator) -> Iterator[Case]:
+    """interpolate in every mode, pixel_shuffle and pixel_unshuffle."""
+    for label, xs, params in _RESIZE_CASES:
+        x = rng.standard_normal(xs)
+        g = rng.standard_normal(reference.interpolate(x, **params).shape)
+        yield "interpolate", label, ops.interpolate, reference.interpolate, [x], params
+        yield ("interpolate_backward", label, ops.interpolate_backward,
+               reference.interpolate_backward, [g, x], params)  # fmt: skip
+    # (op, x shape, grad_out shape, factor's name and value)
+    for name, xs, gs, params in (
+        ("pixel_shuffle", (2, 8, 3, 4), (2, 2, 6, 8), {"upscale_factor": 2}),
+        ("pixel_unshuffle", (3, 6, 9), (27, 2, 3), {"downscale_factor": 3}),
+    ):
+        x, g = rng.standard_normal(xs), rng.standard_normal(gs)
+        yield name, str(xs), getattr(ops, name), getattr(reference, name), [x], params
+        yield (name + "_backward", str(xs), getattr(ops, name + "_backward"),
+               getattr(reference, name + "_backward"), [g, x], params)  # fmt: skip
+
+
 # One generator per family of ops, each yielding (op, case, fast function, oracle,
 # numpy inputs, params); a new family adds its generator here.
 _FAMILIES: tuple[Callable[[np.random.Generator], Iterator[Case]], ...] = (
     _classic_cases,
     _normact_cases,
     _loss_cases,
+    _resize_cases,
 )
 
 

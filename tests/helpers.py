@@ -352,6 +352,7 @@ def _u(rng: np.random.Generator, shape: Sequence[int], dtype: Any) -> np.ndarray
 
 _CONV_KW = {"stride": 1, "padding": 1, "groups": 2}
 _POOL_KW = {"kernel_size": 2, "stride": 1, "padding": 1}
+_RESIZE_KW = {"size": (7, 4), "mode": "bilinear"}
 
 
 # The one-input activations of cnnarray.ops.activation_more (prelu has a weight).
@@ -395,6 +396,17 @@ def _ops() -> list[OpSpec]:
         OpSpec("cross_entropy_backward", lambda r, d: ((_u(r, (3, 5), d), r.integers(0, 5, 3)),
                                                        {"reduction": "none",
                                                         "grad_out": _u(r, (3,), d)})),
+        OpSpec("interpolate", lambda r, d: ((_u(r, x4, d),), _RESIZE_KW)),
+        OpSpec("interpolate_backward", lambda r, d: ((_u(r, (2, 4, 7, 4), d), _u(r, x4, d)),
+                                                     _RESIZE_KW)),
+        OpSpec("pixel_shuffle", lambda r, d: ((_u(r, x4, d),), {"upscale_factor": 2})),
+        OpSpec("pixel_shuffle_backward", lambda r, d: ((_u(r, (2, 1, 10, 10), d), _u(r, x4, d)),
+                                                       {"upscale_factor": 2})),
+        OpSpec("pixel_unshuffle", lambda r, d: ((_u(r, (2, 1, 4, 6), d),),
+                                                {"downscale_factor": 2})),
+        OpSpec("pixel_unshuffle_backward", lambda r, d: ((_u(r, (2, 4, 2, 3), d),
+                                                          _u(r, (2, 1, 4, 6), d)),
+                                                         {"downscale_factor": 2})),
     ]  # fmt: skip
     specs += [
         # (N, C, L) with running statistics, read only as for batch_norm2d

@@ -542,6 +542,14 @@ def _op_bases() -> dict:
         "linear": {"x": r(2, 5), "weight": r(4, 5), "bias": r(4)},
         "linear_backward": {"grad_out": r(2, 4), "x": r(2, 5), "weight": r(4, 5), "bias": r(4)},
         "set_workspace_limit": {"nbytes": 2**20},
+        "interpolate": {"x": x, "scale_factor": 1.5, "mode": "bilinear"},
+        "interpolate_backward": {"grad_out": r(2, 3, 9, 9), "x": x, "scale_factor": 1.5,
+                                 "mode": "bilinear"},
+        "pixel_shuffle": {"x": r(2, 12, 3, 3), "upscale_factor": 2},
+        "pixel_shuffle_backward": {"grad_out": r(2, 3, 6, 6), "x": r(2, 12, 3, 3),
+                                   "upscale_factor": 2},
+        "pixel_unshuffle": {"x": x, "downscale_factor": 2},
+        "pixel_unshuffle_backward": {"grad_out": r(2, 12, 3, 3), "x": x, "downscale_factor": 2},
     }  # fmt: skip
     probs = rng.uniform(0, 1, (4, 5)).astype(np.float32)
     for name in ("binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",

@@ -20,6 +20,7 @@ Examples
 from . import (
     _rules_loss,  # noqa: F401  (registers the losses' rules)
     _rules_normact,  # noqa: F401  (registers its rules)
+    _rules_resize,  # noqa: F401  (registers the resizing ops' rules)
 )
 from ._functions import cat, stack
 from ._rules import differentiable, has_rule

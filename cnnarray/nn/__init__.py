@@ -16,12 +16,14 @@ the initialisation, ``resnet`` (BasicBlock, Bottleneck, ResNet) and
 ``mobilenet`` (DepthwiseSeparable, MobileNet) the model classes, ``models``
 the ready-made networks.
 ``normalization`` (BatchNorm2d), ``activation`` (ReLU, LeakyReLU),
-``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d), ``dropout``
-(Dropout) and ``loss`` (CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss,
-MSELoss, L1Loss, SmoothL1Loss, HuberLoss, KLDivLoss); ``module`` holds Module
-and Parameter, ``init`` the initialisation, ``resnet`` (BasicBlock, Bottleneck,
-ResNet) and ``mobilenet`` (DepthwiseSeparable, MobileNet) the model classes,
-``models`` the ready-made networks.
+``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d), ``upsampling``
+(Upsample, UpsamplingNearest2d, UpsamplingBilinear2d, PixelShuffle,
+PixelUnshuffle), ``dropout`` (Dropout) and ``loss`` (CrossEntropyLoss, NLLLoss,
+BCELoss, BCEWithLogitsLoss, MSELoss, L1Loss, SmoothL1Loss, HuberLoss,
+KLDivLoss); ``module`` holds Module and Parameter, ``init`` the initialisation,
+``resnet`` (BasicBlock, Bottleneck, ResNet) and ``mobilenet``
+(DepthwiseSeparable, MobileNet) the model classes, ``models`` the ready-made
+networks.
 
 Examples
 --------
@@ -95,6 +97,13 @@ from .normalization import (
 )
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .resnet import BasicBlock, Bottleneck, ResNet
+from .upsampling import (
+    PixelShuffle,
+    PixelUnshuffle,
+    Upsample,
+    UpsamplingBilinear2d,
+    UpsamplingNearest2d,
+)
 
 __all__ = [
     "CELU",
@@ -141,6 +150,8 @@ __all__ = [
     "PReLU",
     "NLLLoss",
     "Parameter",
+    "PixelShuffle",
+    "PixelUnshuffle",
     "ReLU",
     "ReLU6",
     "ResNet",
@@ -150,6 +161,9 @@ __all__ = [
     "Softplus",
     "Tanh",
     "SmoothL1Loss",
+    "Upsample",
+    "UpsamplingBilinear2d",
+    "UpsamplingNearest2d",
     "build_model",
     "check_spec",
     "from_spec",

@@ -96,6 +96,14 @@ from .pool import (
     max_pool2d,
     max_pool2d_backward,
 )
+from .resize import (
+    interpolate,
+    interpolate_backward,
+    pixel_shuffle,
+    pixel_shuffle_backward,
+    pixel_unshuffle,
+    pixel_unshuffle_backward,
+)
 
 __all__ = [
     "ColumnCache",
@@ -149,6 +157,8 @@ __all__ = [
     "kl_div_backward",
     "l1_loss",
     "l1_loss_backward",
+    "interpolate",
+    "interpolate_backward",
     "leaky_relu",
     "leaky_relu_backward",
     "linear",
@@ -165,6 +175,10 @@ __all__ = [
     "mse_loss_backward",
     "nll_loss",
     "nll_loss_backward",
+    "pixel_shuffle",
+    "pixel_shuffle_backward",
+    "pixel_unshuffle",
+    "pixel_unshuffle_backward",
     "relu",
     "relu6",
     "relu6_backward",

@@ -8,7 +8,9 @@ directly, with no shared code with :mod:`cnnarray.ops`:
   input channels of each group;
 * its gradients visit every output position and add ``grad * window``;
 * pooling loops over every output position and reads the window with
-  explicit bounds checks, computing PyTorch's divisor rules on its own.
+  explicit bounds checks, computing PyTorch's divisor rules on its own;
+* interpolate sums, for every output element, the input elements its
+  per-axis source-coordinate formulas read, weighted.
 
 The tests and ``cnnarray check`` compare the fast operations with these.
 """
@@ -96,6 +98,14 @@ from .pool import (
     max_pool2d,
     max_pool2d_backward,
 )
+from .resize import (
+    interpolate,
+    interpolate_backward,
+    pixel_shuffle,
+    pixel_shuffle_backward,
+    pixel_unshuffle,
+    pixel_unshuffle_backward,
+)
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -140,6 +150,8 @@ __all__ = [
     "kl_div_backward",
     "l1_loss",
     "l1_loss_backward",
+    "interpolate",
+    "interpolate_backward",
     "leaky_relu",
     "leaky_relu_backward",
     "linear",
@@ -156,6 +168,10 @@ __all__ = [
     "mse_loss_backward",
     "nll_loss",
     "nll_loss_backward",
+    "pixel_shuffle",
+    "pixel_shuffle_backward",
+    "pixel_unshuffle",
+    "pixel_unshuffle_backward",
     "relu",
     "relu6",
     "relu6_backward",
