@@ -701,6 +701,8 @@ RULE_CASES = {
     "cross_entropy_sum": ({"logits": _u((3, 4), 89, -2, 2)},
                           {"target": np.array([3, 0, 0])},
                              {"reduction": "sum"}),
+    "pad_reflect": ({"x": _u((2, 3, 4), 93)}, {}, {"pad": (2, -1, 1, 2), "mode": "reflect"}),
+    "pad_constant": ({"x": _u((2, 3), 94)}, {}, {"pad": (1, 0, -1, 2), "value": 0.5}),
 }  # fmt: skip
 
 
@@ -716,7 +718,7 @@ def _direct_backward(name, g, inputs, consts, kwargs):
     backward = getattr(ops, f"{name}_backward")
     if name == "cross_entropy":
         return {"logits": backward(**inputs, **consts, **kwargs, grad_out=g)}
-    kwargs = {k: v for k, v in kwargs.items() if k != "momentum"}
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("momentum", "value")}
     out = backward(g, **inputs, **consts, **kwargs)
     names = {"conv2d": ("x", "weight", "bias"), "linear": ("x", "weight", "bias"),
              "batch_norm2d": ("x", "weight", "bias")}.get(name, ("x",))  # fmt: skip

@@ -28,6 +28,7 @@ from .conv import (
 from .linear import flatten, flatten_backward, linear, linear_backward
 from .loss import cross_entropy, cross_entropy_backward
 from .norm import batch_norm2d, batch_norm2d_backward
+from .padding import pad, pad_backward
 from .pool import (
     adaptive_avg_pool2d,
     adaptive_avg_pool2d_backward,
@@ -61,6 +62,8 @@ __all__ = [
     "log_softmax_backward",
     "max_pool2d",
     "max_pool2d_backward",
+    "pad",
+    "pad_backward",
     "relu",
     "relu_backward",
     "set_workspace_limit",

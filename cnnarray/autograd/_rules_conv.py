@@ -1,0 +1,14 @@
+"""Autograd rules of the convolution family: pad, conv1d/3d and the transposed
+convolutions, each calling its op's ``*_backward`` (see :mod:`._rules`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import ops
+from ._rules import differentiable
+
+
+@differentiable(ops.pad, "x")
+def _pad(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    return (ops.pad_backward(g, a["x"], a["pad"], a["mode"]),)
