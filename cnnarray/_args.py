@@ -263,6 +263,49 @@ def _pair(value: Any, name: str, *, minimum: int, maximum: int = MAX_SIZE) -> tu
     return pair[0], pair[1]
 
 
+def _ntuple(
+    value: Any, name: str, n: int, *, minimum: int, maximum: int = MAX_SIZE
+) -> tuple[int, ...]:
+    """Normalise ``int | (int, ...)`` to ``n`` ints from ``minimum`` to ``maximum``:
+    :func:`_pair` for any number of axes (``n = 1`` for 1-D, ``3`` for 3-D)."""
+    if n == 2:
+        return _pair(value, name, minimum=minimum, maximum=maximum)
+    is_sequence = isinstance(value, Sequence) and not isinstance(value, str | bytes)
+    items = tuple(value) if is_sequence else (value,) * n
+    what = "an int" if n == 1 else f"an int or a tuple of {n} ints"
+    if len(items) != n:
+        raise ArgumentTypeError(f"{name} must be {what}, got {value!r}")
+    return tuple(check_int(item, f"{name} ({what})", minimum=minimum, maximum=maximum)
+                 for item in items)  # fmt: skip
+
+
+def conv_padding_nd(
+    padding: Any,
+    kernel: tuple[int, ...],
+    dilation: tuple[int, ...],
+    stride: tuple[int, ...],
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Return the (before, after) paddings of each axis of an N-d convolution.
+
+    As :func:`conv_padding`: ``"valid"`` is none, ``"same"`` (stride 1 only) pads
+    ``d * (k - 1)`` per axis with the extra element of an odd total after.
+    """
+    n = len(kernel)
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return (0,) * n, (0,) * n
+        if mode == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(f"padding='same' requires stride=1, got stride={stride}")
+            total = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+            return tuple(t // 2 for t in total), tuple(t - t // 2 for t in total)
+        kind = "an int" if n == 1 else f"an int, a tuple of {n} ints"
+        raise ValueError(f"padding must be {kind}, 'valid' or 'same', got {padding!r}")
+    pads = _ntuple(padding, "padding", n, minimum=0)
+    return pads, pads
+
+
 def _shape(x: Any) -> tuple[int, ...]:
     return tuple(int(s) for s in x.shape)
 

@@ -12,3 +12,17 @@ from ._rules import differentiable
 @differentiable(ops.pad, "x")
 def _pad(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
     return (ops.pad_backward(g, a["x"], a["pad"], a["mode"]),)
+
+
+@differentiable(ops.conv1d, "x", "weight", "bias")
+def _conv1d(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    return ops.conv1d_backward(g, a["x"], a["weight"], a["bias"], a["stride"], a["padding"],
+                               a["dilation"], a["groups"])  # fmt: skip
+
+
+@differentiable(ops.conv3d, "x", "weight", "bias")
+def _conv3d(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    return ops.conv3d_backward(
+        g, a["x"], a["weight"], a["bias"], a["stride"], a["padding"], a["dilation"], a["groups"],
+        workspace_limit=a["workspace_limit"], input_grad=needs[0],
+    )  # fmt: skip

@@ -19,9 +19,13 @@ from .activation import (
 )
 from .conv import (
     ColumnCache,
+    conv1d,
+    conv1d_backward,
     conv2d,
     conv2d_backward,
     conv2d_output_shape,
+    conv3d,
+    conv3d_backward,
     get_workspace_limit,
     set_workspace_limit,
 )
@@ -46,9 +50,13 @@ __all__ = [
     "avg_pool2d_backward",
     "batch_norm2d",
     "batch_norm2d_backward",
+    "conv1d",
+    "conv1d_backward",
     "conv2d",
     "conv2d_backward",
     "conv2d_output_shape",
+    "conv3d",
+    "conv3d_backward",
     "cross_entropy",
     "cross_entropy_backward",
     "flatten",
