@@ -26,3 +26,22 @@ def _conv3d(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tup
         g, a["x"], a["weight"], a["bias"], a["stride"], a["padding"], a["dilation"], a["groups"],
         workspace_limit=a["workspace_limit"], input_grad=needs[0],
     )  # fmt: skip
+
+
+def _transposed_rule(op: Any, backward: Any) -> None:
+    """Register conv_transpose{1,2,3}d's rule: its backward, with the op's own arguments."""
+
+    @differentiable(op, "x", "weight", "bias")
+    def _rule(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+        return backward(
+            g, a["x"], a["weight"], a["bias"], a["stride"], a["padding"], a["output_padding"],
+            a["groups"], a["dilation"], workspace_limit=a["workspace_limit"], input_grad=needs[0],
+        )  # fmt: skip
+
+
+for _op, _backward in (
+    (ops.conv_transpose1d, ops.conv_transpose1d_backward),
+    (ops.conv_transpose2d, ops.conv_transpose2d_backward),
+    (ops.conv_transpose3d, ops.conv_transpose3d_backward),
+):
+    _transposed_rule(_op, _backward)

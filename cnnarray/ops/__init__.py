@@ -29,6 +29,15 @@ from .conv import (
     get_workspace_limit,
     set_workspace_limit,
 )
+from .conv_transpose import (
+    conv_transpose1d,
+    conv_transpose1d_backward,
+    conv_transpose2d,
+    conv_transpose2d_backward,
+    conv_transpose3d,
+    conv_transpose3d_backward,
+    conv_transpose_output_size,
+)
 from .linear import flatten, flatten_backward, linear, linear_backward
 from .loss import cross_entropy, cross_entropy_backward
 from .norm import batch_norm2d, batch_norm2d_backward
@@ -57,6 +66,13 @@ __all__ = [
     "conv2d_output_shape",
     "conv3d",
     "conv3d_backward",
+    "conv_transpose1d",
+    "conv_transpose1d_backward",
+    "conv_transpose2d",
+    "conv_transpose2d_backward",
+    "conv_transpose3d",
+    "conv_transpose3d_backward",
+    "conv_transpose_output_size",
     "cross_entropy",
     "cross_entropy_backward",
     "flatten",
