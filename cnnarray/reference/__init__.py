@@ -29,7 +29,20 @@ from .activation import (
     tanh,
     tanh_backward,
 )
-from .conv import conv2d, conv2d_backward
+from .conv import (
+    conv1d,
+    conv1d_backward,
+    conv2d,
+    conv2d_backward,
+    conv3d,
+    conv3d_backward,
+    conv_transpose1d,
+    conv_transpose1d_backward,
+    conv_transpose2d,
+    conv_transpose2d_backward,
+    conv_transpose3d,
+    conv_transpose3d_backward,
+)
 from .linear import linear, linear_backward
 from .loss import cross_entropy, cross_entropy_backward
 from .norm import batch_norm2d, batch_norm2d_backward
@@ -50,8 +63,18 @@ __all__ = [
     "avg_pool2d_backward",
     "batch_norm2d",
     "batch_norm2d_backward",
+    "conv1d",
+    "conv1d_backward",
     "conv2d",
     "conv2d_backward",
+    "conv3d",
+    "conv3d_backward",
+    "conv_transpose1d",
+    "conv_transpose1d_backward",
+    "conv_transpose2d",
+    "conv_transpose2d_backward",
+    "conv_transpose3d",
+    "conv_transpose3d_backward",
     "cross_entropy",
     "cross_entropy_backward",
     "leaky_relu",
