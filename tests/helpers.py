@@ -351,17 +351,46 @@ def _u(rng: np.random.Generator, shape: Sequence[int], dtype: Any) -> np.ndarray
 
 
 _CONV_KW = {"stride": 1, "padding": 1, "groups": 2}
+# stride 2 with output_padding 1: out = (size - 1) * 2 - 2 + k + 1 + 1
+_TRANSPOSE_KW = {"stride": 2, "padding": 1, "output_padding": 1, "groups": 2}
 _POOL_KW = {"kernel_size": 2, "stride": 1, "padding": 1}
 
 
 def _ops() -> list[OpSpec]:
-    x4 = (2, 4, 5, 5)
+    x3, x4, x5, x5t = (2, 4, 5), (2, 4, 5, 5), (2, 4, 3, 4, 3), (2, 4, 2, 3, 2)
     specs = [
         OpSpec("conv2d", lambda r, d: ((_u(r, x4, d), _u(r, (6, 2, 3, 3), d), _u(r, (6,), d)),
                                        _CONV_KW)),
         OpSpec("conv2d_backward", lambda r, d: ((_u(r, (2, 6, 5, 5), d), _u(r, x4, d),
                                                  _u(r, (6, 2, 3, 3), d), _u(r, (6,), d)),
                                                 _CONV_KW)),
+        OpSpec("conv1d", lambda r, d: ((_u(r, x3, d), _u(r, (6, 2, 3), d), _u(r, (6,), d)),
+                                       _CONV_KW)),
+        OpSpec("conv1d_backward", lambda r, d: ((_u(r, (2, 6, 5), d), _u(r, x3, d),
+                                                 _u(r, (6, 2, 3), d), _u(r, (6,), d)),
+                                                _CONV_KW)),
+        OpSpec("conv3d", lambda r, d: ((_u(r, x5, d), _u(r, (6, 2, 3, 2, 3), d),
+                                        _u(r, (6,), d)), _CONV_KW)),
+        OpSpec("conv3d_backward", lambda r, d: ((_u(r, (2, 6, 3, 5, 3), d), _u(r, x5, d),
+                                                 _u(r, (6, 2, 3, 2, 3), d), _u(r, (6,), d)),
+                                                _CONV_KW)),
+        OpSpec("conv_transpose1d", lambda r, d: ((_u(r, x3, d), _u(r, (4, 3, 3), d),
+                                                  _u(r, (6,), d)), _TRANSPOSE_KW)),
+        OpSpec("conv_transpose1d_backward", lambda r, d: ((_u(r, (2, 6, 10), d), _u(r, x3, d),
+                                                           _u(r, (4, 3, 3), d), _u(r, (6,), d)),
+                                                          _TRANSPOSE_KW)),
+        OpSpec("conv_transpose2d", lambda r, d: ((_u(r, (2, 4, 3, 2), d), _u(r, (4, 3, 3, 2), d),
+                                                  _u(r, (6,), d)), _TRANSPOSE_KW)),
+        OpSpec("conv_transpose2d_backward", lambda r, d: ((_u(r, (2, 6, 6, 3), d),
+                                                           _u(r, (2, 4, 3, 2), d),
+                                                           _u(r, (4, 3, 3, 2), d),
+                                                           _u(r, (6,), d)), _TRANSPOSE_KW)),
+        OpSpec("conv_transpose3d", lambda r, d: ((_u(r, x5t, d), _u(r, (4, 3, 2, 3, 2), d),
+                                                  _u(r, (6,), d)), _TRANSPOSE_KW)),
+        OpSpec("conv_transpose3d_backward", lambda r, d: ((_u(r, (2, 6, 3, 6, 3), d),
+                                                           _u(r, x5t, d),
+                                                           _u(r, (4, 3, 2, 3, 2), d),
+                                                           _u(r, (6,), d)), _TRANSPOSE_KW)),
         OpSpec("max_pool2d", lambda r, d: ((tie_free(r, x4, d),), _POOL_KW)),
         OpSpec("max_pool2d_backward", lambda r, d: ((_u(r, (2, 4, 6, 6), d), tie_free(r, x4, d)),
                                                     _POOL_KW)),
@@ -410,6 +439,7 @@ OPS = _ops()
 NOT_ARRAY_OPS = {
     "ColumnCache",
     "conv2d_output_shape",
+    "conv_transpose_output_size",
     "get_workspace_limit",
     "set_workspace_limit",
 }

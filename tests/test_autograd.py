@@ -701,6 +701,16 @@ RULE_CASES = {
     "cross_entropy_sum": ({"logits": _u((3, 4), 89, -2, 2)},
                           {"target": np.array([3, 0, 0])},
                              {"reduction": "sum"}),
+    "conv1d": ({"x": _u((2, 2, 7), 95), "weight": _u((4, 1, 3), 96), "bias": _u(4, 97)}, {},
+               {"stride": 2, "padding": 1, "groups": 2}),
+    "conv3d": ({"x": _u((1, 2, 4, 3, 4), 98), "weight": _u((2, 2, 2, 2, 3), 99),
+                "bias": _u(2, 100)}, {}, {"padding": "same", "dilation": (1, 2, 1)}),
+    "conv_transpose1d": ({"x": _u((2, 2, 3), 101), "weight": _u((2, 3, 3), 102),
+                          "bias": _u(3, 103)}, {}, {"stride": 2, "output_padding": 1}),
+    "conv_transpose2d": ({"x": _u((1, 4, 3, 2), 104), "weight": _u((4, 1, 2, 3), 105)}, {},
+                         {"stride": (2, 1), "padding": (1, 0), "groups": 2, "dilation": 2}),
+    "conv_transpose3d": ({"x": _u((2, 2, 2, 3), 106), "weight": _u((2, 2, 2, 2, 2), 107),
+                          "bias": _u(2, 108)}, {}, {"stride": 2, "padding": 1}),
     "pad_reflect": ({"x": _u((2, 3, 4), 93)}, {}, {"pad": (2, -1, 1, 2), "mode": "reflect"}),
     "pad_constant": ({"x": _u((2, 3), 94)}, {}, {"pad": (1, 0, -1, 2), "value": 0.5}),
 }  # fmt: skip
@@ -720,8 +730,8 @@ def _direct_backward(name, g, inputs, consts, kwargs):
         return {"logits": backward(**inputs, **consts, **kwargs, grad_out=g)}
     kwargs = {k: v for k, v in kwargs.items() if k not in ("momentum", "value")}
     out = backward(g, **inputs, **consts, **kwargs)
-    names = {"conv2d": ("x", "weight", "bias"), "linear": ("x", "weight", "bias"),
-             "batch_norm2d": ("x", "weight", "bias")}.get(name, ("x",))  # fmt: skip
+    names = ("x", "weight", "bias") if name.startswith("conv") or name in (
+        "linear", "batch_norm2d") else ("x",)  # fmt: skip
     grads = dict(zip(names, _flat(out), strict=True))
     return {k: grads[k] for k in inputs}
 

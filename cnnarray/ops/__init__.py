@@ -19,16 +19,13 @@ from .activation import (
 )
 from .conv import (
     ColumnCache,
-    conv1d,
-    conv1d_backward,
     conv2d,
     conv2d_backward,
     conv2d_output_shape,
-    conv3d,
-    conv3d_backward,
     get_workspace_limit,
     set_workspace_limit,
 )
+from .conv_nd import conv1d, conv1d_backward, conv3d, conv3d_backward
 from .conv_transpose import (
     conv_transpose1d,
     conv_transpose1d_backward,
