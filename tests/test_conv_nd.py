@@ -122,7 +122,7 @@ def _torch_run(torch, case: NdCase, x, w, b, g=None):
     return tx.grad.numpy(), tw.grad.numpy(), None if tb is None else tb.grad.numpy()
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(case=nd_cases())
 def test_conv_nd_forward_and_backward_match_torch(case: NdCase):
     torch = pytest.importorskip("torch")

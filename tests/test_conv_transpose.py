@@ -1,0 +1,203 @@
+"""conv_transpose1d/2d/3d and their backwards against the scatter oracle, finite
+differences and PyTorch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from helpers import assert_close, assert_grad_close, numerical_grad, run_op, vjp_objective
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cnnarray
+from cnnarray import reference as ref
+
+
+@dataclass
+class TransposeCase:
+    """One conv_transpose{1,2,3}d call."""
+
+    dims: int
+    x_shape: tuple[int, ...]
+    w_shape: tuple[int, ...]
+    bias: bool
+    kwargs: dict[str, Any]
+    seed: int
+
+    @property
+    def ops(self) -> tuple[Any, Any, Any, Any]:
+        name = f"conv_transpose{self.dims}d"
+        return (getattr(cnnarray, name), getattr(cnnarray, name + "_backward"),
+                getattr(ref, name), getattr(ref, name + "_backward"))  # fmt: skip
+
+    def arrays(self, dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        rng = np.random.default_rng(self.seed)
+        x = rng.uniform(-1, 1, self.x_shape).astype(dtype)
+        w = rng.uniform(-1, 1, self.w_shape).astype(dtype)
+        c_out = self.w_shape[1] * self.kwargs["groups"]
+        return x, w, rng.uniform(-1, 1, (c_out,)).astype(dtype) if self.bias else None
+
+    def grad_out(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        return np.random.default_rng(self.seed + 1).uniform(-1, 1, shape).astype(dtype)
+
+
+@st.composite
+def transpose_cases(draw: Any) -> TransposeCase:
+    """Strides, paddings, output paddings (below stride or dilation), dilations, groups,
+    odd sizes and unbatched inputs, in 1, 2 and 3 dimensions."""
+    dims = draw(st.sampled_from([1, 2, 3]))
+    top = 3 if dims < 3 else 2
+    groups = draw(st.sampled_from([1, 2]))
+    c_in, c_out = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    kernel, stride, dilation, padding, extra, size = [], [], [], [], [], []
+    for _ in range(dims):
+        k, s, d = draw(st.integers(1, top)), draw(st.integers(1, 3)), draw(st.integers(1, 2))
+        n = draw(st.integers(1, 4 if dims < 3 else 3))
+        e = draw(st.integers(0, max(s, d) - 1))
+        full = (n - 1) * s + d * (k - 1) + 1 + e
+        p = draw(st.integers(0, min(2, (full - 1) // 2)))  # leaves at least one output
+        for seq, v in zip((kernel, stride, dilation, padding, extra, size),
+                          (k, s, d, p, e, n), strict=True):  # fmt: skip
+            seq.append(v)
+    lead = draw(st.sampled_from([(), (1,), (2,)]))
+    kwargs = {"stride": tuple(stride), "padding": tuple(padding), "output_padding": tuple(extra),
+              "groups": groups, "dilation": tuple(dilation)}  # fmt: skip
+    seed = draw(st.integers(0, 2**32 - 1))
+    x_shape, w_shape = (*lead, c_in, *size), (c_in, c_out // groups, *kernel)
+    return TransposeCase(dims, x_shape, w_shape, draw(st.booleans()), kwargs, seed)
+
+
+@settings(max_examples=30, deadline=None)
+@given(case=transpose_cases())
+def test_conv_transpose_and_backward_match_reference(backend, dtype, case: TransposeCase):
+    forward, backward, ref_forward, ref_backward = case.ops
+    x, w, b = case.arrays(dtype)
+    y = run_op(forward, x, w, b, backend=backend, **case.kwargs)
+    desired = ref_forward(x, w, b, **case.kwargs)
+    assert_close(y, desired, dtype=dtype, backend=backend)
+    g = case.grad_out(desired.shape, dtype)
+    grads = run_op(backward, g, x, w, b, backend=backend, **case.kwargs)
+    for got, want, name in zip(grads, ref_backward(g, x, w, b, **case.kwargs), "xwb", strict=True):
+        assert_close(got, want, dtype=dtype, backend=backend, err_msg=f"grad_{name}")
+
+
+@settings(max_examples=8, deadline=None)
+@given(case=transpose_cases())
+def test_conv_transpose_backward_matches_finite_differences(backend, case: TransposeCase):
+    forward, backward, _, _ = case.ops
+    x, w, b = case.arrays(np.float64)
+    kw = case.kwargs
+    g = case.grad_out(forward(x, w, b, **kw).shape, np.float64)
+    gx, gw, gb = run_op(backward, g, x, w, b, backend=backend, **kw)
+
+    def loss(xx, ww, bb):
+        return vjp_objective(forward(xx, ww, bb, backend=backend, **kw), g)
+
+    assert_grad_close(gx, numerical_grad(lambda v: loss(v, w, b), x), "grad_x")
+    assert_grad_close(gw, numerical_grad(lambda v: loss(x, v, b), w), "grad_weight")
+    if b is not None:
+        assert_grad_close(gb, numerical_grad(lambda v: loss(x, w, v), b), "grad_bias")
+
+
+@settings(max_examples=15, deadline=None)
+@given(case=transpose_cases())
+def test_conv_transpose_forward_and_backward_match_torch(case: TransposeCase):
+    torch = pytest.importorskip("torch")
+    forward, backward, _, _ = case.ops
+    x, w, b = case.arrays(np.float64)
+    kw = case.kwargs
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tb = None if b is None else torch.tensor(b, requires_grad=True)
+    fn = getattr(torch.nn.functional, f"conv_transpose{case.dims}d")
+    ty = fn(tx, tw, tb, kw["stride"], kw["padding"], kw["output_padding"], kw["groups"],
+            kw["dilation"])  # fmt: skip
+    y = forward(x, w, b, **kw)
+    assert_close(y, ty.detach().numpy(), dtype=np.float64)
+    g = case.grad_out(y.shape, np.float64)
+    ty.backward(torch.tensor(g))
+    gx, gw, gb = backward(g, x, w, b, **kw)
+    assert_close(gx, tx.grad.numpy(), dtype=np.float64, err_msg="grad_x")
+    assert_close(gw, tw.grad.numpy(), dtype=np.float64, err_msg="grad_weight")
+    assert_close(gb, None if tb is None else tb.grad.numpy(), dtype=np.float64, err_msg="grad_b")
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_conv_transpose_is_the_adjoint_of_the_convolution(dims):
+    # <conv_transpose(x), z> == <x, conv(z)>: the transposed map, with the same weight
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((2, 4) + (3,) * dims), rng.standard_normal((4, 3) + (2,) * dims)
+    kw = {"stride": 2, "padding": 1, "dilation": 1}
+    y = getattr(cnnarray, f"conv_transpose{dims}d")(x, w, **kw)
+    z = rng.standard_normal(y.shape)
+    conv = cnnarray.conv2d if dims == 2 else getattr(cnnarray, f"conv{dims}d")
+    np.testing.assert_allclose(np.sum(y * z), np.sum(x * conv(z, w, **kw)), rtol=1e-12)
+
+
+def test_output_padding_adds_size_at_the_end_only():
+    # stride 2: inputs of size 7 and 8 both convolve (k=3, p=1) to size 4; output_padding
+    # picks 8, the extra last element receiving only the scatter that reaches it
+    x, w = np.ones((1, 1, 4)), np.ones((1, 1, 3))
+    y7 = cnnarray.conv_transpose1d(x, w, stride=2, padding=1)
+    y8 = cnnarray.conv_transpose1d(x, w, stride=2, padding=1, output_padding=1)
+    assert y7.shape == (1, 1, 7) and y8.shape == (1, 1, 8)
+    np.testing.assert_array_equal(y8[..., :7], y7)
+    np.testing.assert_array_equal(y8, [[[1, 2, 1, 2, 1, 2, 1, 1]]])
+    assert cnnarray.conv1d(y8, w, stride=2, padding=1).shape == x.shape
+    torch = pytest.importorskip("torch")
+    want = torch.nn.functional.conv_transpose1d(torch.tensor(x), torch.tensor(w), stride=2,
+                                                padding=1, output_padding=1)  # fmt: skip
+    np.testing.assert_array_equal(y8, want.numpy())
+
+
+def test_output_padding_may_reach_the_dilation_when_stride_is_one():
+    # PyTorch's rule: output_padding < stride OR < dilation
+    x, w = np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2))
+    y = cnnarray.conv_transpose2d(x, w, dilation=2, output_padding=1)
+    assert y.shape == (1, 1, 6, 6)
+    np.testing.assert_array_equal(y[0, 0, -1], 0)  # nothing scatters to the extra row
+    torch = pytest.importorskip("torch")
+    want = torch.nn.functional.conv_transpose2d(torch.tensor(x), torch.tensor(w), dilation=2,
+                                                output_padding=1)  # fmt: skip
+    np.testing.assert_array_equal(y, want.numpy())
+
+
+@pytest.mark.parametrize(
+    "fn, x_shape, w_shape, kwargs, match",
+    [
+        ("conv_transpose1d", (1, 2, 4), (2, 1, 3), {"stride": 2, "output_padding": 2},
+         r"output_padding must be smaller than either stride or dilation .* got "
+         r"output_padding=\(2,\), stride=\(2,\), dilation=\(1,\)"),
+        ("conv_transpose2d", (1, 2, 4, 4), (2, 1, 3, 3), {"padding": "same"},
+         r"padding of a transposed convolution must be an int or a tuple of 2 ints"),
+        ("conv_transpose2d", (1, 3, 4, 4), (2, 1, 3, 3), {},
+         r"expected x of shape \(1, 3, 4, 4\) to have 2 channels, but got 3"),
+        ("conv_transpose3d", (1, 3, 2, 2, 2), (3, 1, 1, 1, 1), {"groups": 2},
+         r"groups=2 must divide the number of input channels weight.shape\[0\]=3"),
+        ("conv_transpose1d", (1, 1, 1), (1, 1, 1), {"padding": 1},
+         r"output of size \(-1,\) is empty"),
+        ("conv_transpose2d", (4,), (2, 1, 3, 3), {},
+         r"x must have shape \(N, C_in, H, W\) or \(C_in, H, W\)"),
+    ],
+)  # fmt: skip
+def test_conv_transpose_errors_name_argument_expectation_and_value(fn, x_shape, w_shape, kwargs,
+                                                                   match):  # fmt: skip
+    with pytest.raises(ValueError, match=match):
+        getattr(cnnarray, fn)(np.zeros(x_shape), np.zeros(w_shape), **kwargs)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_conv_transpose_autograd_calls_its_backward(dims):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 2) + (3,) * dims)
+    w, b = rng.standard_normal((2, 3) + (2,) * dims), rng.standard_normal(3)
+    leaves = [cnnarray.tensor(a, requires_grad=True) for a in (x, w, b)]
+    name = f"conv_transpose{dims}d"
+    y = getattr(cnnarray, name)(*leaves, stride=2, output_padding=1)
+    g = rng.standard_normal(y.shape)
+    y.backward(cnnarray.tensor(g))
+    direct = getattr(cnnarray, name + "_backward")(g, x, w, b, stride=2, output_padding=1)
+    for leaf, want in zip(leaves, direct, strict=True):
+        assert_close(leaf.grad, want, dtype=np.float64)
