@@ -7,8 +7,8 @@ backward; ``Sequential`` chains modules; ``spec()``/``from_spec`` and
 ``state_dict()``/``load_state_dict`` save and rebuild models without pickle.
 Names, arguments and default initialisation follow ``torch.nn``, and the
 layers live in modules named by kind as in ``torch.nn.modules``:
-``container`` (Sequential), ``conv`` (Conv2d), ``linear`` (Linear, Flatten),
-``normalization`` (BatchNorm2d), ``activation`` (ReLU, LeakyReLU),
+``container`` (Sequential), ``conv`` (Conv1d/2d/3d, ConvTranspose1d/2d/3d),
+``linear`` (Linear, Flatten), ``normalization`` (BatchNorm2d), ``activation`` (ReLU, LeakyReLU),
 ``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) and ``dropout``
 (Dropout); ``module`` holds Module and Parameter, ``init`` the
 initialisation, ``resnet`` (BasicBlock, Bottleneck, ResNet) and ``mobilenet``
@@ -31,7 +31,7 @@ Examples
 from . import init
 from .activation import LeakyReLU, ReLU
 from .container import Sequential
-from .conv import Conv2d
+from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .dropout import Dropout
 from .linear import Flatten, Linear
 from .mobilenet import DepthwiseSeparable, MobileNet
@@ -58,7 +58,12 @@ __all__ = [
     "BasicBlock",
     "BatchNorm2d",
     "Bottleneck",
+    "Conv1d",
     "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
     "DepthwiseSeparable",
     "Dropout",
     "Flatten",
