@@ -272,11 +272,15 @@ def _ntuple(
         return _pair(value, name, minimum=minimum, maximum=maximum)
     is_sequence = isinstance(value, Sequence) and not isinstance(value, str | bytes)
     items = tuple(value) if is_sequence else (value,) * n
-    what = "an int" if n == 1 else f"an int or a tuple of {n} ints"
-    if len(items) != n:
+    what = f"an int or a tuple of {n} int{'s' if n > 1 else ''}"
+    if len(items) != n or any(
+        isinstance(item, bool) or not isinstance(item, numbers.Integral) for item in items
+    ):
         raise ArgumentTypeError(f"{name} must be {what}, got {value!r}")
-    return tuple(check_int(item, f"{name} ({what})", minimum=minimum, maximum=maximum)
-                 for item in items)  # fmt: skip
+    result = tuple(operator.index(item) for item in items)
+    if min(result) < minimum or max(result) > maximum:
+        raise ValueError(f"{name} must be {what} from {minimum} to {maximum}, got {value!r}")
+    return result
 
 
 def conv_padding_nd(

@@ -443,3 +443,26 @@ NOT_ARRAY_OPS = {
     "get_workspace_limit",
     "set_workspace_limit",
 }
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def compare_layer_with_torch(torch: Any, ours: Any, theirs: Any, x: np.ndarray) -> None:
+    """float64 forward and gradients (input, parameters) of a cnnarray layer against a
+    torch layer given the same parameters (copied from ours)."""
+    with torch.no_grad():
+        for name, p in theirs.named_parameters():
+            p.copy_(torch.tensor(cnnarray.to_numpy(dict(ours.named_parameters())[name].data)))
+    tx = torch.tensor(x, requires_grad=True)
+    ty = theirs(tx)
+    leaf = cnnarray.tensor(x, requires_grad=True)
+    y = ours(leaf)
+    assert_close(y.data, ty.detach().numpy(), dtype=np.float64, err_msg="output")
+    g = np.random.default_rng(9).standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(g))
+    y.backward(cnnarray.tensor(g))
+    assert_close(leaf.grad, tx.grad.numpy(), dtype=np.float64, err_msg="grad_x")
+    for name, p in theirs.named_parameters():
+        ours_p = dict(ours.named_parameters())[name]
+        assert_close(ours_p.grad, p.grad.numpy(), dtype=np.float64, err_msg=f"grad of {name}")

@@ -3,12 +3,20 @@ and PyTorch."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
-from helpers import assert_close, assert_grad_close, numerical_grad, run_op, vjp_objective
+from helpers import (
+    assert_close,
+    assert_grad_close,
+    compare_layer_with_torch,
+    numerical_grad,
+    run_op,
+    vjp_objective,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -192,7 +200,7 @@ def test_conv3d_input_grad_false_skips_grad_x():
         ("conv1d", (2, 3, 8), (4, 2, 3), {}, r"expected x of shape \(2, 3, 8\) to have 2 channels"),
         ("conv1d", (2, 3, 8, 1), (4, 3, 3), {}, r"x must have shape \(N, C_in, L\) or \(C_in, L\)"),
         ("conv1d", (2, 3, 8), (4, 3, 3), {"stride": (1, 1)},
-         r"stride must be an int, got \(1, 1\)"),
+         r"stride must be an int or a tuple of 1 int, got \(1, 1\)"),
         ("conv1d", (2, 3, 8), (4, 3, 3), {"padding": "same", "stride": 2}, "requires stride=1"),
         ("conv1d", (2, 3, 2), (4, 3, 3), {}, r"kernel of size \(3,\) after dilation is larger"),
         ("conv3d", (2, 3, 4, 4, 4), (4, 3, 2, 2), {},
@@ -228,3 +236,59 @@ def test_conv_nd_autograd_calls_its_backward(dims):
     direct = getattr(cnnarray, f"conv{dims}d_backward")(g, x, w, b, stride=2, padding=1)
     for leaf, want in zip(leaves, direct, strict=True):
         assert_close(leaf.grad, want, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- layers
+
+LAYERS = [
+    ("Conv1d", {"in_channels": 4, "out_channels": 6, "kernel_size": 3, "stride": 2,
+                "padding": 2, "groups": 2, "padding_mode": "reflect"}, (2, 4, 9)),
+    ("Conv1d", {"in_channels": 2, "out_channels": 3, "kernel_size": 4, "padding": "same",
+                "padding_mode": "circular", "bias": False}, (2, 7)),
+    ("Conv2d", {"in_channels": 2, "out_channels": 3, "kernel_size": (3, 2), "padding": (1, 2),
+                "dilation": (1, 2), "padding_mode": "replicate"}, (2, 2, 5, 6)),
+    ("Conv2d", {"in_channels": 2, "out_channels": 2, "kernel_size": 3, "padding": "same",
+                "padding_mode": "reflect"}, (1, 2, 4, 5)),
+    ("Conv3d", {"in_channels": 2, "out_channels": 2, "kernel_size": 2, "stride": (1, 2, 1),
+                "padding": 1}, (2, 2, 3, 4, 3)),
+    ("Conv3d", {"in_channels": 2, "out_channels": 4, "kernel_size": (2, 3, 2), "padding": 1,
+                "groups": 2, "padding_mode": "circular"}, (1, 2, 3, 3, 4)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, config, x_shape", LAYERS, ids=[f"{n}-{i}" for i, (n, _, _) in
+                                                               enumerate(LAYERS)])  # fmt: skip
+def test_conv_layers_match_torch_with_every_padding_mode(name, config, x_shape):
+    torch = pytest.importorskip("torch")
+    ours = getattr(cnnarray.nn, name)(**config, dtype="float64", seed=0)
+    theirs = getattr(torch.nn, name)(**config, dtype=torch.float64)
+    x = np.random.default_rng(1).uniform(-1, 1, x_shape)
+    compare_layer_with_torch(torch, ours, theirs, x)
+
+
+@pytest.mark.parametrize("name, config, x_shape", LAYERS[::2] + LAYERS[1:2],
+                         ids=["Conv1d", "Conv2d", "Conv3d", "Conv1d-circular"])  # fmt: skip
+def test_conv_layer_spec_and_state_dict_round_trip(name, config, x_shape):
+    layer = getattr(cnnarray.nn, name)(**config, seed=0)
+    spec = json.loads(json.dumps(layer.spec()))
+    assert spec["args"].get("padding_mode", "zeros") == config.get("padding_mode", "zeros")
+    twin = cnnarray.nn.from_spec(spec, seed=5)
+    twin.load_state_dict(layer.state_dict())
+    assert twin.spec() == spec and repr(twin) == repr(layer)
+    x = np.random.default_rng(2).uniform(-1, 1, x_shape).astype(np.float32)
+    np.testing.assert_array_equal(twin(x).data, layer(x).data)
+
+
+def test_conv_layer_init_follows_torch_bounds():
+    layer = cnnarray.nn.Conv3d(4, 6, (3, 2, 2), groups=2, seed=0)
+    bound = 1 / np.sqrt(2 * 3 * 2 * 2)  # fan_in = in_channels / groups * prod(kernel)
+    assert layer.weight.shape == (6, 2, 3, 2, 2) and layer.bias.shape == (6,)
+    assert np.abs(layer.weight.data).max() <= bound and np.abs(layer.bias.data).max() <= bound
+    assert np.abs(layer.weight.data).max() > 0.8 * bound
+
+
+def test_conv_layer_rejects_unknown_padding_mode():
+    with pytest.raises(
+        ValueError, match="padding_mode of Conv1d must be one of 'zeros', 'reflect', 're"
+    ):
+        cnnarray.nn.Conv1d(1, 1, 3, padding_mode="edge")

@@ -3,12 +3,20 @@ differences and PyTorch."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
-from helpers import assert_close, assert_grad_close, numerical_grad, run_op, vjp_objective
+from helpers import (
+    assert_close,
+    assert_grad_close,
+    compare_layer_with_torch,
+    numerical_grad,
+    run_op,
+    vjp_objective,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -201,3 +209,57 @@ def test_conv_transpose_autograd_calls_its_backward(dims):
     direct = getattr(cnnarray, name + "_backward")(g, x, w, b, stride=2, output_padding=1)
     for leaf, want in zip(leaves, direct, strict=True):
         assert_close(leaf.grad, want, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- layers
+
+LAYERS = [
+    ("ConvTranspose1d", {"in_channels": 4, "out_channels": 6, "kernel_size": 3, "stride": 2,
+                         "padding": 1, "output_padding": 1, "groups": 2}, (2, 4, 5)),
+    ("ConvTranspose2d", {"in_channels": 2, "out_channels": 3, "kernel_size": (3, 2),
+                         "stride": (2, 1), "padding": (1, 0), "dilation": (1, 2),
+                         "bias": False}, (2, 2, 3, 4)),
+    ("ConvTranspose3d", {"in_channels": 2, "out_channels": 2, "kernel_size": 2, "stride": 2,
+                         "output_padding": (1, 0, 1)}, (2, 3, 2, 2)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, config, x_shape", LAYERS, ids=[n for n, _, _ in LAYERS])
+def test_conv_transpose_layers_match_torch(name, config, x_shape):
+    torch = pytest.importorskip("torch")
+    ours = getattr(cnnarray.nn, name)(**config, dtype="float64", seed=0)
+    theirs = getattr(torch.nn, name)(**config, dtype=torch.float64)
+    assert ours.weight.shape == tuple(theirs.weight.shape)
+    x = np.random.default_rng(1).uniform(-1, 1, x_shape)
+    compare_layer_with_torch(torch, ours, theirs, x)
+
+
+@pytest.mark.parametrize("name, config, x_shape", LAYERS, ids=[n for n, _, _ in LAYERS])
+def test_conv_transpose_layer_spec_and_state_dict_round_trip(name, config, x_shape):
+    layer = getattr(cnnarray.nn, name)(**config, seed=0)
+    spec = json.loads(json.dumps(layer.spec()))
+    twin = cnnarray.nn.from_spec(spec, seed=5)
+    twin.load_state_dict(layer.state_dict())
+    assert twin.spec() == spec and repr(twin) == repr(layer)
+    x = np.random.default_rng(2).uniform(-1, 1, x_shape).astype(np.float32)
+    np.testing.assert_array_equal(twin(x).data, layer(x).data)
+
+
+def test_conv_transpose_layer_bias_has_out_channels_and_torch_bound():
+    layer = cnnarray.nn.ConvTranspose2d(4, 6, 3, groups=2, seed=0)
+    assert layer.weight.shape == (4, 3, 3, 3) and layer.bias.shape == (6,)
+    bound = 1 / np.sqrt(3 * 3 * 3)  # fan_in from the weight: out_channels / groups * k * k
+    assert np.abs(layer.weight.data).max() <= bound and np.abs(layer.bias.data).max() <= bound
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"padding_mode": "reflect"}, "padding_mode of ConvTranspose1d must be 'zeros'"),
+        ({"stride": 2, "output_padding": 2}, "output_padding must be smaller than either"),
+        ({"padding": "same"}, "padding must be an int"),
+    ],
+)
+def test_conv_transpose_layer_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cnnarray.nn.ConvTranspose1d(2, 2, 3, **kwargs)

@@ -53,7 +53,8 @@ class _Conv(Module):
         if padding_mode not in allowed:
             raise ValueError(
                 f"padding_mode of {type(self).__name__} must be "
-                f"{' or '.join(map(repr, allowed))}, got {padding_mode!r}"
+                f"{'' if len(allowed) == 1 else 'one of '}{', '.join(map(repr, allowed))}, "
+                f"got {padding_mode!r}"
             )
         self.padding_mode = padding_mode
         if self._transposed:
