@@ -466,3 +466,68 @@ def compare_layer_with_torch(torch: Any, ours: Any, theirs: Any, x: np.ndarray) 
     for name, p in theirs.named_parameters():
         ours_p = dict(ours.named_parameters())[name]
         assert_close(ours_p.grad, p.grad.numpy(), dtype=np.float64, err_msg=f"grad of {name}")
+
+
+# --------------------------------------------------------------------------- convolution cases
+
+
+def check_case_against_reference(case: Any, backend: Backend, dtype: Any) -> None:
+    """A convolution case (``ops``: forward, backward, reference forward and backward;
+    ``arrays``, ``grad_out``, ``kwargs``): both directions against the oracle."""
+    forward, backward, ref_forward, ref_backward = case.ops
+    x, w, b = case.arrays(dtype)
+    y = run_op(forward, x, w, b, backend=backend, **case.kwargs)
+    desired = ref_forward(x, w, b, **case.kwargs)
+    assert_close(y, desired, dtype=dtype, backend=backend)
+    g = case.grad_out(desired.shape, dtype)
+    grads = run_op(backward, g, x, w, b, backend=backend, **case.kwargs)
+    for got, want, name in zip(grads, ref_backward(g, x, w, b, **case.kwargs), "xwb", strict=True):
+        assert_close(got, want, dtype=dtype, backend=backend, err_msg=f"grad_{name}")
+
+
+def check_case_finite_differences(case: Any, backend: Backend) -> None:
+    """A convolution case's backward against central differences, float64."""
+    forward, backward, _, _ = case.ops
+    x, w, b = case.arrays(np.float64)
+    kw = case.kwargs
+    g = case.grad_out(forward(x, w, b, **kw).shape, np.float64)
+    gx, gw, gb = run_op(backward, g, x, w, b, backend=backend, **kw)
+
+    def loss(xx: Any, ww: Any, bb: Any) -> float:
+        return vjp_objective(forward(xx, ww, bb, backend=backend, **kw), g)
+
+    assert_grad_close(gx, numerical_grad(lambda v: loss(v, w, b), x), "grad_x")
+    assert_grad_close(gw, numerical_grad(lambda v: loss(x, v, b), w), "grad_weight")
+    if b is not None:
+        assert_grad_close(gb, numerical_grad(lambda v: loss(x, w, v), b), "grad_bias")
+
+
+@dataclass
+class NdConvCase:
+    """One call of a convolution op named ``name`` (conv1d, conv_transpose3d, ...):
+    shapes, arguments and a seed for the data; ``bias`` is the bias's length or None."""
+
+    name: str
+    x_shape: tuple[int, ...]
+    w_shape: tuple[int, ...]
+    bias: int | None
+    kwargs: dict[str, Any]
+    seed: int
+
+    @property
+    def ops(self) -> tuple[Any, Any, Any, Any]:
+        """The op, its backward, and the oracle's two."""
+        from cnnarray import reference
+
+        backward = self.name + "_backward"
+        return (getattr(cnnarray, self.name), getattr(cnnarray, backward),
+                getattr(reference, self.name), getattr(reference, backward))  # fmt: skip
+
+    def arrays(self, dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        rng = np.random.default_rng(self.seed)
+        x = rng.uniform(-1, 1, self.x_shape).astype(dtype)
+        w = rng.uniform(-1, 1, self.w_shape).astype(dtype)
+        return x, w, None if self.bias is None else rng.uniform(-1, 1, self.bias).astype(dtype)
+
+    def grad_out(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        return np.random.default_rng(self.seed + 1).uniform(-1, 1, shape).astype(dtype)

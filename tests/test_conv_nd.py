@@ -4,53 +4,22 @@ and PyTorch."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
 from helpers import (
+    NdConvCase,
     assert_close,
-    assert_grad_close,
+    check_case_against_reference,
+    check_case_finite_differences,
     compare_layer_with_torch,
-    numerical_grad,
-    run_op,
-    vjp_objective,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnarray
 from cnnarray import _args
-from cnnarray import reference as ref
-
-
-@dataclass
-class NdCase:
-    """One conv1d or conv3d call: shapes, arguments and a seed for the data."""
-
-    dims: int
-    x_shape: tuple[int, ...]
-    w_shape: tuple[int, ...]
-    bias: bool
-    kwargs: dict[str, Any]
-    seed: int
-
-    @property
-    def ops(self) -> tuple[Any, Any, Any, Any]:
-        d = self.dims
-        return (getattr(cnnarray, f"conv{d}d"), getattr(cnnarray, f"conv{d}d_backward"),
-                getattr(ref, f"conv{d}d"), getattr(ref, f"conv{d}d_backward"))  # fmt: skip
-
-    def arrays(self, dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        rng = np.random.default_rng(self.seed)
-        x = rng.uniform(-1, 1, self.x_shape).astype(dtype)
-        w = rng.uniform(-1, 1, self.w_shape).astype(dtype)
-        b = rng.uniform(-1, 1, self.w_shape[:1]).astype(dtype) if self.bias else None
-        return x, w, b
-
-    def grad_out(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        return np.random.default_rng(self.seed + 1).uniform(-1, 1, shape).astype(dtype)
 
 
 def _per_axis(draw: Any, dims: int, low: int, high: int) -> Any:
@@ -61,7 +30,7 @@ def _per_axis(draw: Any, dims: int, low: int, high: int) -> Any:
 
 
 @st.composite
-def nd_cases(draw: Any, dims: int | None = None) -> NdCase:
+def nd_cases(draw: Any, dims: int | None = None) -> NdConvCase:
     """conv1d / conv3d calls: strides, paddings (same/valid), dilations, groups, unbatched."""
     dims = draw(st.sampled_from([1, 3])) if dims is None else dims
     top = 3 if dims == 1 else 2  # 3-D stays tiny: the oracle loops over every output
@@ -81,47 +50,29 @@ def nd_cases(draw: Any, dims: int | None = None) -> NdCase:
                  for k, d, a, b in zip(kernel, dil, lo, hi, strict=True))  # fmt: skip
     lead = draw(st.sampled_from([(), (1,), (2,)]))
     kwargs = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
-    return NdCase(dims, (*lead, c_in, *size), (c_out, c_in // groups, *kernel),
-                  draw(st.booleans()), kwargs, draw(st.integers(0, 2**32 - 1)))  # fmt: skip
+    bias = c_out if draw(st.booleans()) else None
+    seed = draw(st.integers(0, 2**32 - 1))
+    x_shape, w_shape = (*lead, c_in, *size), (c_out, c_in // groups, *kernel)
+    return NdConvCase(f"conv{dims}d", x_shape, w_shape, bias, kwargs, seed)
 
 
 @settings(max_examples=30, deadline=None)
 @given(case=nd_cases())
-def test_conv_nd_and_backward_match_reference(backend, dtype, case: NdCase):
-    forward, backward, ref_forward, ref_backward = case.ops
-    x, w, b = case.arrays(dtype)
-    y = run_op(forward, x, w, b, backend=backend, **case.kwargs)
-    desired = ref_forward(x, w, b, **case.kwargs)
-    assert_close(y, desired, dtype=dtype, backend=backend)
-    g = case.grad_out(desired.shape, dtype)
-    grads = run_op(backward, g, x, w, b, backend=backend, **case.kwargs)
-    for got, want, name in zip(grads, ref_backward(g, x, w, b, **case.kwargs), "xwb", strict=True):
-        assert_close(got, want, dtype=dtype, backend=backend, err_msg=f"grad_{name}")
+def test_conv_nd_and_backward_match_reference(backend, dtype, case: NdConvCase):
+    check_case_against_reference(case, backend, dtype)
 
 
 @settings(max_examples=8, deadline=None)
 @given(case=nd_cases())
-def test_conv_nd_backward_matches_finite_differences(backend, case: NdCase):
-    forward, backward, _, _ = case.ops
-    x, w, b = case.arrays(np.float64)
-    kw = case.kwargs
-    g = case.grad_out(forward(x, w, b, **kw).shape, np.float64)
-    gx, gw, gb = run_op(backward, g, x, w, b, backend=backend, **kw)
-
-    def loss(xx, ww, bb):
-        return vjp_objective(forward(xx, ww, bb, backend=backend, **kw), g)
-
-    assert_grad_close(gx, numerical_grad(lambda v: loss(v, w, b), x), "grad_x")
-    assert_grad_close(gw, numerical_grad(lambda v: loss(x, v, b), w), "grad_weight")
-    if b is not None:
-        assert_grad_close(gb, numerical_grad(lambda v: loss(x, w, v), b), "grad_bias")
+def test_conv_nd_backward_matches_finite_differences(backend, case: NdConvCase):
+    check_case_finite_differences(case, backend)
 
 
-def _torch_run(torch, case: NdCase, x, w, b, g=None):
+def _torch_run(torch, case: NdConvCase, x, w, b, g=None):
     """PyTorch's conv{1,3}d forward, and with ``g`` its gradients (None for no bias)."""
     tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
     tb = None if b is None else torch.tensor(b, requires_grad=True)
-    fn = getattr(torch.nn.functional, f"conv{case.dims}d")
+    fn = getattr(torch.nn.functional, case.name)
     kw = case.kwargs
     ty = fn(tx, tw, tb, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
     if g is None:
@@ -132,7 +83,7 @@ def _torch_run(torch, case: NdCase, x, w, b, g=None):
 
 @settings(max_examples=15, deadline=None)
 @given(case=nd_cases())
-def test_conv_nd_forward_and_backward_match_torch(case: NdCase):
+def test_conv_nd_forward_and_backward_match_torch(case: NdConvCase):
     torch = pytest.importorskip("torch")
     forward, backward, _, _ = case.ops
     x, w, b = case.arrays(np.float64)

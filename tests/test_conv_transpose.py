@@ -4,56 +4,25 @@ differences and PyTorch."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
 from helpers import (
+    NdConvCase,
     assert_close,
-    assert_grad_close,
+    check_case_against_reference,
+    check_case_finite_differences,
     compare_layer_with_torch,
-    numerical_grad,
-    run_op,
-    vjp_objective,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnarray
-from cnnarray import reference as ref
-
-
-@dataclass
-class TransposeCase:
-    """One conv_transpose{1,2,3}d call."""
-
-    dims: int
-    x_shape: tuple[int, ...]
-    w_shape: tuple[int, ...]
-    bias: bool
-    kwargs: dict[str, Any]
-    seed: int
-
-    @property
-    def ops(self) -> tuple[Any, Any, Any, Any]:
-        name = f"conv_transpose{self.dims}d"
-        return (getattr(cnnarray, name), getattr(cnnarray, name + "_backward"),
-                getattr(ref, name), getattr(ref, name + "_backward"))  # fmt: skip
-
-    def arrays(self, dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        rng = np.random.default_rng(self.seed)
-        x = rng.uniform(-1, 1, self.x_shape).astype(dtype)
-        w = rng.uniform(-1, 1, self.w_shape).astype(dtype)
-        c_out = self.w_shape[1] * self.kwargs["groups"]
-        return x, w, rng.uniform(-1, 1, (c_out,)).astype(dtype) if self.bias else None
-
-    def grad_out(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        return np.random.default_rng(self.seed + 1).uniform(-1, 1, shape).astype(dtype)
 
 
 @st.composite
-def transpose_cases(draw: Any) -> TransposeCase:
+def transpose_cases(draw: Any) -> NdConvCase:
     """Strides, paddings, output paddings (below stride or dilation), dilations, groups,
     odd sizes and unbatched inputs, in 1, 2 and 3 dimensions."""
     dims = draw(st.sampled_from([1, 2, 3]))
@@ -75,51 +44,32 @@ def transpose_cases(draw: Any) -> TransposeCase:
               "groups": groups, "dilation": tuple(dilation)}  # fmt: skip
     seed = draw(st.integers(0, 2**32 - 1))
     x_shape, w_shape = (*lead, c_in, *size), (c_in, c_out // groups, *kernel)
-    return TransposeCase(dims, x_shape, w_shape, draw(st.booleans()), kwargs, seed)
+    bias = c_out if draw(st.booleans()) else None
+    return NdConvCase(f"conv_transpose{dims}d", x_shape, w_shape, bias, kwargs, seed)
 
 
 @settings(max_examples=30, deadline=None)
 @given(case=transpose_cases())
-def test_conv_transpose_and_backward_match_reference(backend, dtype, case: TransposeCase):
-    forward, backward, ref_forward, ref_backward = case.ops
-    x, w, b = case.arrays(dtype)
-    y = run_op(forward, x, w, b, backend=backend, **case.kwargs)
-    desired = ref_forward(x, w, b, **case.kwargs)
-    assert_close(y, desired, dtype=dtype, backend=backend)
-    g = case.grad_out(desired.shape, dtype)
-    grads = run_op(backward, g, x, w, b, backend=backend, **case.kwargs)
-    for got, want, name in zip(grads, ref_backward(g, x, w, b, **case.kwargs), "xwb", strict=True):
-        assert_close(got, want, dtype=dtype, backend=backend, err_msg=f"grad_{name}")
+def test_conv_transpose_and_backward_match_reference(backend, dtype, case: NdConvCase):
+    check_case_against_reference(case, backend, dtype)
 
 
 @settings(max_examples=8, deadline=None)
 @given(case=transpose_cases())
-def test_conv_transpose_backward_matches_finite_differences(backend, case: TransposeCase):
-    forward, backward, _, _ = case.ops
-    x, w, b = case.arrays(np.float64)
-    kw = case.kwargs
-    g = case.grad_out(forward(x, w, b, **kw).shape, np.float64)
-    gx, gw, gb = run_op(backward, g, x, w, b, backend=backend, **kw)
-
-    def loss(xx, ww, bb):
-        return vjp_objective(forward(xx, ww, bb, backend=backend, **kw), g)
-
-    assert_grad_close(gx, numerical_grad(lambda v: loss(v, w, b), x), "grad_x")
-    assert_grad_close(gw, numerical_grad(lambda v: loss(x, v, b), w), "grad_weight")
-    if b is not None:
-        assert_grad_close(gb, numerical_grad(lambda v: loss(x, w, v), b), "grad_bias")
+def test_conv_transpose_backward_matches_finite_differences(backend, case: NdConvCase):
+    check_case_finite_differences(case, backend)
 
 
 @settings(max_examples=15, deadline=None)
 @given(case=transpose_cases())
-def test_conv_transpose_forward_and_backward_match_torch(case: TransposeCase):
+def test_conv_transpose_forward_and_backward_match_torch(case: NdConvCase):
     torch = pytest.importorskip("torch")
     forward, backward, _, _ = case.ops
     x, w, b = case.arrays(np.float64)
     kw = case.kwargs
     tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
     tb = None if b is None else torch.tensor(b, requires_grad=True)
-    fn = getattr(torch.nn.functional, f"conv_transpose{case.dims}d")
+    fn = getattr(torch.nn.functional, case.name)
     ty = fn(tx, tw, tb, kw["stride"], kw["padding"], kw["output_padding"], kw["groups"],
             kw["dilation"])  # fmt: skip
     y = forward(x, w, b, **kw)
