@@ -243,3 +243,13 @@ def test_conv_layer_rejects_unknown_padding_mode():
         ValueError, match="padding_mode of Conv1d must be one of 'zeros', 'reflect', 're"
     ):
         cnnarray.nn.Conv1d(1, 1, 3, padding_mode="edge")
+
+
+def test_conv1d_input_grad_false_skips_grad_x_and_autograd_uses_it():
+    x, w = np.ones((1, 2, 5)), np.ones((3, 2, 2))
+    gx, gw, _ = cnnarray.conv1d_backward(np.ones((1, 3, 4)), x, w, input_grad=False)
+    assert gx is None
+    np.testing.assert_array_equal(gw, np.full((3, 2, 2), 4.0))
+    leaf = cnnarray.tensor(w, requires_grad=True)
+    cnnarray.conv1d(x, leaf).sum().backward()
+    np.testing.assert_array_equal(leaf.grad, gw)

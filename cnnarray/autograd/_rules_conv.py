@@ -16,8 +16,10 @@ def _pad(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[
 
 @differentiable(ops.conv1d, "x", "weight", "bias")
 def _conv1d(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
-    return ops.conv1d_backward(g, a["x"], a["weight"], a["bias"], a["stride"], a["padding"],
-                               a["dilation"], a["groups"])  # fmt: skip
+    return ops.conv1d_backward(
+        g, a["x"], a["weight"], a["bias"], a["stride"], a["padding"], a["dilation"], a["groups"],
+        workspace_limit=a["workspace_limit"], input_grad=needs[0],
+    )  # fmt: skip
 
 
 @differentiable(ops.conv3d, "x", "weight", "bias")

@@ -41,6 +41,7 @@ def conv1d(
     dilation: int | tuple[int] = 1,
     groups: int = 1,
     *,
+    workspace_limit: int | None = None,
     backend: str | None = None,
 ) -> Any:
     """Apply a 1-D convolution (cross-correlation) over a batch of sequences.
@@ -58,6 +59,8 @@ def conv1d(
         Zeros on both sides; ``"same"`` (stride 1 only) keeps L, the extra
         element of an odd total padding on the right, as PyTorch.
     groups : int, default 1
+    workspace_limit : int, optional
+        As :func:`conv2d`'s.
     backend : str, optional
         None computes where the inputs live; a name moves them there first.
 
@@ -77,7 +80,8 @@ def conv1d(
     array([[1., 3., 5., 7.]])
     """
     x2, w2, stride2, pad2, dilation2, _ = _as_2d(x, weight, bias, stride, padding, dilation, groups)
-    return conv2d(x2, w2, bias, stride2, pad2, dilation2, groups)[..., 0, :]
+    y = conv2d(x2, w2, bias, stride2, pad2, dilation2, groups, workspace_limit=workspace_limit)
+    return y[..., 0, :]
 
 
 @dispatch("grad_out", "x", "weight", "bias")
@@ -91,6 +95,8 @@ def conv1d_backward(
     dilation: int | tuple[int] = 1,
     groups: int = 1,
     *,
+    workspace_limit: int | None = None,
+    input_grad: bool = True,
     backend: str | None = None,
 ) -> tuple[Any, Any, Any]:
     """Return the gradients of :func:`conv1d` with respect to x, weight and bias.
@@ -98,13 +104,16 @@ def conv1d_backward(
     Parameters
     ----------
     grad_out : array, shape of ``conv1d(x, weight, ...)``
-    x, weight, bias, stride, padding, dilation, groups, backend
+    x, weight, bias, stride, padding, dilation, groups, workspace_limit, backend
         As given to :func:`conv1d`.
+    input_grad : bool, default True
+        False skips grad_x (returned as None).
 
     Returns
     -------
     (grad_x, grad_weight, grad_bias)
-        Shapes of x, weight and bias (grad_bias None when bias is None), from
+        Shapes of x, weight and bias (grad_x None when ``input_grad`` is False,
+        grad_bias None when bias is None), from
         :func:`conv2d_backward` on (N, C, 1, L).
     """
     x2, w2, stride2, pad2, dilation2, out_shape = _as_2d(
@@ -112,8 +121,9 @@ def conv1d_backward(
     )
     _args.check_shape(grad_out, "grad_out", out_shape)
     gx, gw, gb = conv2d_backward(grad_out[..., None, :], x2, w2, bias, stride2, pad2, dilation2,
-                                 groups)  # fmt: skip
-    return gx[..., 0, :], gw[:, :, 0, :], gb
+                                 groups, workspace_limit=workspace_limit,
+                                 input_grad=input_grad)  # fmt: skip
+    return None if gx is None else gx[..., 0, :], gw[:, :, 0, :], gb
 
 
 @dispatch("x", "weight", "bias")
