@@ -158,6 +158,12 @@ def check_axis(axis: Any, ndim: int, name: str = "axis", shape: Sequence[int] | 
     return operator.index(axis) % ndim
 
 
+# The largest padding of the N-d convolutions and of pad(), and the largest stride and
+# dilation of a transposed convolution: far beyond any kernel, and small enough that no
+# absurd value allocates billions of elements along one axis, which the per-map check
+# (check_map_size) cannot see in 1-D.
+MAX_PADDING = 2**16
+
 # How many times its input size an adaptive pooling output may be along an axis:
 # windows then hold one or two input elements each, so a larger output only
 # repeats the input and costs memory in proportion.
@@ -306,7 +312,7 @@ def conv_padding_nd(
             return tuple(t // 2 for t in total), tuple(t - t // 2 for t in total)
         kind = "an int" if n == 1 else f"an int, a tuple of {n} ints"
         raise ValueError(f"padding must be {kind}, 'valid' or 'same', got {padding!r}")
-    pads = _ntuple(padding, "padding", n, minimum=0)
+    pads = _ntuple(padding, "padding", n, minimum=0, maximum=MAX_PADDING)
     return pads, pads
 
 

@@ -28,6 +28,8 @@ def pad_cases(draw):
             lo, hi = -((size - 1) // 2), size - 1
         elif mode == "circular":
             lo, hi = -((size - 1) // 2), (size + 1) // 2
+        elif mode == "replicate":
+            lo, hi = -((size - 1) // 2), 3
         else:
             lo, hi = -(size // 2), 3
         pad += [draw(st.integers(lo, hi)), draw(st.integers(lo, hi))]

@@ -56,10 +56,12 @@ def _geometry(x: Any, weight: Any, bias: Any, dims: int, stride: Any, padding: A
             f"('same' and 'valid' are not defined for it), got {padding!r}"
         )
     kernel = tuple(int(k) for k in weight.shape[2:])
-    stride = _args._ntuple(stride, "stride", dims, minimum=1)
-    dilation = _args._ntuple(dilation, "dilation", dims, minimum=1)
-    pads = _args._ntuple(padding, "padding", dims, minimum=0)
-    extra = _args._ntuple(output_padding, "output_padding", dims, minimum=0)
+    # each scales the output: MAX_PADDING keeps an absurd one from a huge allocation
+    top = _args.MAX_PADDING
+    stride = _args._ntuple(stride, "stride", dims, minimum=1, maximum=top)
+    dilation = _args._ntuple(dilation, "dilation", dims, minimum=1, maximum=top)
+    pads = _args._ntuple(padding, "padding", dims, minimum=0, maximum=top)
+    extra = _args._ntuple(output_padding, "output_padding", dims, minimum=0, maximum=top)
     if any(e >= s and e >= d for e, s, d in zip(extra, stride, dilation, strict=True)):
         raise ValueError(
             f"output_padding must be smaller than either stride or dilation along each axis, "

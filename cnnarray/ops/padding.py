@@ -30,7 +30,7 @@ def _check_pad(shape: tuple[int, ...], pad: Any, mode: Any, value: Any) -> tuple
         raise _args.ArgumentTypeError(
             f"pad must be a tuple of ints (left, right, top, bottom, ...), got {pad!r}"
         )
-    pad = tuple(_args.check_int(p, "pad", minimum=-_args.MAX_SIZE, maximum=_args.MAX_SIZE)
+    pad = tuple(_args.check_int(p, "pad", minimum=-_args.MAX_SIZE, maximum=_args.MAX_PADDING)
                 for p in pad)  # fmt: skip
     axes = len(pad) // 2
     if len(pad) % 2 or axes > len(shape):
@@ -72,6 +72,7 @@ def _check_pad(shape: tuple[int, ...], pad: Any, mode: Any, value: Any) -> tuple
                 f"{out[axis]} elements; mode={mode!r} needs at least "
                 f"{0 if mode == 'constant' else 1}"
             )
+    _args.check_map_size(out[len(shape) - axes :], shape, pad=pad)
     return tuple(out)
 
 
