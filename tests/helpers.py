@@ -439,7 +439,6 @@ OPS = _ops()
 NOT_ARRAY_OPS = {
     "ColumnCache",
     "conv2d_output_shape",
-    "conv_transpose_output_size",
     "get_workspace_limit",
     "set_workspace_limit",
 }

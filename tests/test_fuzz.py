@@ -558,8 +558,6 @@ def _op_bases() -> dict:
         "conv_transpose3d": {"x": r(2, 3, 3, 3, 3), "weight": r(3, 4, 2, 2, 2), "bias": r(4)},
         "conv_transpose3d_backward": {"grad_out": r(2, 4, 4, 4, 4), "x": r(2, 3, 3, 3, 3),
                                       "weight": r(3, 4, 2, 2, 2), "bias": r(4)},
-        "conv_transpose_output_size": {"size": 6, "kernel": 3, "stride": 2, "padding": 1,
-                                       "output_padding": 1, "dilation": 1},
     }  # fmt: skip
     for name in ("relu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax"):
         bases[name] = {"x": x}

@@ -33,7 +33,6 @@ from .conv_transpose import (
     conv_transpose2d_backward,
     conv_transpose3d,
     conv_transpose3d_backward,
-    conv_transpose_output_size,
 )
 from .linear import flatten, flatten_backward, linear, linear_backward
 from .loss import cross_entropy, cross_entropy_backward
@@ -69,7 +68,6 @@ __all__ = [
     "conv_transpose2d_backward",
     "conv_transpose3d",
     "conv_transpose3d_backward",
-    "conv_transpose_output_size",
     "cross_entropy",
     "cross_entropy_backward",
     "flatten",

@@ -32,11 +32,10 @@ __all__ = [
     "conv_transpose2d_backward",
     "conv_transpose3d",
     "conv_transpose3d_backward",
-    "conv_transpose_output_size",
 ]
 
 
-def conv_transpose_output_size(
+def _output_size(
     size: int, kernel: int, stride: int, padding: int, output_padding: int, dilation: int
 ) -> int:
     """``(size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1``."""
@@ -68,7 +67,7 @@ def _geometry(x: Any, weight: Any, bias: Any, dims: int, stride: Any, padding: A
             f"got output_padding={extra}, stride={stride}, dilation={dilation}"
         )
     size = tuple(int(s) for s in x.shape[-dims:])
-    out = tuple(conv_transpose_output_size(*a) for a in
+    out = tuple(_output_size(*a) for a in
                 zip(size, kernel, stride, pads, extra, dilation, strict=True))  # fmt: skip
     if min(out) < 1:
         raise ValueError(
