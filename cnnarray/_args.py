@@ -158,6 +158,12 @@ def check_axis(axis: Any, ndim: int, name: str = "axis", shape: Sequence[int] | 
     return operator.index(axis) % ndim
 
 
+# The largest padding of the N-d convolutions and of pad(), and the largest stride and
+# dilation of a transposed convolution: far beyond any kernel, and small enough that no
+# absurd value allocates billions of elements along one axis, which the per-map check
+# (check_map_size) cannot see in 1-D.
+MAX_PADDING = 2**16
+
 # How many times its input size an adaptive pooling output may be along an axis:
 # windows then hold one or two input elements each, so a larger output only
 # repeats the input and costs memory in proportion.
@@ -269,6 +275,53 @@ def _pair(value: Any, name: str, *, minimum: int, maximum: int = MAX_SIZE) -> tu
     if max(pair) > maximum:
         raise ValueError(f"{name} must be at most {maximum}, got {value!r}")
     return pair[0], pair[1]
+
+
+def _ntuple(
+    value: Any, name: str, n: int, *, minimum: int, maximum: int = MAX_SIZE
+) -> tuple[int, ...]:
+    """Normalise ``int | (int, ...)`` to ``n`` ints from ``minimum`` to ``maximum``:
+    :func:`_pair` for any number of axes (``n = 1`` for 1-D, ``3`` for 3-D)."""
+    if n == 2:
+        return _pair(value, name, minimum=minimum, maximum=maximum)
+    is_sequence = isinstance(value, Sequence) and not isinstance(value, str | bytes)
+    items = tuple(value) if is_sequence else (value,) * n
+    what = f"an int or a tuple of {n} int{'s' if n > 1 else ''}"
+    if len(items) != n or any(
+        isinstance(item, bool) or not isinstance(item, numbers.Integral) for item in items
+    ):
+        raise ArgumentTypeError(f"{name} must be {what}, got {value!r}")
+    result = tuple(operator.index(item) for item in items)
+    if min(result) < minimum or max(result) > maximum:
+        raise ValueError(f"{name} must be {what} from {minimum} to {maximum}, got {value!r}")
+    return result
+
+
+def conv_padding_nd(
+    padding: Any,
+    kernel: tuple[int, ...],
+    dilation: tuple[int, ...],
+    stride: tuple[int, ...],
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Return the (before, after) paddings of each axis of an N-d convolution.
+
+    As :func:`conv_padding`: ``"valid"`` is none, ``"same"`` (stride 1 only) pads
+    ``d * (k - 1)`` per axis with the extra element of an odd total after.
+    """
+    n = len(kernel)
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return (0,) * n, (0,) * n
+        if mode == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(f"padding='same' requires stride=1, got stride={stride}")
+            total = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+            return tuple(t // 2 for t in total), tuple(t - t // 2 for t in total)
+        kind = "an int" if n == 1 else f"an int, a tuple of {n} ints"
+        raise ValueError(f"padding must be {kind}, 'valid' or 'same', got {padding!r}")
+    pads = _ntuple(padding, "padding", n, minimum=0, maximum=MAX_PADDING)
+    return pads, pads
 
 
 def _shape(x: Any) -> tuple[int, ...]:

@@ -309,6 +309,48 @@ def _resize_cases(rng: np.random.Generator) -> Iterator[Case]:
                getattr(reference, name + "_backward"), [g, x], params)  # fmt: skip
 
 
+# (op, label, x shape, weight shape, params): conv1d/3d and the transposed convolutions
+_CONV_ND_CASES = [
+    ("conv1d", "stride2 pad1 groups", (2, 4, 11), (6, 2, 3),
+     {"stride": 2, "padding": 1, "groups": 2}),
+    ("conv1d", "same even kernel dilated", (5, 9), (3, 5, 4), {"padding": "same", "dilation": 2}),
+    ("conv3d", "stride pad dilation groups", (2, 4, 5, 6, 5), (4, 2, 2, 3, 2),
+     {"stride": (1, 2, 1), "padding": 1, "dilation": (2, 1, 1), "groups": 2}),
+    ("conv3d", "same unbatched", (2, 4, 3, 5), (3, 2, 3, 2, 2), {"padding": "same"}),
+    ("conv_transpose1d", "stride2 output_padding groups", (2, 4, 6), (4, 3, 3),
+     {"stride": 2, "padding": 1, "output_padding": 1, "groups": 2}),
+    ("conv_transpose2d", "dilated", (2, 3, 4, 5), (3, 2, 3, 2),
+     {"stride": (2, 1), "padding": (1, 0), "dilation": (1, 2)}),
+    ("conv_transpose3d", "stride2 unbatched", (2, 3, 2, 3), (2, 3, 2, 2, 2),
+     {"stride": 2, "output_padding": (1, 0, 1)}),
+]  # fmt: skip
+# (label, x shape, pad, mode)
+_PAD_CASES = [
+    ("constant crop", (2, 3, 5), (2, -1), "constant"),
+    ("reflect 2-D", (2, 2, 4, 5), (1, 3, 2, 0), "reflect"),
+    ("replicate 3-D", (1, 2, 3, 2, 4), (1, 2, 0, 1, 2, 1), "replicate"),
+    ("circular crop", (2, 6), (-2, 3), "circular"),
+]
+
+
+def _conv_nd_cases(rng: np.random.Generator) -> Iterator[Case]:
+    """pad, conv1d, conv3d and conv_transpose1d/2d/3d, forward and backward."""
+    for label, xs, pad, mode in _PAD_CASES:
+        x = rng.standard_normal(xs)
+        g = rng.standard_normal(reference.pad(x, pad, mode).shape)
+        params = {"pad": pad, "mode": mode}
+        yield "pad", label, ops.pad, reference.pad, [x], params
+        yield "pad_backward", label, ops.pad_backward, reference.pad_backward, [g, x], params
+    for name, label, xs, ws, params in _CONV_ND_CASES:
+        x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+        b = rng.standard_normal(ws[1] * params.get("groups", 1) if "transpose" in name else ws[0])
+        forward, oracle = getattr(ops, name), getattr(reference, name)
+        g = rng.standard_normal(oracle(x, w, b, **params).shape)
+        yield name, label, forward, oracle, [x, w, b], params
+        yield (name + "_backward", label, getattr(ops, name + "_backward"),
+               getattr(reference, name + "_backward"), [g, x, w, b], params)  # fmt: skip
+
+
 # One generator per family of ops, each yielding (op, case, fast function, oracle,
 # numpy inputs, params); a new family adds its generator here.
 _FAMILIES: tuple[Callable[[np.random.Generator], Iterator[Case]], ...] = (
@@ -316,6 +358,7 @@ _FAMILIES: tuple[Callable[[np.random.Generator], Iterator[Case]], ...] = (
     _normact_cases,
     _loss_cases,
     _resize_cases,
+    _conv_nd_cases,
 )
 
 

@@ -351,6 +351,8 @@ def _u(rng: np.random.Generator, shape: Sequence[int], dtype: Any) -> np.ndarray
 
 
 _CONV_KW = {"stride": 1, "padding": 1, "groups": 2}
+# stride 2 with output_padding 1: out = (size - 1) * 2 - 2 + k + 1 + 1
+_TRANSPOSE_KW = {"stride": 2, "padding": 1, "output_padding": 1, "groups": 2}
 _POOL_KW = {"kernel_size": 2, "stride": 1, "padding": 1}
 _RESIZE_KW = {"size": (7, 4), "mode": "bilinear"}
 
@@ -361,13 +363,40 @@ ELEMENTWISE_MORE = ("hardtanh", "relu6", "hardsigmoid", "hardswish", "elu", "sel
 
 
 def _ops() -> list[OpSpec]:
-    x4 = (2, 4, 5, 5)
+    x3, x4, x5, x5t = (2, 4, 5), (2, 4, 5, 5), (2, 4, 3, 4, 3), (2, 4, 2, 3, 2)
     specs = [
         OpSpec("conv2d", lambda r, d: ((_u(r, x4, d), _u(r, (6, 2, 3, 3), d), _u(r, (6,), d)),
                                        _CONV_KW)),
         OpSpec("conv2d_backward", lambda r, d: ((_u(r, (2, 6, 5, 5), d), _u(r, x4, d),
                                                  _u(r, (6, 2, 3, 3), d), _u(r, (6,), d)),
                                                 _CONV_KW)),
+        OpSpec("conv1d", lambda r, d: ((_u(r, x3, d), _u(r, (6, 2, 3), d), _u(r, (6,), d)),
+                                       _CONV_KW)),
+        OpSpec("conv1d_backward", lambda r, d: ((_u(r, (2, 6, 5), d), _u(r, x3, d),
+                                                 _u(r, (6, 2, 3), d), _u(r, (6,), d)),
+                                                _CONV_KW)),
+        OpSpec("conv3d", lambda r, d: ((_u(r, x5, d), _u(r, (6, 2, 3, 2, 3), d),
+                                        _u(r, (6,), d)), _CONV_KW)),
+        OpSpec("conv3d_backward", lambda r, d: ((_u(r, (2, 6, 3, 5, 3), d), _u(r, x5, d),
+                                                 _u(r, (6, 2, 3, 2, 3), d), _u(r, (6,), d)),
+                                                _CONV_KW)),
+        OpSpec("conv_transpose1d", lambda r, d: ((_u(r, x3, d), _u(r, (4, 3, 3), d),
+                                                  _u(r, (6,), d)), _TRANSPOSE_KW)),
+        OpSpec("conv_transpose1d_backward", lambda r, d: ((_u(r, (2, 6, 10), d), _u(r, x3, d),
+                                                           _u(r, (4, 3, 3), d), _u(r, (6,), d)),
+                                                          _TRANSPOSE_KW)),
+        OpSpec("conv_transpose2d", lambda r, d: ((_u(r, (2, 4, 3, 2), d), _u(r, (4, 3, 3, 2), d),
+                                                  _u(r, (6,), d)), _TRANSPOSE_KW)),
+        OpSpec("conv_transpose2d_backward", lambda r, d: ((_u(r, (2, 6, 6, 3), d),
+                                                           _u(r, (2, 4, 3, 2), d),
+                                                           _u(r, (4, 3, 3, 2), d),
+                                                           _u(r, (6,), d)), _TRANSPOSE_KW)),
+        OpSpec("conv_transpose3d", lambda r, d: ((_u(r, x5t, d), _u(r, (4, 3, 2, 3, 2), d),
+                                                  _u(r, (6,), d)), _TRANSPOSE_KW)),
+        OpSpec("conv_transpose3d_backward", lambda r, d: ((_u(r, (2, 6, 3, 6, 3), d),
+                                                           _u(r, x5t, d),
+                                                           _u(r, (4, 3, 2, 3, 2), d),
+                                                           _u(r, (6,), d)), _TRANSPOSE_KW)),
         OpSpec("max_pool2d", lambda r, d: ((tie_free(r, x4, d),), _POOL_KW)),
         OpSpec("max_pool2d_backward", lambda r, d: ((_u(r, (2, 4, 6, 6), d), tie_free(r, x4, d)),
                                                     _POOL_KW)),
@@ -391,6 +420,9 @@ def _ops() -> list[OpSpec]:
                                                  _u(r, (4, 5), d), _u(r, (4,), d)), {})),
         OpSpec("flatten", lambda r, d: ((_u(r, x4, d),), {})),
         OpSpec("flatten_backward", lambda r, d: ((_u(r, (2, 100), d), _u(r, x4, d)), {})),
+        OpSpec("pad", lambda r, d: ((_u(r, x4, d), (1, 2, 0, 1)), {"mode": "reflect"})),
+        OpSpec("pad_backward", lambda r, d: ((_u(r, (2, 4, 6, 8), d), x4, (1, 2, 0, 1)),
+                                             {"mode": "reflect"})),
         OpSpec("cross_entropy", lambda r, d: ((_u(r, (3, 5), d), r.integers(0, 5, 3)),
                                               {"label_smoothing": 0.1})),
         OpSpec("cross_entropy_backward", lambda r, d: ((_u(r, (3, 5), d), r.integers(0, 5, 3)),
@@ -508,3 +540,91 @@ NOT_ARRAY_OPS = {
     "get_workspace_limit",
     "set_workspace_limit",
 }
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def compare_layer_with_torch(torch: Any, ours: Any, theirs: Any, x: np.ndarray) -> None:
+    """float64 forward and gradients (input, parameters) of a cnnarray layer against a
+    torch layer given the same parameters (copied from ours)."""
+    with torch.no_grad():
+        for name, p in theirs.named_parameters():
+            p.copy_(torch.tensor(cnnarray.to_numpy(dict(ours.named_parameters())[name].data)))
+    tx = torch.tensor(x, requires_grad=True)
+    ty = theirs(tx)
+    leaf = cnnarray.tensor(x, requires_grad=True)
+    y = ours(leaf)
+    assert_close(y.data, ty.detach().numpy(), dtype=np.float64, err_msg="output")
+    g = np.random.default_rng(9).standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(g))
+    y.backward(cnnarray.tensor(g))
+    assert_close(leaf.grad, tx.grad.numpy(), dtype=np.float64, err_msg="grad_x")
+    for name, p in theirs.named_parameters():
+        ours_p = dict(ours.named_parameters())[name]
+        assert_close(ours_p.grad, p.grad.numpy(), dtype=np.float64, err_msg=f"grad of {name}")
+
+
+# --------------------------------------------------------------------------- convolution cases
+
+
+def check_case_against_reference(case: Any, backend: Backend, dtype: Any) -> None:
+    """A convolution case (``ops``: forward, backward, reference forward and backward;
+    ``arrays``, ``grad_out``, ``kwargs``): both directions against the oracle."""
+    forward, backward, ref_forward, ref_backward = case.ops
+    x, w, b = case.arrays(dtype)
+    y = run_op(forward, x, w, b, backend=backend, **case.kwargs)
+    desired = ref_forward(x, w, b, **case.kwargs)
+    assert_close(y, desired, dtype=dtype, backend=backend)
+    g = case.grad_out(desired.shape, dtype)
+    grads = run_op(backward, g, x, w, b, backend=backend, **case.kwargs)
+    for got, want, name in zip(grads, ref_backward(g, x, w, b, **case.kwargs), "xwb", strict=True):
+        assert_close(got, want, dtype=dtype, backend=backend, err_msg=f"grad_{name}")
+
+
+def check_case_finite_differences(case: Any, backend: Backend) -> None:
+    """A convolution case's backward against central differences, float64."""
+    forward, backward, _, _ = case.ops
+    x, w, b = case.arrays(np.float64)
+    kw = case.kwargs
+    g = case.grad_out(forward(x, w, b, **kw).shape, np.float64)
+    gx, gw, gb = run_op(backward, g, x, w, b, backend=backend, **kw)
+
+    def loss(xx: Any, ww: Any, bb: Any) -> float:
+        return vjp_objective(forward(xx, ww, bb, backend=backend, **kw), g)
+
+    assert_grad_close(gx, numerical_grad(lambda v: loss(v, w, b), x), "grad_x")
+    assert_grad_close(gw, numerical_grad(lambda v: loss(x, v, b), w), "grad_weight")
+    if b is not None:
+        assert_grad_close(gb, numerical_grad(lambda v: loss(x, w, v), b), "grad_bias")
+
+
+@dataclass
+class NdConvCase:
+    """One call of a convolution op named ``name`` (conv1d, conv_transpose3d, ...):
+    shapes, arguments and a seed for the data; ``bias`` is the bias's length or None."""
+
+    name: str
+    x_shape: tuple[int, ...]
+    w_shape: tuple[int, ...]
+    bias: int | None
+    kwargs: dict[str, Any]
+    seed: int
+
+    @property
+    def ops(self) -> tuple[Any, Any, Any, Any]:
+        """The op, its backward, and the oracle's two."""
+        from cnnarray import reference
+
+        backward = self.name + "_backward"
+        return (getattr(cnnarray, self.name), getattr(cnnarray, backward),
+                getattr(reference, self.name), getattr(reference, backward))  # fmt: skip
+
+    def arrays(self, dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        rng = np.random.default_rng(self.seed)
+        x = rng.uniform(-1, 1, self.x_shape).astype(dtype)
+        w = rng.uniform(-1, 1, self.w_shape).astype(dtype)
+        return x, w, None if self.bias is None else rng.uniform(-1, 1, self.bias).astype(dtype)
+
+    def grad_out(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        return np.random.default_rng(self.seed + 1).uniform(-1, 1, shape).astype(dtype)

@@ -759,6 +759,18 @@ RULE_CASES = {
     "smooth_l1_loss": ({"input": _u((3, 4), 118), "target": _u((3, 4), 119)}, {},
                        {"beta": 0.5, "reduction": "none"}),
     "huber_loss": ({"input": _u((3, 4), 120), "target": _u((3, 4), 121)}, {}, {"delta": 0.7}),
+    "conv1d": ({"x": _u((2, 2, 7), 95), "weight": _u((4, 1, 3), 96), "bias": _u(4, 97)}, {},
+               {"stride": 2, "padding": 1, "groups": 2}),
+    "conv3d": ({"x": _u((1, 2, 4, 3, 4), 98), "weight": _u((2, 2, 2, 2, 3), 99),
+                "bias": _u(2, 100)}, {}, {"padding": "same", "dilation": (1, 2, 1)}),
+    "conv_transpose1d": ({"x": _u((2, 2, 3), 101), "weight": _u((2, 3, 3), 102),
+                          "bias": _u(3, 103)}, {}, {"stride": 2, "output_padding": 1}),
+    "conv_transpose2d": ({"x": _u((1, 4, 3, 2), 104), "weight": _u((4, 1, 2, 3), 105)}, {},
+                         {"stride": (2, 1), "padding": (1, 0), "groups": 2, "dilation": 2}),
+    "conv_transpose3d": ({"x": _u((2, 2, 2, 3), 106), "weight": _u((2, 2, 2, 2, 2), 107),
+                          "bias": _u(2, 108)}, {}, {"stride": 2, "padding": 1}),
+    "pad_reflect": ({"x": _u((2, 3, 4), 93)}, {}, {"pad": (2, -1, 1, 2), "mode": "reflect"}),
+    "pad_constant": ({"x": _u((2, 3), 94)}, {}, {"pad": (1, 0, -1, 2), "value": 0.5}),
 }  # fmt: skip
 
 # the losses' backward take the forward's arguments and grad_out; their gradients in order
@@ -787,12 +799,13 @@ def _direct_backward(name, g, inputs, consts, kwargs):
         out = backward(**inputs, **consts, **kwargs, grad_out=g)
         grads = dict(zip(LOSS_GRADS[name], _flat(out), strict=True))
         return {k: grads[k] for k in inputs}
-    kwargs = {k: v for k, v in kwargs.items() if k != "momentum"}
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("momentum", "value")}
     out = backward(g, **inputs, **consts, **kwargs)
     xwb = ("x", "weight", "bias")
-    names = {"conv2d": xwb, "linear": xwb, "batch_norm2d": xwb, "batch_norm": xwb,
-             "group_norm": xwb, "layer_norm": xwb, "instance_norm": xwb,
-             "prelu": ("x", "weight")}.get(name, ("x",))  # fmt: skip
+    names = xwb if name.startswith("conv") else {
+        "linear": xwb, "batch_norm2d": xwb, "batch_norm": xwb, "group_norm": xwb,
+        "layer_norm": xwb, "instance_norm": xwb, "prelu": ("x", "weight"),
+    }.get(name, ("x",))  # fmt: skip
     grads = dict(zip(names, _flat(out), strict=True))
     return {k: grads[k] for k in inputs}
 

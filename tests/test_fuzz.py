@@ -550,6 +550,24 @@ def _op_bases() -> dict:
                                    "upscale_factor": 2},
         "pixel_unshuffle": {"x": x, "downscale_factor": 2},
         "pixel_unshuffle_backward": {"grad_out": r(2, 12, 3, 3), "x": x, "downscale_factor": 2},
+        "pad": {"x": x, "pad": (1, 2, 0, 1), "mode": "reflect"},
+        "pad_backward": {"grad_out": r(2, 3, 7, 9), "x": x, "pad": (1, 2, 0, 1),
+                         "mode": "reflect"},
+        "conv1d": {"x": r(2, 3, 6), "weight": r(4, 3, 3), "bias": r(4)},
+        "conv1d_backward": {"grad_out": r(2, 4, 4), "x": r(2, 3, 6), "weight": r(4, 3, 3),
+                            "bias": r(4)},
+        "conv3d": {"x": r(2, 3, 4, 4, 4), "weight": r(4, 3, 2, 2, 2), "bias": r(4)},
+        "conv3d_backward": {"grad_out": r(2, 4, 3, 3, 3), "x": r(2, 3, 4, 4, 4),
+                            "weight": r(4, 3, 2, 2, 2), "bias": r(4)},
+        "conv_transpose1d": {"x": r(2, 3, 6), "weight": r(3, 4, 3), "bias": r(4)},
+        "conv_transpose1d_backward": {"grad_out": r(2, 4, 8), "x": r(2, 3, 6),
+                                      "weight": r(3, 4, 3), "bias": r(4)},
+        "conv_transpose2d": {"x": x, "weight": w.transpose(1, 0, 2, 3).copy(), "bias": r(4)},
+        "conv_transpose2d_backward": {"grad_out": r(2, 3, 8, 8), "x": r(2, 4, 6, 6),
+                                      "weight": w, "bias": r(3)},
+        "conv_transpose3d": {"x": r(2, 3, 3, 3, 3), "weight": r(3, 4, 2, 2, 2), "bias": r(4)},
+        "conv_transpose3d_backward": {"grad_out": r(2, 4, 4, 4, 4), "x": r(2, 3, 3, 3, 3),
+                                      "weight": r(3, 4, 2, 2, 2), "bias": r(4)},
     }  # fmt: skip
     probs = rng.uniform(0, 1, (4, 5)).astype(np.float32)
     for name in ("binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
@@ -623,7 +641,8 @@ def op_strategies():
             x = np.ones((1, 1, 64, 4096) if x.ndim == 4 else x.shape, like.dtype)
         return x
 
-    geometry = ("kernel_size", "stride", "padding", "dilation", "output_size", "groups")
+    geometry = ("kernel_size", "stride", "padding", "dilation", "output_size", "groups",
+                "output_padding", "pad")  # fmt: skip
     flags = ("ceil_mode", "count_include_pad", "training", "input_grad")
     # windowed ops thrice as often, their geometry thrice as often as their other arguments:
     # the hangs and huge allocations hide in combinations (a huge kernel with ceil_mode)

@@ -18,13 +18,15 @@ Examples
 """
 
 from . import (
+    _rules_conv,  # noqa: F401  (registers the convolution family's rules)
     _rules_loss,  # noqa: F401  (registers the losses' rules)
     _rules_normact,  # noqa: F401  (registers its rules)
     _rules_resize,  # noqa: F401  (registers the resizing ops' rules)
 )
 from ._functions import cat, stack
+from ._graph import Node, backward_times
 from ._rules import differentiable, has_rule
-from ._tensor import Node, Tensor, backward_times, enable_grad, is_grad_enabled, no_grad, tensor
+from ._tensor import Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 
 __all__ = [
     "Node",

@@ -16,6 +16,7 @@ from typing import Any
 from .. import _args
 from ..backend import array_namespace, backend_of
 from . import _tensor as _t
+from ._graph import Node
 
 __all__ = ["cat", "stack"]
 
@@ -30,7 +31,7 @@ def _record(
     """Wrap ``out``; record ``backward`` when grad mode is on and an input requires grad."""
     tensors = tuple(t if isinstance(t, _t.Tensor) else None for t in inputs)
     if _t.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        return _t.Tensor._recorded(out, _t.Node(name, backward, tensors, owns))
+        return _t.Tensor._recorded(out, Node(name, backward, tensors, owns))
     return _t.Tensor(out)
 
 

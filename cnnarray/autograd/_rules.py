@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from .. import ops
 from . import _tensor as _t
+from ._graph import CallNode
 
 __all__ = ["call_op", "differentiable", "has_rule"]
 
@@ -128,7 +129,7 @@ def call_op(
     assert rule is not None
     inputs = tuple([given.get(n) for n in rule.names])
     return _t.Tensor._recorded(
-        out, _t.CallNode(signature.name, rule.backward, inputs, rule.owns, arguments, out)
+        out, CallNode(signature.name, rule.backward, inputs, rule.owns, arguments, out)
     )
 
 

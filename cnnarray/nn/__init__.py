@@ -7,23 +7,17 @@ backward; ``Sequential`` chains modules; ``spec()``/``from_spec`` and
 ``state_dict()``/``load_state_dict`` save and rebuild models without pickle.
 Names, arguments and default initialisation follow ``torch.nn``, and the
 layers live in modules named by kind as in ``torch.nn.modules``:
-``container`` (Sequential), ``conv`` (Conv2d), ``linear`` (Linear, Flatten),
-``normalization`` (BatchNorm1d/2d/3d, GroupNorm, LayerNorm,
-InstanceNorm1d/2d/3d), ``activation`` (ReLU, LeakyReLU, GELU, PReLU and the
-rest), ``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) and ``dropout``
-(Dropout, Dropout1d/2d/3d); ``module`` holds Module and Parameter, ``init``
-the initialisation, ``resnet`` (BasicBlock, Bottleneck, ResNet) and
-``mobilenet`` (DepthwiseSeparable, MobileNet) the model classes, ``models``
-the ready-made networks.
-``normalization`` (BatchNorm2d), ``activation`` (ReLU, LeakyReLU),
-``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d), ``upsampling``
-(Upsample, UpsamplingNearest2d, UpsamplingBilinear2d, PixelShuffle,
-PixelUnshuffle), ``dropout`` (Dropout) and ``loss`` (CrossEntropyLoss, NLLLoss,
-BCELoss, BCEWithLogitsLoss, MSELoss, L1Loss, SmoothL1Loss, HuberLoss,
-KLDivLoss); ``module`` holds Module and Parameter, ``init`` the initialisation,
-``resnet`` (BasicBlock, Bottleneck, ResNet) and ``mobilenet``
-(DepthwiseSeparable, MobileNet) the model classes, ``models`` the ready-made
-networks.
+``container`` (Sequential), ``conv`` (Conv1d/2d/3d, ConvTranspose1d/2d/3d),
+``linear`` (Linear, Flatten), ``normalization`` (BatchNorm1d/2d/3d, GroupNorm,
+LayerNorm, InstanceNorm1d/2d/3d), ``activation`` (ReLU, LeakyReLU, GELU, PReLU
+and the rest), ``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d),
+``upsampling`` (Upsample, UpsamplingNearest2d, UpsamplingBilinear2d,
+PixelShuffle, PixelUnshuffle), ``dropout`` (Dropout, Dropout1d/2d/3d) and
+``loss`` (CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss, MSELoss,
+L1Loss, SmoothL1Loss, HuberLoss, KLDivLoss); ``module`` holds Module and
+Parameter, ``init`` the initialisation, ``resnet`` (BasicBlock, Bottleneck,
+ResNet) and ``mobilenet`` (DepthwiseSeparable, MobileNet) the model classes,
+``models`` the ready-made networks.
 
 Examples
 --------
@@ -58,7 +52,7 @@ from .activation import (
     Tanh,
 )
 from .container import Sequential
-from .conv import Conv2d
+from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
 from .linear import Flatten, Linear
 from .loss import (
@@ -120,8 +114,13 @@ __all__ = [
     "BatchNorm2d",
     "BatchNorm3d",
     "Bottleneck",
+    "Conv1d",
     "Conv2d",
     "CrossEntropyLoss",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
     "DepthwiseSeparable",
     "Dropout",
     "Dropout1d",

@@ -18,18 +18,22 @@ def _setup(backend: Any, dtype: Any, seed: Any = None, rng: Any = None) -> tuple
 
 
 def _weight_and_bias(
-    shape: tuple[int, ...], bias: bool, backend: Any, dtype: Any, seed: Any, rng: Any
-) -> tuple[Parameter, Parameter | None]:
+    shape: tuple[int, ...], bias: bool, backend: Any, dtype: Any, seed: Any, rng: Any,
+    bias_size: int | None = None,
+) -> tuple[Parameter, Parameter | None]:  # fmt: skip
     """Draw a weight of ``shape`` (out, in, ...) and a bias (out,) or None, PyTorch's way.
 
     Both from ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``: the weight as Kaiming-uniform
-    with ``a = sqrt(5)``, then the bias, in that order from one generator.
+    with ``a = sqrt(5)``, then the bias, in that order from one generator. A
+    transposed convolution's weight is (in, out / groups, ...): its bias has
+    ``bias_size`` elements, fan_in still read from the weight as PyTorch does.
     """
     target, dtype, rng = _setup(backend, dtype, seed, rng)
     weight = Parameter(init.kaiming_uniform(shape, rng, dtype, target, a=math.sqrt(5)))
     fan_in, _ = init.calculate_fan_in_and_fan_out(shape)
     bound = 1 / math.sqrt(fan_in)
-    return weight, (Parameter(init.uniform(shape[:1], bound, rng, dtype, target)) if bias else None)
+    size = shape[:1] if bias_size is None else (bias_size,)
+    return weight, (Parameter(init.uniform(size, bound, rng, dtype, target)) if bias else None)
 
 
 class OpLayer(Module):

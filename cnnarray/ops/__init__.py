@@ -51,6 +51,15 @@ from .conv import (
     get_workspace_limit,
     set_workspace_limit,
 )
+from .conv_nd import conv1d, conv1d_backward, conv3d, conv3d_backward
+from .conv_transpose import (
+    conv_transpose1d,
+    conv_transpose1d_backward,
+    conv_transpose2d,
+    conv_transpose2d_backward,
+    conv_transpose3d,
+    conv_transpose3d_backward,
+)
 from .dropout import (
     dropout,
     dropout1d,
@@ -88,6 +97,7 @@ from .norm_sample import (
     layer_norm,
     layer_norm_backward,
 )
+from .padding import pad, pad_backward
 from .pool import (
     adaptive_avg_pool2d,
     adaptive_avg_pool2d_backward,
@@ -121,9 +131,19 @@ __all__ = [
     "binary_cross_entropy_backward",
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_backward",
+    "conv1d",
+    "conv1d_backward",
     "conv2d",
     "conv2d_backward",
     "conv2d_output_shape",
+    "conv3d",
+    "conv3d_backward",
+    "conv_transpose1d",
+    "conv_transpose1d_backward",
+    "conv_transpose2d",
+    "conv_transpose2d_backward",
+    "conv_transpose3d",
+    "conv_transpose3d_backward",
     "cross_entropy",
     "cross_entropy_backward",
     "dropout",
@@ -179,6 +199,8 @@ __all__ = [
     "pixel_shuffle_backward",
     "pixel_unshuffle",
     "pixel_unshuffle_backward",
+    "pad",
+    "pad_backward",
     "relu",
     "relu6",
     "relu6_backward",

@@ -55,7 +55,20 @@ from .activation import (
     tanh,
     tanh_backward,
 )
-from .conv import conv2d, conv2d_backward
+from .conv import (
+    conv1d,
+    conv1d_backward,
+    conv2d,
+    conv2d_backward,
+    conv3d,
+    conv3d_backward,
+    conv_transpose1d,
+    conv_transpose1d_backward,
+    conv_transpose2d,
+    conv_transpose2d_backward,
+    conv_transpose3d,
+    conv_transpose3d_backward,
+)
 from .dropout import dropout, dropout_backward
 from .linear import linear, linear_backward
 from .loss import (
@@ -90,6 +103,7 @@ from .norm import (
     layer_norm,
     layer_norm_backward,
 )
+from .padding import pad, pad_backward
 from .pool import (
     adaptive_avg_pool2d,
     adaptive_avg_pool2d_backward,
@@ -122,8 +136,18 @@ __all__ = [
     "binary_cross_entropy_backward",
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_backward",
+    "conv1d",
+    "conv1d_backward",
     "conv2d",
     "conv2d_backward",
+    "conv3d",
+    "conv3d_backward",
+    "conv_transpose1d",
+    "conv_transpose1d_backward",
+    "conv_transpose2d",
+    "conv_transpose2d_backward",
+    "conv_transpose3d",
+    "conv_transpose3d_backward",
     "cross_entropy",
     "cross_entropy_backward",
     "dropout",
@@ -172,6 +196,8 @@ __all__ = [
     "pixel_shuffle_backward",
     "pixel_unshuffle",
     "pixel_unshuffle_backward",
+    "pad",
+    "pad_backward",
     "relu",
     "relu6",
     "relu6_backward",
