@@ -162,9 +162,41 @@ def _classic_cases(rng: np.random.Generator) -> Iterator[Case]:
                reference.cross_entropy_backward, [logits, target], params)  # fmt: skip
 
 
+# (dims, label, x shape, params) for max (with dilation) and average pooling in 1-D and 3-D
+_POOL_ND_CASES = [
+    (1, "k3 s2 p1 ceil", (2, 3, 11), {"kernel_size": 3, "stride": 2, "padding": 1,
+                                      "ceil_mode": True}),
+    (1, "unbatched", (3, 8), {"kernel_size": 2}),
+    (3, "2x2x2", (2, 2, 4, 4, 6), {"kernel_size": 2}),
+    (3, "k3 s2 p1 ceil", (1, 2, 5, 6, 5), {"kernel_size": 3, "stride": 2, "padding": 1,
+                                           "ceil_mode": True}),
+]  # fmt: skip
+
+
+def _pool_nd_cases(rng: np.random.Generator) -> Iterator[Case]:
+    """max/avg pooling in 1-D and 3-D: dilation for max, count_include_pad=False and a
+    divisor_override for average."""
+    for dims, label, xs, params in _POOL_ND_CASES:
+        x = _distinct(rng, xs)
+        extra = {"max": {"dilation": (1,) * (dims - 1) + (2,)} if "ceil" in label else {},
+                 "avg": {"count_include_pad": False} if "ceil" in label else {}}  # fmt: skip
+        if dims == 3 and not extra["avg"]:
+            extra["avg"] = {"divisor_override": 3}
+        for kind in ("max", "avg"):
+            name, kw = f"{kind}_pool{dims}d", {**params, **extra[kind]}
+            oracle, oracle_bwd = getattr(reference, name), getattr(reference, name + "_backward")
+            g = rng.standard_normal(oracle(x, **kw).shape)
+            yield name, label, getattr(ops, name), oracle, [x], kw
+            yield (name + "_backward", label, getattr(ops, name + "_backward"), oracle_bwd,
+                   [g, x], kw)  # fmt: skip
+
+
 # One generator per family of ops, each yielding (op, case, fast function, oracle,
 # numpy inputs, params); a new family adds its generator here.
-_FAMILIES: tuple[Callable[[np.random.Generator], Iterator[Case]], ...] = (_classic_cases,)
+_FAMILIES: tuple[Callable[[np.random.Generator], Iterator[Case]], ...] = (
+    _classic_cases,
+    _pool_nd_cases,
+)
 
 
 def _cases(rng: np.random.Generator) -> Iterator[Case]:

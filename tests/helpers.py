@@ -399,6 +399,20 @@ def _ops() -> list[OpSpec]:
                 lambda r, d: ((_u(r, (3, 4), d), away_from_zero(r, (3, 4), d)), {}),
             )
         )
+    return specs + _pool_nd_ops()
+
+
+def _pool_nd_ops() -> list[OpSpec]:
+    """The 1-D/3-D pooling family (and the max-pool indices, unpooling, adaptive and LP
+    pooling): one spec per op, on (2, 4, 7) sequences and (2, 3, 4, 5, 4) volumes."""
+    specs = []
+    for dims, shape in ((1, (2, 4, 7)), (3, (2, 3, 4, 5, 4))):
+        out = (*shape[:2], *(s + 1 for s in shape[2:]))  # kernel 2, stride 1, padding 1
+        for kind, make in (("max", tie_free), ("avg", _u)):
+            name = f"{kind}_pool{dims}d"
+            specs.append(OpSpec(name, lambda r, d, s=shape, m=make: ((m(r, s, d),), _POOL_KW)))
+            specs.append(OpSpec(f"{name}_backward", lambda r, d, s=shape, o=out, m=make: (
+                (_u(r, o, d), m(r, s, d)), _POOL_KW)))  # fmt: skip
     return specs
 
 

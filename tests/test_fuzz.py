@@ -541,6 +541,10 @@ def _op_bases() -> dict:
         "linear_backward": {"grad_out": r(2, 4), "x": r(2, 5), "weight": r(4, 5), "bias": r(4)},
         "set_workspace_limit": {"nbytes": 2**20},
     }  # fmt: skip
+    for dims, xd, gd in ((1, r(2, 3, 8), r(2, 3, 4)), (3, r(1, 2, 4, 6, 6), r(1, 2, 2, 3, 3))):
+        for kind in ("max", "avg"):
+            bases[f"{kind}_pool{dims}d"] = {"x": xd, "kernel_size": 2}
+            bases[f"{kind}_pool{dims}d_backward"] = {"grad_out": gd, "x": xd, "kernel_size": 2}
     for name in ("relu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax"):
         bases[name] = {"x": x}
         bases[f"{name}_backward"] = {"grad_out": r(2, 3, 6, 6), "x": x}

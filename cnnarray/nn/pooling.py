@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _args
-from ..ops import pool
+from ..ops import adaptive_pool, pool
 from ._layer import OpLayer
 from .module import Module, register
 
@@ -104,7 +104,7 @@ class AdaptiveAvgPool2d(OpLayer):
     torch.nn.AdaptiveAvgPool2d
     """
 
-    _op = staticmethod(pool.adaptive_avg_pool2d)
+    _op = staticmethod(adaptive_pool.adaptive_avg_pool2d)
     _config_names = ("output_size",)
 
     def __init__(self, output_size: int | tuple[int | None, int | None]) -> None:

@@ -17,6 +17,7 @@ from .activation import (
     tanh,
     tanh_backward,
 )
+from .adaptive_pool import adaptive_avg_pool2d, adaptive_avg_pool2d_backward
 from .conv import (
     ColumnCache,
     conv2d,
@@ -29,20 +30,32 @@ from .linear import flatten, flatten_backward, linear, linear_backward
 from .loss import cross_entropy, cross_entropy_backward
 from .norm import batch_norm2d, batch_norm2d_backward
 from .pool import (
-    adaptive_avg_pool2d,
-    adaptive_avg_pool2d_backward,
     avg_pool2d,
     avg_pool2d_backward,
     max_pool2d,
     max_pool2d_backward,
+)
+from .pool_nd import (
+    avg_pool1d,
+    avg_pool1d_backward,
+    avg_pool3d,
+    avg_pool3d_backward,
+    max_pool1d,
+    max_pool1d_backward,
+    max_pool3d,
+    max_pool3d_backward,
 )
 
 __all__ = [
     "ColumnCache",
     "adaptive_avg_pool2d",
     "adaptive_avg_pool2d_backward",
+    "avg_pool1d",
+    "avg_pool1d_backward",
     "avg_pool2d",
     "avg_pool2d_backward",
+    "avg_pool3d",
+    "avg_pool3d_backward",
     "batch_norm2d",
     "batch_norm2d_backward",
     "conv2d",
@@ -59,8 +72,12 @@ __all__ = [
     "linear_backward",
     "log_softmax",
     "log_softmax_backward",
+    "max_pool1d",
+    "max_pool1d_backward",
     "max_pool2d",
     "max_pool2d_backward",
+    "max_pool3d",
+    "max_pool3d_backward",
     "relu",
     "relu_backward",
     "set_workspace_limit",

@@ -8,7 +8,8 @@ directly, with no shared code with :mod:`cnnarray.ops`:
   input channels of each group;
 * its gradients visit every output position and add ``grad * window``;
 * pooling loops over every output position and reads the window with
-  explicit bounds checks, computing PyTorch's divisor rules on its own.
+  explicit bounds checks, computing PyTorch's divisor rules on its own
+  (``pool`` in 2-D, ``pool_nd`` in any dimension).
 
 The tests and ``cnnarray check`` compare the fast operations with these.
 """
@@ -41,12 +42,27 @@ from .pool import (
     max_pool2d,
     max_pool2d_backward,
 )
+from .pool_nd import (
+    avg_pool1d,
+    avg_pool1d_backward,
+    avg_pool3d,
+    avg_pool3d_backward,
+    max_pool1d,
+    max_pool1d_backward,
+    max_pool3d,
+    max_pool3d_backward,
+    max_pool_indices,
+)
 
 __all__ = [
     "adaptive_avg_pool2d",
     "adaptive_avg_pool2d_backward",
+    "avg_pool1d",
+    "avg_pool1d_backward",
     "avg_pool2d",
     "avg_pool2d_backward",
+    "avg_pool3d",
+    "avg_pool3d_backward",
     "batch_norm2d",
     "batch_norm2d_backward",
     "conv2d",
@@ -59,8 +75,13 @@ __all__ = [
     "linear_backward",
     "log_softmax",
     "log_softmax_backward",
+    "max_pool1d",
+    "max_pool1d_backward",
     "max_pool2d",
     "max_pool2d_backward",
+    "max_pool3d",
+    "max_pool3d_backward",
+    "max_pool_indices",
     "relu",
     "relu_backward",
     "sigmoid",

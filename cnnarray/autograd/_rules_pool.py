@@ -1,0 +1,57 @@
+"""Autograd rules of the pooling ops: each calls the op's own ``*_backward``.
+
+With ``return_indices`` a max pool returns ``(values, indices)``; only the
+values carry a gradient (see :func:`cnnarray.autograd._rules.call_op`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import ops
+from ._rules import differentiable
+
+
+def _max_pool_rule(backward: Any) -> Any:
+    def rule(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+        values = out[0] if isinstance(out, tuple) else out
+        return (backward(g, a["x"], a["kernel_size"], a["stride"], a["padding"], a["dilation"],
+                         a["ceil_mode"], output=values),)  # fmt: skip
+
+    return rule
+
+
+for _op, _backward in (
+    (ops.max_pool1d, ops.max_pool1d_backward),
+    (ops.max_pool2d, ops.max_pool2d_backward),
+    (ops.max_pool3d, ops.max_pool3d_backward),
+):
+    differentiable(_op, "x")(_max_pool_rule(_backward))
+
+
+@differentiable(ops.avg_pool1d, "x")
+def _avg_pool1d(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+    return (ops.avg_pool1d_backward(g, a["x"], a["kernel_size"], a["stride"], a["padding"],
+                                    a["ceil_mode"], a["count_include_pad"]),)  # fmt: skip
+
+
+def _avg_pool_rule(backward: Any) -> Any:
+    def rule(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+        return (backward(g, a["x"], a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"],
+                         a["count_include_pad"], a["divisor_override"]),)  # fmt: skip
+
+    return rule
+
+
+for _op, _backward in (
+    (ops.avg_pool2d, ops.avg_pool2d_backward),
+    (ops.avg_pool3d, ops.avg_pool3d_backward),
+):
+    differentiable(_op, "x")(_avg_pool_rule(_backward))
+
+
+@differentiable(ops.adaptive_avg_pool2d, "x")
+def _adaptive_avg_pool2d(
+    g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any
+) -> tuple[Any, ...]:
+    return (ops.adaptive_avg_pool2d_backward(g, a["x"], a["output_size"]),)

@@ -1,0 +1,182 @@
+"""Pooling over any number of spatial axes by loops over every output position and every
+kernel offset, with explicit bounds checks; PyTorch's rules computed on their own.
+
+Covers max/avg pooling in 1-D and 3-D (and the max-pool indices in any dimension),
+max_unpool, adaptive max/avg pooling and power-average (LP) pooling.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+
+def _tuple(v, dims):
+    return (int(v),) * dims if np.isscalar(v) else tuple(int(i) for i in v)
+
+
+def _batched(x, dims):
+    x = np.asarray(x, np.float64)
+    return (x[None], True) if x.ndim == dims + 1 else (x, False)
+
+
+def _out_len(size, k, s, p, d, ceil_mode):
+    span = size + 2 * p - d * (k - 1) - 1
+    out = (math.ceil(span / s) if ceil_mode else span // s) + 1
+    if ceil_mode and (out - 1) * s >= size + p:  # a last window starting in the padding
+        out -= 1
+    return out
+
+
+def _windows(size, kernel_size, stride, padding, dilation, ceil_mode):
+    """Return the output shape and, per output position, the window's cells in row-major
+    order, each ``(cell, inside, in_padded)``: whether it is in the input, and in the
+    input with its padding (``-p .. size + p``)."""
+    dims = len(size)
+    k = _tuple(kernel_size, dims)
+    s = k if stride is None else _tuple(stride, dims)
+    p, d = _tuple(padding, dims), _tuple(dilation, dims)
+    out = tuple(_out_len(*a, ceil_mode) for a in zip(size, k, s, p, d, strict=True))
+    windows = {}
+    for o in itertools.product(*map(range, out)):
+        cells = []
+        for t in itertools.product(*map(range, k)):
+            cell = tuple(o[a] * s[a] - p[a] + t[a] * d[a] for a in range(dims))
+            inside = all(0 <= cell[a] < size[a] for a in range(dims))
+            in_padded = all(-p[a] <= cell[a] < size[a] + p[a] for a in range(dims))
+            cells.append((cell, inside, in_padded))
+        windows[o] = cells
+    return out, windows
+
+
+def _flat(cell, size):
+    return int(np.ravel_multi_index(cell, size))
+
+
+def _max_with_indices(x, dims, kernel_size, stride, padding, dilation, ceil_mode):
+    """Window maxima and the flat index of the first maximum (the first NaN if any)."""
+    x, unbatched = _batched(x, dims)
+    size = x.shape[2:]
+    out_shape, windows = _windows(size, kernel_size, stride, padding, dilation, ceil_mode)
+    out = np.full(x.shape[:2] + out_shape, -np.inf)
+    idx = np.full(x.shape[:2] + out_shape, -1, dtype=np.int64)
+    for b, c in np.ndindex(*x.shape[:2]):
+        for o, cells in windows.items():
+            best, arg = -np.inf, -1
+            for cell, inside, _ in cells:
+                if not inside:
+                    continue
+                v = x[(b, c, *cell)]
+                if arg < 0 or v > best or (np.isnan(v) and not np.isnan(best)):
+                    best, arg = v, _flat(cell, size)
+            out[(b, c, *o)], idx[(b, c, *o)] = best, arg
+    return (out[0], idx[0]) if unbatched else (out, idx)
+
+
+def _max_backward(grad_out, x, dims, kernel_size, stride, padding, dilation, ceil_mode):
+    _, idx = _max_with_indices(x, dims, kernel_size, stride, padding, dilation, ceil_mode)
+    x = np.asarray(x, np.float64)
+    g = np.asarray(grad_out, np.float64)
+    gx = np.zeros(x.shape)
+    plane = x.shape[-dims:]
+    for pos in np.ndindex(*g.shape):
+        lead = pos[: g.ndim - dims]
+        gx[(*lead, *np.unravel_index(idx[pos], plane))] += g[pos]
+    return gx
+
+
+def max_pool_indices(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Reference flat per-map indices of the window maxima of a batched (N, C, ...) x."""
+    dims = np.ndim(x) - 2
+    return _max_with_indices(x, dims, kernel_size, stride, padding, dilation, ceil_mode)[1]
+
+
+def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Reference 1-D max pooling: padding never wins, the first maximum is kept."""
+    return _max_with_indices(x, 1, kernel_size, stride, padding, dilation, ceil_mode)[0]
+
+
+def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Reference 3-D max pooling."""
+    return _max_with_indices(x, 3, kernel_size, stride, padding, dilation, ceil_mode)[0]
+
+
+def max_pool1d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False):  # fmt: skip
+    """Reference gradient: each window's gradient to its first maximum."""
+    return _max_backward(grad_out, x, 1, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def max_pool3d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False):  # fmt: skip
+    """Reference gradient: each window's gradient to its first maximum."""
+    return _max_backward(grad_out, x, 3, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def _avg_windows(size, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                 divisor_override):  # fmt: skip
+    """Per output position: the input cells of the window and its divisor, PyTorch's rules."""
+    out_shape, windows = _windows(size, kernel_size, stride, padding, 1, ceil_mode)
+    result = {}
+    for o, cells in windows.items():
+        inside = [cell for cell, ins, _ in cells if ins]
+        if divisor_override is not None:
+            div = divisor_override
+        elif count_include_pad:  # the window clipped to the padded input
+            div = sum(1 for _, _, in_padded in cells if in_padded)
+        else:
+            div = len(inside)
+        result[o] = (inside, div)
+    return out_shape, result
+
+
+def _avg(x, dims, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    x, unbatched = _batched(x, dims)
+    out_shape, windows = _avg_windows(x.shape[2:], kernel_size, stride, padding, ceil_mode,
+                                      count_include_pad, divisor_override)  # fmt: skip
+    out = np.zeros(x.shape[:2] + out_shape)
+    for o, (inside, div) in windows.items():
+        total = sum((x[(..., *cell)] for cell in inside), np.zeros(x.shape[:2]))
+        out[(..., *o)] = total / div
+    return out[0] if unbatched else out
+
+
+def _avg_backward(grad_out, x, dims, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                  divisor_override):  # fmt: skip
+    x, unbatched = _batched(x, dims)
+    g = np.asarray(grad_out, np.float64).reshape(x.shape[:2] + np.shape(grad_out)[-dims:])
+    _, windows = _avg_windows(x.shape[2:], kernel_size, stride, padding, ceil_mode,
+                              count_include_pad, divisor_override)  # fmt: skip
+    gx = np.zeros_like(x)
+    for o, (inside, div) in windows.items():
+        for cell in inside:
+            gx[(..., *cell)] += g[(..., *o)] / div
+    return gx[0] if unbatched else gx
+
+
+def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Reference 1-D average pooling with PyTorch's divisor rules."""
+    return _avg(x, 1, kernel_size, stride, padding, ceil_mode, count_include_pad, None)
+
+
+def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):  # fmt: skip
+    """Reference 3-D average pooling with PyTorch's divisor rules."""
+    return _avg(x, 3, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                divisor_override)  # fmt: skip
+
+
+def avg_pool1d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True):  # fmt: skip
+    """Reference gradient: each output's gradient / divisor to its window."""
+    return _avg_backward(grad_out, x, 1, kernel_size, stride, padding, ceil_mode,
+                         count_include_pad, None)  # fmt: skip
+
+
+def avg_pool3d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None):  # fmt: skip
+    """Reference gradient: each output's gradient / divisor to its window."""
+    return _avg_backward(grad_out, x, 3, kernel_size, stride, padding, ceil_mode,
+                         count_include_pad, divisor_override)  # fmt: skip
