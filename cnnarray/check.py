@@ -189,6 +189,16 @@ def _pool_nd_cases(rng: np.random.Generator) -> Iterator[Case]:
             yield name, label, getattr(ops, name), oracle, [x], kw
             yield (name + "_backward", label, getattr(ops, name + "_backward"), oracle_bwd,
                    [g, x], kw)  # fmt: skip
+    for dims, xs in ((1, (2, 3, 9)), (2, (1, 2, 6, 7)), (3, (1, 2, 4, 5, 4))):
+        x, kw = _distinct(rng, xs), {"kernel_size": 3, "stride": 2, "padding": 1}
+        y = getattr(reference, f"max_pool{dims}d")(x, **kw)
+        idx, g = reference.max_pool_indices(x, **kw), rng.standard_normal(xs)
+        kw["output_size"] = xs[2:]
+        name = f"max_unpool{dims}d"
+        oracle, oracle_bwd = getattr(reference, name), getattr(reference, name + "_backward")
+        yield name, "k3 s2 p1", getattr(ops, name), oracle, [y, idx], kw
+        yield (name + "_backward", "k3 s2 p1", getattr(ops, name + "_backward"), oracle_bwd,
+               [g, y, idx], kw)  # fmt: skip
 
 
 # One generator per family of ops, each yielding (op, case, fast function, oracle,

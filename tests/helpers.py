@@ -413,7 +413,23 @@ def _pool_nd_ops() -> list[OpSpec]:
             specs.append(OpSpec(name, lambda r, d, s=shape, m=make: ((m(r, s, d),), _POOL_KW)))
             specs.append(OpSpec(f"{name}_backward", lambda r, d, s=shape, o=out, m=make: (
                 (_u(r, o, d), m(r, s, d)), _POOL_KW)))  # fmt: skip
+    for dims in (1, 2, 3):
+        pooled, unpooled = (2, 3, *(3,) * dims), (2, 3, *(6,) * dims)
+        specs.append(OpSpec(f"max_unpool{dims}d", lambda r, d, p=pooled: (
+            (_u(r, p, d), unpool_indices(r, p)), {"kernel_size": 2})))  # fmt: skip
+        specs.append(OpSpec(f"max_unpool{dims}d_backward", lambda r, d, p=pooled, u=unpooled: (
+            (_u(r, u, d), _u(r, p, d), unpool_indices(r, p)), {"kernel_size": 2})))  # fmt: skip
     return specs
+
+
+def unpool_indices(rng: np.random.Generator, pooled: Sequence[int]) -> np.ndarray:
+    """Indices as a 2x2 max pool (kernel 2, stride 2) of maps twice the spatial size of
+    ``pooled`` (N, C, ...) gives them: one random cell of each window, flat in its map."""
+    spatial = tuple(pooled[2:])
+    cells = [
+        2 * np.indices(pooled)[2 + a] + rng.integers(0, 2, pooled) for a in range(len(spatial))
+    ]
+    return np.ravel_multi_index(cells, tuple(2 * s for s in spatial)).astype(np.int64)
 
 
 OPS = _ops()

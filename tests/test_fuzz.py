@@ -545,6 +545,19 @@ def _op_bases() -> dict:
         for kind in ("max", "avg"):
             bases[f"{kind}_pool{dims}d"] = {"x": xd, "kernel_size": 2}
             bases[f"{kind}_pool{dims}d_backward"] = {"grad_out": gd, "x": xd, "kernel_size": 2}
+    idx = np.array([[[0, 3, 5], [1, 2, 4]]])  # (1, 2, 3): max_unpool1d to length 6
+    for dims in (1, 2, 3):
+        shape = (1, 2, 3) + (1,) * (dims - 1)
+        unpool = {
+            "x": r(*shape),
+            "indices": idx.reshape(shape),
+            "kernel_size": (2,) + (1,) * (dims - 1),
+        }
+        bases[f"max_unpool{dims}d"] = unpool
+        bases[f"max_unpool{dims}d_backward"] = {
+            "grad_out": r(1, 2, 6, *(1,) * (dims - 1)),
+            **unpool,
+        }
     for name in ("relu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax"):
         bases[name] = {"x": x}
         bases[f"{name}_backward"] = {"grad_out": r(2, 3, 6, 6), "x": x}

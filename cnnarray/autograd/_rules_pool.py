@@ -55,3 +55,19 @@ def _adaptive_avg_pool2d(
     g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any
 ) -> tuple[Any, ...]:
     return (ops.adaptive_avg_pool2d_backward(g, a["x"], a["output_size"]),)
+
+
+def _max_unpool_rule(backward: Any) -> Any:
+    def rule(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+        return (backward(g, a["x"], a["indices"], a["kernel_size"], a["stride"], a["padding"],
+                         a["output_size"]),)  # fmt: skip
+
+    return rule
+
+
+for _op, _backward in (
+    (ops.max_unpool1d, ops.max_unpool1d_backward),
+    (ops.max_unpool2d, ops.max_unpool2d_backward),
+    (ops.max_unpool3d, ops.max_unpool3d_backward),
+):
+    differentiable(_op, "x")(_max_unpool_rule(_backward))

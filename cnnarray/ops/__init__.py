@@ -45,6 +45,14 @@ from .pool_nd import (
     max_pool3d,
     max_pool3d_backward,
 )
+from .unpool import (
+    max_unpool1d,
+    max_unpool1d_backward,
+    max_unpool2d,
+    max_unpool2d_backward,
+    max_unpool3d,
+    max_unpool3d_backward,
+)
 
 __all__ = [
     "ColumnCache",
@@ -78,6 +86,12 @@ __all__ = [
     "max_pool2d_backward",
     "max_pool3d",
     "max_pool3d_backward",
+    "max_unpool1d",
+    "max_unpool1d_backward",
+    "max_unpool2d",
+    "max_unpool2d_backward",
+    "max_unpool3d",
+    "max_unpool3d_backward",
     "relu",
     "relu_backward",
     "set_workspace_limit",

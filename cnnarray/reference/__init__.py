@@ -52,6 +52,12 @@ from .pool_nd import (
     max_pool3d,
     max_pool3d_backward,
     max_pool_indices,
+    max_unpool1d,
+    max_unpool1d_backward,
+    max_unpool2d,
+    max_unpool2d_backward,
+    max_unpool3d,
+    max_unpool3d_backward,
 )
 
 __all__ = [
@@ -82,6 +88,12 @@ __all__ = [
     "max_pool3d",
     "max_pool3d_backward",
     "max_pool_indices",
+    "max_unpool1d",
+    "max_unpool1d_backward",
+    "max_unpool2d",
+    "max_unpool2d_backward",
+    "max_unpool3d",
+    "max_unpool3d_backward",
     "relu",
     "relu_backward",
     "sigmoid",

@@ -180,3 +180,54 @@ def avg_pool3d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_m
     """Reference gradient: each output's gradient / divisor to its window."""
     return _avg_backward(grad_out, x, 3, kernel_size, stride, padding, ceil_mode,
                          count_include_pad, divisor_override)  # fmt: skip
+
+
+def _unpool_size(shape, kernel_size, stride, padding, output_size):
+    dims = len(shape)
+    k = _tuple(kernel_size, dims)
+    s = k if stride is None else _tuple(stride, dims)
+    p = _tuple(padding, dims)
+    if output_size is not None:
+        return tuple(output_size)[-dims:]
+    return tuple((shape[a] - 1) * s[a] - 2 * p[a] + k[a] for a in range(dims))
+
+
+def max_unpool(x, indices, kernel_size, stride=None, padding=0, output_size=None, dims=2):
+    """Reference max unpooling over ``dims`` axes: each value written at its flat index."""
+    x, idx = np.asarray(x, np.float64), np.asarray(indices)
+    lead = x.shape[: x.ndim - dims]
+    size = _unpool_size(x.shape[-dims:], kernel_size, stride, padding, output_size)
+    out = np.zeros(lead + size)
+    for pos in np.ndindex(*x.shape):
+        cell = np.unravel_index(idx[pos], size)
+        out[(*pos[: len(lead)], *cell)] = x[pos]
+    return out
+
+
+def max_unpool_backward(grad_out, x, indices, kernel_size, stride=None, padding=0,
+                        output_size=None, dims=2):  # fmt: skip
+    """Reference gradient: each input's gradient read at its index."""
+    g, idx = np.asarray(grad_out, np.float64), np.asarray(indices)
+    x = np.asarray(x, np.float64)
+    size = g.shape[-dims:]
+    gx = np.zeros(x.shape)
+    for pos in np.ndindex(*x.shape):
+        gx[pos] = g[(*pos[: x.ndim - dims], *np.unravel_index(idx[pos], size))]
+    return gx
+
+
+def _with_dims(fn, dims, name):
+    def bound(*args, **kwargs):
+        return fn(*args, **kwargs, dims=dims)
+
+    bound.__name__ = bound.__qualname__ = name
+    bound.__doc__ = f"{fn.__doc__.split(' over ')[0]} in {dims}-D."
+    return bound
+
+
+max_unpool1d = _with_dims(max_unpool, 1, "max_unpool1d")
+max_unpool2d = _with_dims(max_unpool, 2, "max_unpool2d")
+max_unpool3d = _with_dims(max_unpool, 3, "max_unpool3d")
+max_unpool1d_backward = _with_dims(max_unpool_backward, 1, "max_unpool1d_backward")
+max_unpool2d_backward = _with_dims(max_unpool_backward, 2, "max_unpool2d_backward")
+max_unpool3d_backward = _with_dims(max_unpool_backward, 3, "max_unpool3d_backward")
