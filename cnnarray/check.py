@@ -174,8 +174,8 @@ _POOL_ND_CASES = [
 
 
 def _pool_nd_cases(rng: np.random.Generator) -> Iterator[Case]:
-    """max/avg pooling in 1-D and 3-D: dilation for max, count_include_pad=False and a
-    divisor_override for average."""
+    """max/avg pooling in 1-D and 3-D (dilation for max, count_include_pad=False and a
+    divisor_override for average), max unpooling and adaptive pooling in 1-D to 3-D."""
     for dims, label, xs, params in _POOL_ND_CASES:
         x = _distinct(rng, xs)
         extra = {"max": {"dilation": (1,) * (dims - 1) + (2,)} if "ceil" in label else {},
@@ -199,6 +199,16 @@ def _pool_nd_cases(rng: np.random.Generator) -> Iterator[Case]:
         yield name, "k3 s2 p1", getattr(ops, name), oracle, [y, idx], kw
         yield (name + "_backward", "k3 s2 p1", getattr(ops, name + "_backward"), oracle_bwd,
                [g, y, idx], kw)  # fmt: skip
+    for dims, xs, size in ((1, (2, 3, 10), 4), (2, (2, 2, 7, 9), (3, 4)),
+                           (3, (1, 2, 5, 4, 6), (2, 3, None))):  # fmt: skip
+        x, kw = _distinct(rng, xs), {"output_size": size}
+        for kind in ("avg", "max") if dims != 2 else ("max",):
+            name = f"adaptive_{kind}_pool{dims}d"
+            oracle, oracle_bwd = getattr(reference, name), getattr(reference, name + "_backward")
+            g = rng.standard_normal(oracle(x, **kw).shape)
+            yield name, f"to {size}", getattr(ops, name), oracle, [x], kw
+            yield (name + "_backward", f"to {size}", getattr(ops, name + "_backward"), oracle_bwd,
+                   [g, x], kw)  # fmt: skip
 
 
 # One generator per family of ops, each yielding (op, case, fast function, oracle,

@@ -419,6 +419,17 @@ def _pool_nd_ops() -> list[OpSpec]:
             (_u(r, p, d), unpool_indices(r, p)), {"kernel_size": 2})))  # fmt: skip
         specs.append(OpSpec(f"max_unpool{dims}d_backward", lambda r, d, p=pooled, u=unpooled: (
             (_u(r, u, d), _u(r, p, d), unpool_indices(r, p)), {"kernel_size": 2})))  # fmt: skip
+    for dims, shape, size in (
+        (1, (2, 4, 7), (3,)), (2, (2, 4, 5, 5), (2, 3)), (3, (2, 3, 4, 5, 4), (2, 3, 2))
+    ):  # fmt: skip
+        out = (*shape[:2], *size)
+        for kind, make in (("max", tie_free), ("avg", _u)):
+            if (kind, dims) == ("avg", 2):
+                continue  # adaptive_avg_pool2d has its entry above
+            name, kw = f"adaptive_{kind}_pool{dims}d", {"output_size": size}
+            specs.append(OpSpec(name, lambda r, d, s=shape, m=make, kw=kw: ((m(r, s, d),), kw)))
+            specs.append(OpSpec(f"{name}_backward", lambda r, d, s=shape, o=out, m=make, kw=kw: (
+                (_u(r, o, d), m(r, s, d)), kw)))  # fmt: skip
     return specs
 
 

@@ -558,6 +558,12 @@ def _op_bases() -> dict:
             "grad_out": r(1, 2, 6, *(1,) * (dims - 1)),
             **unpool,
         }
+    for dims, xd in ((1, r(2, 3, 8)), (2, x), (3, r(1, 2, 4, 6, 6))):
+        for kind in ("avg", "max"):
+            name = f"adaptive_{kind}_pool{dims}d"
+            bases[name] = {"x": xd, "output_size": 3}
+            bases[f"{name}_backward"] = {"grad_out": r(*xd.shape[:2], *(3,) * dims), "x": xd,
+                                         "output_size": 3}  # fmt: skip
     for name in ("relu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax"):
         bases[name] = {"x": x}
         bases[f"{name}_backward"] = {"grad_out": r(2, 3, 6, 6), "x": x}

@@ -50,11 +50,25 @@ for _op, _backward in (
     differentiable(_op, "x")(_avg_pool_rule(_backward))
 
 
-@differentiable(ops.adaptive_avg_pool2d, "x")
-def _adaptive_avg_pool2d(
-    g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any
-) -> tuple[Any, ...]:
-    return (ops.adaptive_avg_pool2d_backward(g, a["x"], a["output_size"]),)
+def _adaptive_avg_rule(backward: Any) -> Any:
+    def rule(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+        return (backward(g, a["x"], a["output_size"]),)
+
+    return rule
+
+
+def _adaptive_max_rule(backward: Any) -> Any:
+    def rule(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+        indices = out[1] if isinstance(out, tuple) else None
+        return (backward(g, a["x"], a["output_size"], indices=indices),)
+
+    return rule
+
+
+for _dims in (1, 2, 3):
+    for _kind, _make in (("avg", _adaptive_avg_rule), ("max", _adaptive_max_rule)):
+        _name = f"adaptive_{_kind}_pool{_dims}d"
+        differentiable(getattr(ops, _name), "x")(_make(getattr(ops, f"{_name}_backward")))
 
 
 def _max_unpool_rule(backward: Any) -> Any:

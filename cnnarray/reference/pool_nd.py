@@ -231,3 +231,103 @@ max_unpool3d = _with_dims(max_unpool, 3, "max_unpool3d")
 max_unpool1d_backward = _with_dims(max_unpool_backward, 1, "max_unpool1d_backward")
 max_unpool2d_backward = _with_dims(max_unpool_backward, 2, "max_unpool2d_backward")
 max_unpool3d_backward = _with_dims(max_unpool_backward, 3, "max_unpool3d_backward")
+
+
+def _adaptive_windows(size, output_size):
+    """Per output position, the slices of its window: [floor(i*L/o), ceil((i+1)*L/o))."""
+    dims = len(size)
+    out = (output_size,) * dims if np.isscalar(output_size) else tuple(output_size)
+    out = tuple(n if o is None else int(o) for o, n in zip(out, size, strict=True))
+    bounds = [[(i * n // o, -(-(i + 1) * n // o)) for i in range(o)]
+              for n, o in zip(size, out, strict=True)]  # fmt: skip
+    for pos in itertools.product(*map(range, out)):
+        yield pos, out, tuple(slice(*bounds[a][pos[a]]) for a in range(dims))
+
+
+def _adaptive(x, dims, output_size, reduce):
+    x = np.asarray(x, np.float64)
+    size = x.shape[-dims:]
+    out = None
+    for pos, out_size, window in _adaptive_windows(size, output_size):
+        if out is None:
+            out = np.zeros(x.shape[:-dims] + out_size)
+        out[(..., *pos)] = reduce(x[(..., *window)].reshape(*x.shape[:-dims], -1))
+    return out
+
+
+def _first_max(cells):
+    """Index of the first NaN, else of the first maximum, along the last axis."""
+    nan = np.isnan(cells)
+    return np.where(nan.any(axis=-1), nan.argmax(axis=-1), np.argmax(cells, axis=-1))
+
+
+def adaptive_avg_pool(x, output_size, dims=2):
+    """Reference adaptive average pooling over ``dims`` axes: a loop over PyTorch's windows."""
+    return _adaptive(x, dims, output_size, lambda cells: cells.mean(axis=-1))
+
+
+def adaptive_max_pool(x, output_size, dims=2):
+    """Reference adaptive max pooling over ``dims`` axes; NaN wins, as in PyTorch."""
+    return _adaptive(
+        x, dims, output_size,
+        lambda cells: np.take_along_axis(cells, _first_max(cells)[..., None], -1)[..., 0],
+    )  # fmt: skip
+
+
+def adaptive_max_pool_indices(x, output_size, dims=2):
+    """Reference flat indices of the first maxima of the adaptive windows."""
+    x = np.asarray(x, np.float64)
+    size = x.shape[-dims:]
+    out = None
+    for pos, out_size, window in _adaptive_windows(size, output_size):
+        if out is None:
+            out = np.zeros(x.shape[:-dims] + out_size, dtype=np.int64)
+        cells = x[(..., *window)]
+        local = _first_max(cells.reshape(*x.shape[:-dims], -1))
+        coords = np.unravel_index(local, cells.shape[-dims:])
+        global_ = tuple(c + w.start for c, w in zip(coords, window, strict=True))
+        out[(..., *pos)] = np.ravel_multi_index(global_, size)
+    return out
+
+
+def adaptive_avg_pool_backward(grad_out, x, output_size, dims=2):
+    """Reference gradient: each output's gradient shared evenly by its window."""
+    x, g = np.asarray(x, np.float64), np.asarray(grad_out, np.float64)
+    gx = np.zeros(x.shape)
+    for pos, _, window in _adaptive_windows(x.shape[-dims:], output_size):
+        count = math.prod(w.stop - w.start for w in window)
+        gx[(..., *window)] += g[(..., *pos)].reshape(g.shape[:-dims] + (1,) * dims) / count
+    return gx
+
+
+def adaptive_max_pool_backward(grad_out, x, output_size, dims=2):
+    """Reference gradient: each output's gradient to its window's first maximum."""
+    x, g = np.asarray(x, np.float64), np.asarray(grad_out, np.float64)
+    idx = adaptive_max_pool_indices(x, output_size, dims)
+    gx = np.zeros(x.shape)
+    for pos in np.ndindex(*g.shape):
+        lead = pos[: g.ndim - dims]
+        gx[(*lead, *np.unravel_index(idx[pos], x.shape[-dims:]))] += g[pos]
+    return gx
+
+
+adaptive_avg_pool1d = _with_dims(adaptive_avg_pool, 1, "adaptive_avg_pool1d")
+adaptive_avg_pool1d_backward = _with_dims(
+    adaptive_avg_pool_backward, 1, "adaptive_avg_pool1d_backward"
+)
+adaptive_avg_pool3d = _with_dims(adaptive_avg_pool, 3, "adaptive_avg_pool3d")
+adaptive_avg_pool3d_backward = _with_dims(
+    adaptive_avg_pool_backward, 3, "adaptive_avg_pool3d_backward"
+)
+adaptive_max_pool1d = _with_dims(adaptive_max_pool, 1, "adaptive_max_pool1d")
+adaptive_max_pool1d_backward = _with_dims(
+    adaptive_max_pool_backward, 1, "adaptive_max_pool1d_backward"
+)
+adaptive_max_pool2d = _with_dims(adaptive_max_pool, 2, "adaptive_max_pool2d")
+adaptive_max_pool2d_backward = _with_dims(
+    adaptive_max_pool_backward, 2, "adaptive_max_pool2d_backward"
+)
+adaptive_max_pool3d = _with_dims(adaptive_max_pool, 3, "adaptive_max_pool3d")
+adaptive_max_pool3d_backward = _with_dims(
+    adaptive_max_pool_backward, 3, "adaptive_max_pool3d_backward"
+)
