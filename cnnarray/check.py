@@ -173,9 +173,17 @@ _POOL_ND_CASES = [
 ]  # fmt: skip
 
 
+# (dims, x shape, params) of lp_pool1d/2d/3d
+_LP_CASES = [
+    (1, (2, 3, 9), {"norm_type": 2.0, "kernel_size": 3, "stride": 2, "ceil_mode": True}),
+    (2, (2, 2, 6, 7), {"norm_type": 1.5, "kernel_size": 2}),
+    (3, (1, 2, 4, 5, 4), {"norm_type": 3.0, "kernel_size": (2, 3, 2)}),
+]
+
+
 def _pool_nd_cases(rng: np.random.Generator) -> Iterator[Case]:
     """max/avg pooling in 1-D and 3-D (dilation for max, count_include_pad=False and a
-    divisor_override for average), max unpooling and adaptive pooling in 1-D to 3-D."""
+    divisor_override for average), max unpooling, adaptive and LP pooling in 1-D to 3-D."""
     for dims, label, xs, params in _POOL_ND_CASES:
         x = _distinct(rng, xs)
         extra = {"max": {"dilation": (1,) * (dims - 1) + (2,)} if "ceil" in label else {},
@@ -209,6 +217,13 @@ def _pool_nd_cases(rng: np.random.Generator) -> Iterator[Case]:
             yield name, f"to {size}", getattr(ops, name), oracle, [x], kw
             yield (name + "_backward", f"to {size}", getattr(ops, name + "_backward"), oracle_bwd,
                    [g, x], kw)  # fmt: skip
+    for dims, xs, kw in _LP_CASES:
+        x, name = rng.uniform(0.5, 2, xs), f"lp_pool{dims}d"
+        oracle, oracle_bwd = getattr(reference, name), getattr(reference, name + "_backward")
+        g, label = rng.standard_normal(oracle(x, **kw).shape), f"p={kw['norm_type']}"
+        yield name, label, getattr(ops, name), oracle, [x], kw
+        yield (name + "_backward", label, getattr(ops, name + "_backward"), oracle_bwd,
+               [g, x], kw)  # fmt: skip
 
 
 # One generator per family of ops, each yielding (op, case, fast function, oracle,

@@ -430,6 +430,12 @@ def _pool_nd_ops() -> list[OpSpec]:
             specs.append(OpSpec(name, lambda r, d, s=shape, m=make, kw=kw: ((m(r, s, d),), kw)))
             specs.append(OpSpec(f"{name}_backward", lambda r, d, s=shape, o=out, m=make, kw=kw: (
                 (_u(r, o, d), m(r, s, d)), kw)))  # fmt: skip
+    lp_kw = {"norm_type": 2.0, "kernel_size": 2, "stride": 1}
+    for dims, shape in ((1, (2, 4, 7)), (2, (2, 4, 5, 5)), (3, (2, 3, 4, 5, 4))):
+        out = (*shape[:2], *(s - 1 for s in shape[2:]))
+        specs.append(OpSpec(f"lp_pool{dims}d", lambda r, d, s=shape: ((_u(r, s, d),), lp_kw)))
+        specs.append(OpSpec(f"lp_pool{dims}d_backward", lambda r, d, s=shape, o=out: (
+            (_u(r, o, d), _u(r, s, d)), lp_kw)))  # fmt: skip
     return specs
 
 

@@ -564,6 +564,10 @@ def _op_bases() -> dict:
             bases[name] = {"x": xd, "output_size": 3}
             bases[f"{name}_backward"] = {"grad_out": r(*xd.shape[:2], *(3,) * dims), "x": xd,
                                          "output_size": 3}  # fmt: skip
+    for dims, xd, gd in ((1, r(2, 3, 8), r(2, 3, 4)), (2, x, r(2, 3, 3, 3)),
+                         (3, r(1, 2, 4, 6, 6), r(1, 2, 2, 3, 3))):  # fmt: skip
+        bases[f"lp_pool{dims}d"] = {"x": xd, "norm_type": 2.0, "kernel_size": 2}
+        bases[f"lp_pool{dims}d_backward"] = {"grad_out": gd, **bases[f"lp_pool{dims}d"]}
     for name in ("relu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax"):
         bases[name] = {"x": x}
         bases[f"{name}_backward"] = {"grad_out": r(2, 3, 6, 6), "x": x}

@@ -256,3 +256,87 @@ def test_max_pool_return_indices_under_autograd_only_values_carry_a_gradient(bac
 def test_pool_nd_errors_name_the_argument(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call()
+
+
+# --------------------------------------------------------------------------- LP pooling
+
+
+@st.composite
+def lp_cases(draw, dims: int):
+    """(x > 0, kwargs) for lp_pool{dims}d: windows fit the input (no padding in LP pooling);
+    an int kernel_size in 1-D, as PyTorch's lp_pool1d takes no tuple."""
+    kernel = [draw(st.integers(1, 3)) for _ in range(dims)]
+    size = [draw(st.integers(k, 9 if dims < 3 else 5)) for k in kernel]
+    kwargs = {"norm_type": draw(st.sampled_from([1.0, 2.0, 1.5, 3])),
+              "kernel_size": tuple(kernel) if dims > 1 and draw(st.booleans()) else max(kernel),
+              "stride": draw(st.one_of(st.none(), st.integers(1, 3))),
+              "ceil_mode": draw(st.booleans())}  # fmt: skip
+    if not isinstance(kwargs["kernel_size"], tuple):
+        size = [max(n, kwargs["kernel_size"]) for n in size]
+    lead = draw(st.sampled_from([(2,), (2, 2)]))
+    x = np.random.default_rng(draw(st.integers(0, 2**16))).uniform(0.2, 2, (*lead, *size))
+    return x, kwargs
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@settings(max_examples=12, deadline=None)
+@given(data=st.data())
+def test_lp_pool_matches_reference_and_torch(backend, dtype, dims, data):
+    x, kwargs = data.draw(lp_cases(dims))
+    x = x.astype(dtype)
+    forward, backward = (
+        getattr(cnnarray, f"lp_pool{dims}d"),
+        getattr(cnnarray, f"lp_pool{dims}d_backward"),
+    )
+    y = run_op(forward, x, backend=backend, **kwargs)
+    desired = getattr(ref, f"lp_pool{dims}d")(x, **kwargs)
+    assert_close(y, desired, dtype=dtype, backend=backend)
+    g = np.random.default_rng(0).uniform(-1, 1, desired.shape).astype(dtype)
+    gx = run_op(backward, g, x, backend=backend, **kwargs)
+    assert_close(gx, getattr(ref, f"lp_pool{dims}d_backward")(g, x, **kwargs), dtype=dtype,
+                 backend=backend)  # fmt: skip
+    torch = pytest.importorskip("torch")
+    if dtype == np.float64:
+        tx = torch.tensor(x, requires_grad=True)
+        ty = getattr(torch.nn.functional, f"lp_pool{dims}d")(tx, **kwargs)
+        ty.backward(torch.tensor(g))
+        assert_close(y, ty.detach().numpy(), dtype=dtype)
+        assert_close(gx, tx.grad.numpy(), dtype=dtype)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_lp_pool_backward_matches_finite_differences(backend, dims):
+    x = np.random.default_rng(dims).uniform(0.2, 2, (2, *(5,) * dims))
+    kwargs = {"norm_type": 2.5, "kernel_size": 2, "stride": 2, "ceil_mode": True}
+    forward, backward = (
+        getattr(cnnarray, f"lp_pool{dims}d"),
+        getattr(cnnarray, f"lp_pool{dims}d_backward"),
+    )
+    g = np.random.default_rng(7).standard_normal(forward(x, **kwargs).shape)
+    gx = run_op(backward, g, x, backend=backend, **kwargs)
+    assert_grad_close(gx, numerical_grad(lambda v: vjp_objective(forward(v, **kwargs), g), x))
+
+
+def test_lp_pool_scales_a_partial_ceil_mode_window_as_pytorch_does(backend):
+    # k=2, s=2 over L=5 with ceil_mode: the last window holds x[4] alone; PyTorch computes
+    # (K * avg(x ** p)) ** (1/p) with the average over the real cells, so that window is
+    # (2 * 5 ** 2) ** (1/2), not |5|; full windows are the 2-norm.
+    x = np.array([[1.0, 2.0, 3.0, 4.0, 5.0]])
+    y = run_op(cnnarray.lp_pool1d, x, 2, 2, ceil_mode=True, backend=backend)
+    assert_close(y, [[5**0.5, 25**0.5, 50**0.5]], dtype=np.float64, backend=backend)
+    y = run_op(cnnarray.lp_pool2d, x[None], 1, (1, 2), backend=backend)  # p=1: window sums
+    assert_close(y, [[[3.0, 7.0]]], dtype=np.float64, backend=backend)
+
+
+def test_lp_pool_window_of_zeros_passes_no_gradient(backend):
+    x = np.array([[0.0, 0.0, 3.0, 4.0]])
+    y = run_op(cnnarray.lp_pool1d, x, 2.0, 2, backend=backend)
+    assert_close(y, [[0.0, 5.0]], dtype=np.float64, backend=backend)
+    gx = run_op(cnnarray.lp_pool1d_backward, np.ones((1, 2)), x, 2.0, 2, backend=backend)
+    assert_close(gx, [[0.0, 0.0, 0.6, 0.8]], dtype=np.float64, backend=backend)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("inf"), float("nan")])
+def test_lp_pool_norm_type_must_be_positive_and_finite(bad):
+    with pytest.raises(ValueError, match=r"norm_type must be a finite positive number"):
+        cnnarray.lp_pool2d(np.ones((1, 4, 4)), bad, 2)

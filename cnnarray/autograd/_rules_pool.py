@@ -85,3 +85,19 @@ for _op, _backward in (
     (ops.max_unpool3d, ops.max_unpool3d_backward),
 ):
     differentiable(_op, "x")(_max_unpool_rule(_backward))
+
+
+def _lp_pool_rule(backward: Any) -> Any:
+    def rule(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
+        return (backward(g, a["x"], a["norm_type"], a["kernel_size"], a["stride"],
+                         a["ceil_mode"]),)  # fmt: skip
+
+    return rule
+
+
+for _op, _backward in (
+    (ops.lp_pool1d, ops.lp_pool1d_backward),
+    (ops.lp_pool2d, ops.lp_pool2d_backward),
+    (ops.lp_pool3d, ops.lp_pool3d_backward),
+):
+    differentiable(_op, "x")(_lp_pool_rule(_backward))

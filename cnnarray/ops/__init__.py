@@ -41,6 +41,14 @@ from .conv import (
 )
 from .linear import flatten, flatten_backward, linear, linear_backward
 from .loss import cross_entropy, cross_entropy_backward
+from .lp_pool import (
+    lp_pool1d,
+    lp_pool1d_backward,
+    lp_pool2d,
+    lp_pool2d_backward,
+    lp_pool3d,
+    lp_pool3d_backward,
+)
 from .norm import batch_norm2d, batch_norm2d_backward
 from .pool import (
     avg_pool2d,
@@ -103,6 +111,12 @@ __all__ = [
     "linear_backward",
     "log_softmax",
     "log_softmax_backward",
+    "lp_pool1d",
+    "lp_pool1d_backward",
+    "lp_pool2d",
+    "lp_pool2d_backward",
+    "lp_pool3d",
+    "lp_pool3d_backward",
     "max_pool1d",
     "max_pool1d_backward",
     "max_pool2d",

@@ -331,3 +331,50 @@ adaptive_max_pool3d = _with_dims(adaptive_max_pool, 3, "adaptive_max_pool3d")
 adaptive_max_pool3d_backward = _with_dims(
     adaptive_max_pool_backward, 3, "adaptive_max_pool3d_backward"
 )
+
+
+def _lp_windows(shape, dims, kernel_size, stride, ceil_mode):
+    """Per output position: the window's input cells and PyTorch's scale ``K / count``
+    (the kernel's size over the cells inside the input: 1 on a full window)."""
+    out_shape, windows = _windows(shape, kernel_size, stride, 0, 1, ceil_mode)
+    k = math.prod(_tuple(kernel_size, dims))
+    result = {}
+    for o, cells in windows.items():
+        inside = [cell for cell, ins, _ in cells if ins]
+        result[o] = (inside, k / len(inside))
+    return out_shape, result
+
+
+def lp_pool(x, norm_type, kernel_size, stride=None, ceil_mode=False, dims=2):
+    """Reference power-average pooling: ``(scale * sum x ** p) ** (1 / p)`` per window."""
+    x, unbatched = _batched(x, dims)
+    out_shape, windows = _lp_windows(x.shape[2:], dims, kernel_size, stride, ceil_mode)
+    out = np.zeros(x.shape[:2] + out_shape)
+    for o, (inside, scale) in windows.items():
+        total = sum(x[(..., *cell)] ** norm_type for cell in inside) * scale
+        out[(..., *o)] = total ** (1 / norm_type)
+    return out[0] if unbatched else out
+
+
+def lp_pool_backward(grad_out, x, norm_type, kernel_size, stride=None, ceil_mode=False, dims=2):
+    """Reference gradient: ``d y / d x_i = y / S * scale * x_i ** (p - 1)`` with ``S`` the
+    scaled sum (``y = S ** (1 / p)``); 0 where ``S`` is 0, as in PyTorch."""
+    x, unbatched = _batched(x, dims)
+    g = np.asarray(grad_out, np.float64).reshape(x.shape[:2] + np.shape(grad_out)[-dims:])
+    _, windows = _lp_windows(x.shape[2:], dims, kernel_size, stride, ceil_mode)
+    gx = np.zeros_like(x)
+    for o, (inside, scale) in windows.items():
+        total = sum(x[(..., *cell)] ** norm_type for cell in inside) * scale
+        safe = np.where(total == 0, 1, total)
+        factor = np.where(total == 0, 0, safe ** (1 / norm_type) / safe * scale)
+        for cell in inside:
+            gx[(..., *cell)] += g[(..., *o)] * factor * x[(..., *cell)] ** (norm_type - 1)
+    return gx[0] if unbatched else gx
+
+
+lp_pool1d = _with_dims(lp_pool, 1, "lp_pool1d")
+lp_pool2d = _with_dims(lp_pool, 2, "lp_pool2d")
+lp_pool3d = _with_dims(lp_pool, 3, "lp_pool3d")
+lp_pool1d_backward = _with_dims(lp_pool_backward, 1, "lp_pool1d_backward")
+lp_pool2d_backward = _with_dims(lp_pool_backward, 2, "lp_pool2d_backward")
+lp_pool3d_backward = _with_dims(lp_pool_backward, 3, "lp_pool3d_backward")
