@@ -340,3 +340,55 @@ def test_lp_pool_window_of_zeros_passes_no_gradient(backend):
 def test_lp_pool_norm_type_must_be_positive_and_finite(bad):
     with pytest.raises(ValueError, match=r"norm_type must be a finite positive number"):
         cnnarray.lp_pool2d(np.ones((1, 4, 4)), bad, 2)
+
+
+# --------------------------------------------------------------------------- nn layers
+
+LAYERS = [
+    ("MaxPool1d", {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, (2, 3, 9)),
+    ("MaxPool3d", {"kernel_size": 2, "dilation": (1, 2, 1)}, (2, 2, 4, 6, 4)),
+    ("AvgPool1d", {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False},
+     (2, 3, 9)),
+    ("AvgPool3d", {"kernel_size": 2, "divisor_override": 3}, (2, 2, 4, 6, 4)),
+    ("AdaptiveAvgPool1d", {"output_size": 4}, (2, 3, 9)),
+    ("AdaptiveAvgPool3d", {"output_size": (2, 3, None)}, (2, 2, 4, 6, 4)),
+    ("AdaptiveMaxPool1d", {"output_size": 4}, (2, 3, 9)),
+    ("AdaptiveMaxPool2d", {"output_size": (2, 3)}, (2, 3, 5, 7)),
+    ("AdaptiveMaxPool3d", {"output_size": (2, 3, 3)}, (2, 2, 4, 6, 4)),
+    ("LPPool1d", {"norm_type": 2, "kernel_size": 3, "stride": 2}, (2, 3, 9)),
+    ("LPPool2d", {"norm_type": 1.5, "kernel_size": 2, "ceil_mode": True}, (2, 3, 5, 7)),
+    ("LPPool3d", {"norm_type": 2, "kernel_size": 2}, (2, 2, 4, 6, 4)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, config, shape", LAYERS, ids=[n for n, _, _ in LAYERS])
+def test_pool_layers_match_torch_and_rebuild_from_their_spec(backend, name, config, shape):
+    x = np.random.default_rng(0).permutation(np.prod(shape)).reshape(shape) / np.prod(shape) + 0.1
+    layer = getattr(cnnarray.nn, name)(**config)
+    leaf = cnnarray.tensor(x, requires_grad=True, backend=backend)
+    y = layer(leaf)
+    g = np.random.default_rng(1).standard_normal(y.shape)
+    y.backward(cnnarray.asarray(g, backend))
+    rebuilt = cnnarray.nn.from_spec(layer.spec())
+    assert type(rebuilt) is type(layer) and rebuilt.spec() == layer.spec()
+    assert_close(rebuilt(cnnarray.asarray(x, backend)), cnnarray.to_numpy(y.data), dtype=np.float64)
+    torch = pytest.importorskip("torch")
+    tx = torch.tensor(x, requires_grad=True)
+    ty = getattr(torch.nn, name)(**config)(tx)
+    ty.backward(torch.tensor(g))
+    assert_close(y.data, ty.detach().numpy(), dtype=np.float64, backend=backend)
+    assert_close(leaf.grad, tx.grad.numpy(), dtype=np.float64, backend=backend)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_max_pool_layer_with_indices_feeds_max_unpool(backend, dims):
+    x = tie_free(np.random.default_rng(dims), (2, 2, *(4,) * dims), np.float64) + 100  # > 0
+    pool = getattr(cnnarray.nn, f"MaxPool{dims}d")(2, return_indices=True)
+    unpool = getattr(cnnarray.nn, f"MaxUnpool{dims}d")(2)
+    y, idx = pool(cnnarray.asarray(x, backend))
+    out = unpool(y, idx, output_size=x.shape)
+    # each 2x..x2 window keeps its maximum in place, the rest is zero
+    back = cnnarray.to_numpy(getattr(cnnarray, f"max_pool{dims}d")(cnnarray.to_numpy(out), 2))
+    np.testing.assert_array_equal(back, cnnarray.to_numpy(y))
+    assert np.count_nonzero(cnnarray.to_numpy(out)) == y.size
+    assert cnnarray.nn.from_spec(unpool.spec()).spec() == unpool.spec()

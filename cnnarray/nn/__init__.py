@@ -9,7 +9,8 @@ Names, arguments and default initialisation follow ``torch.nn``, and the
 layers live in modules named by kind as in ``torch.nn.modules``:
 ``container`` (Sequential), ``conv`` (Conv2d), ``linear`` (Linear, Flatten),
 ``normalization`` (BatchNorm2d), ``activation`` (ReLU, LeakyReLU),
-``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) and ``dropout``
+``pooling`` (MaxPool, AvgPool, AdaptiveAvg/MaxPool, LPPool in 1-D to 3-D,
+MaxUnpool) and ``dropout``
 (Dropout); ``module`` holds Module and Parameter, ``init`` the
 initialisation, ``resnet`` (BasicBlock, Bottleneck, ResNet) and ``mobilenet``
 (DepthwiseSeparable, MobileNet) the model classes, ``models`` the ready-made
@@ -48,13 +49,38 @@ from .models import (
 )
 from .module import IncompatibleKeys, Module, Parameter, check_spec, from_spec, register
 from .normalization import BatchNorm2d
-from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .pooling import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AdaptiveAvgPool3d,
+    AdaptiveMaxPool1d,
+    AdaptiveMaxPool2d,
+    AdaptiveMaxPool3d,
+    AvgPool1d,
+    AvgPool2d,
+    AvgPool3d,
+    LPPool1d,
+    LPPool2d,
+    LPPool3d,
+    MaxPool1d,
+    MaxPool2d,
+    MaxPool3d,
+    MaxUnpool1d,
+    MaxUnpool2d,
+    MaxUnpool3d,
+)
 from .resnet import BasicBlock, Bottleneck, ResNet
 
 __all__ = [
-    "MODELS",
+    "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
+    "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool2d",
+    "AdaptiveMaxPool3d",
+    "AvgPool1d",
     "AvgPool2d",
+    "AvgPool3d",
     "BasicBlock",
     "BatchNorm2d",
     "Bottleneck",
@@ -63,9 +89,18 @@ __all__ = [
     "Dropout",
     "Flatten",
     "IncompatibleKeys",
+    "LPPool1d",
+    "LPPool2d",
+    "LPPool3d",
     "LeakyReLU",
     "Linear",
+    "MODELS",
+    "MaxPool1d",
     "MaxPool2d",
+    "MaxPool3d",
+    "MaxUnpool1d",
+    "MaxUnpool2d",
+    "MaxUnpool3d",
     "MobileNet",
     "Module",
     "Parameter",
@@ -79,9 +114,9 @@ __all__ = [
     "lenet5",
     "mobilenet_small",
     "register",
-    "resnet8",
     "resnet18",
     "resnet20",
+    "resnet8",
     "small_cnn",
     "vgg_small",
 ]
