@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from .. import _args
@@ -48,7 +49,7 @@ class _PoolGeometry:
     def out_shape(self) -> tuple[int, ...]:
         return (self.n, self.c, *self.out)[int(self.unbatched) :]
 
-    @property
+    @cached_property
     def padded_shape(self) -> tuple[int, ...]:
         """Padded size: ``pad`` before, enough after for every window."""
         return tuple(
@@ -57,13 +58,13 @@ class _PoolGeometry:
                                          self.dilation, self.kernel, strict=True)
         )  # fmt: skip
 
-    @property
+    @cached_property
     def inner(self) -> tuple[slice, ...]:
         """The slices of the padded maps (M, *padded_shape) that hold the input."""
         pairs = zip(self.padding, self.size, strict=True)
         return (slice(None), *(slice(p, p + s) for p, s in pairs))
 
-    @property
+    @cached_property
     def tiles(self) -> bool:
         """True when the windows cover the padded input exactly once."""
         return (
@@ -72,7 +73,8 @@ class _PoolGeometry:
             and self.padded_shape == tuple(map(operator.mul, self.out, self.kernel))
         )
 
-    def windows(self) -> list[tuple[slice, ...]]:
+    @cached_property
+    def taps(self) -> list[tuple[slice, ...]]:
         """Row-major list of the slices of the padded maps (M, ...) read by each kernel offset."""
         taps = _args.window_slices(self.kernel, self.stride, self.dilation, self.out)
         return [(slice(None), *tap) for tap in taps]
@@ -85,7 +87,38 @@ class _PoolGeometry:
 _MAX_TAPS = 2**16
 
 
+# Geometries already checked, by input shape and arguments: validating the
+# arguments and working the windows out take longer than pooling a small batch
+# (the 7x7 maps of a late layer), and a training loop asks for the same ones.
+_GEOMETRIES: dict[tuple[Any, ...], _PoolGeometry] = {}
+_MAX_GEOMETRIES = 1024
+
+
 def _geometry(
+    x: Any,
+    dims: int,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    ceil_mode: Any,
+) -> _PoolGeometry:
+    """Validate x's shape and the window arguments; return the geometry of the call."""
+    # repr, not the values: True == 1 and (2, 2) == [2, 2] must not find each other's entry
+    key = (
+        dims,
+        getattr(x, "shape", None),
+        repr((kernel_size, stride, padding, dilation, ceil_mode)),
+    )
+    geo = _GEOMETRIES.get(key)
+    if geo is None:
+        geo = _new_geometry(x, dims, kernel_size, stride, padding, dilation, ceil_mode)
+        if len(_GEOMETRIES) < _MAX_GEOMETRIES:
+            _GEOMETRIES[key] = geo
+    return geo
+
+
+def _new_geometry(
     x: Any,
     dims: int,
     kernel_size: Any,
@@ -196,7 +229,7 @@ def _max_pool(
     geo = _geometry(x, dims, kernel_size, stride, padding, dilation, ceil_mode)
     _args.check_bool(return_indices, "return_indices")
     xp, x = _prepare(x, geo)
-    windows, ws = geo.windows(), _PoolWorkspace(xp)
+    windows, ws = geo.taps, _PoolWorkspace(xp)
     if return_indices:
         plane = _plane_indices(xp, geo)
         indices = xp.empty((x.shape[0], *geo.out), dtype=xp.int64)
@@ -241,7 +274,7 @@ def _max_pool_backward(
         _args.check_shape(output, "output", geo.out_shape)
         _args.float_dtype(xp, output=output, x=x)
         output = output.astype(x.dtype, copy=False).reshape(grad_out.shape)
-    windows, ws = geo.windows(), _PoolWorkspace(xp)
+    windows, ws = geo.taps, _PoolWorkspace(xp)
     # When the windows tile the padded input exactly, every input element gets
     # the gradient of one window and the slices can be written, not added.
     tiled = geo.tiles
@@ -447,7 +480,7 @@ def _avg_pool(
     xp, x, geo = _avg_setup(
         x, dims, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
     )
-    windows = geo.windows()
+    windows = geo.taps
     divisor = _avg_divisor(xp, geo, count_include_pad, divisor_override, x.dtype)
     ws = _PoolWorkspace(xp)
 
@@ -478,7 +511,7 @@ def _avg_pool_backward(
     )
     grad_out = _grad_in(xp, grad_out, x, geo)
     divisor = _avg_divisor(xp, geo, count_include_pad, divisor_override, x.dtype)
-    windows = geo.windows()
+    windows = geo.taps
 
     def body(part: slice, grad_x: Any) -> None:
         share = grad_out[part] / divisor
