@@ -1,103 +1,49 @@
 """Autograd rules of the pooling ops: each calls the op's own ``*_backward``.
 
-With ``return_indices`` a max pool returns ``(values, indices)``; only the
-values carry a gradient (see :func:`cnnarray.autograd._rules.call_op`).
+Every pooling backward takes the gradient and then the op's own arguments by
+name, so one rule serves them all. With ``return_indices`` a max pool returns
+``(values, indices)`` and only the values carry a gradient (see
+:func:`cnnarray.autograd._rules.call_op`); the backward reads the window
+maxima (``output=``) or their indices (``indices=``) from the forward's result.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from .. import ops
 from ._rules import differentiable
 
 
-def _max_pool_rule(backward: Any) -> Any:
+def _values(out: Any) -> Any:
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _indices(out: Any) -> Any:
+    return out[1] if isinstance(out, tuple) else None
+
+
+def _register(name: str, from_output: dict[str, Callable[[Any], Any]] | None = None) -> None:
+    """Register the rule of ``ops.<name>`` in x: ``ops.<name>_backward(g, **its arguments)``,
+    plus, for each entry of ``from_output``, that keyword computed from the op's result."""
+    from_output = from_output or {}
+    backward = getattr(ops, f"{name}_backward")
+    names = [p for p in inspect.signature(backward).parameters
+             if p not in ("grad_out", "backend", *from_output)]  # fmt: skip
+
     def rule(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
-        values = out[0] if isinstance(out, tuple) else out
-        return (backward(g, a["x"], a["kernel_size"], a["stride"], a["padding"], a["dilation"],
-                         a["ceil_mode"], output=values),)  # fmt: skip
+        extra = {key: get(out) for key, get in from_output.items()}
+        return (backward(g, **{n: a[n] for n in names}, **extra),)
 
-    return rule
-
-
-for _op, _backward in (
-    (ops.max_pool1d, ops.max_pool1d_backward),
-    (ops.max_pool2d, ops.max_pool2d_backward),
-    (ops.max_pool3d, ops.max_pool3d_backward),
-):
-    differentiable(_op, "x")(_max_pool_rule(_backward))
-
-
-@differentiable(ops.avg_pool1d, "x")
-def _avg_pool1d(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
-    return (ops.avg_pool1d_backward(g, a["x"], a["kernel_size"], a["stride"], a["padding"],
-                                    a["ceil_mode"], a["count_include_pad"]),)  # fmt: skip
-
-
-def _avg_pool_rule(backward: Any) -> Any:
-    def rule(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
-        return (backward(g, a["x"], a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"],
-                         a["count_include_pad"], a["divisor_override"]),)  # fmt: skip
-
-    return rule
-
-
-for _op, _backward in (
-    (ops.avg_pool2d, ops.avg_pool2d_backward),
-    (ops.avg_pool3d, ops.avg_pool3d_backward),
-):
-    differentiable(_op, "x")(_avg_pool_rule(_backward))
-
-
-def _adaptive_avg_rule(backward: Any) -> Any:
-    def rule(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
-        return (backward(g, a["x"], a["output_size"]),)
-
-    return rule
-
-
-def _adaptive_max_rule(backward: Any) -> Any:
-    def rule(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
-        indices = out[1] if isinstance(out, tuple) else None
-        return (backward(g, a["x"], a["output_size"], indices=indices),)
-
-    return rule
+    differentiable(getattr(ops, name), "x")(rule)
 
 
 for _dims in (1, 2, 3):
-    for _kind, _make in (("avg", _adaptive_avg_rule), ("max", _adaptive_max_rule)):
-        _name = f"adaptive_{_kind}_pool{_dims}d"
-        differentiable(getattr(ops, _name), "x")(_make(getattr(ops, f"{_name}_backward")))
-
-
-def _max_unpool_rule(backward: Any) -> Any:
-    def rule(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
-        return (backward(g, a["x"], a["indices"], a["kernel_size"], a["stride"], a["padding"],
-                         a["output_size"]),)  # fmt: skip
-
-    return rule
-
-
-for _op, _backward in (
-    (ops.max_unpool1d, ops.max_unpool1d_backward),
-    (ops.max_unpool2d, ops.max_unpool2d_backward),
-    (ops.max_unpool3d, ops.max_unpool3d_backward),
-):
-    differentiable(_op, "x")(_max_unpool_rule(_backward))
-
-
-def _lp_pool_rule(backward: Any) -> Any:
-    def rule(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
-        return (backward(g, a["x"], a["norm_type"], a["kernel_size"], a["stride"],
-                         a["ceil_mode"]),)  # fmt: skip
-
-    return rule
-
-
-for _op, _backward in (
-    (ops.lp_pool1d, ops.lp_pool1d_backward),
-    (ops.lp_pool2d, ops.lp_pool2d_backward),
-    (ops.lp_pool3d, ops.lp_pool3d_backward),
-):
-    differentiable(_op, "x")(_lp_pool_rule(_backward))
+    _register(f"max_pool{_dims}d", {"output": _values})
+    _register(f"avg_pool{_dims}d")
+    _register(f"max_unpool{_dims}d")
+    _register(f"adaptive_avg_pool{_dims}d")
+    _register(f"adaptive_max_pool{_dims}d", {"indices": _indices})
+    _register(f"lp_pool{_dims}d")
