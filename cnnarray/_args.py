@@ -245,6 +245,14 @@ def _pair(value: Any, name: str, *, minimum: int, maximum: int = MAX_SIZE) -> tu
     Any sequence of two ints is a pair (a list, a range); anything else that is
     not an int, or a sequence of another length, raises :class:`ArgumentTypeError`.
     """
+    # the common case first, without the ABC checks below: plain ints in range
+    if type(value) is int:
+        if minimum <= value <= maximum:
+            return value, value
+    elif type(value) is tuple and len(value) == 2:
+        a, b = value
+        if type(a) is int and type(b) is int and minimum <= min(a, b) and max(a, b) <= maximum:
+            return a, b
     is_sequence = isinstance(value, Sequence) and not isinstance(value, str | bytes)
     items = tuple(value) if is_sequence else (value, value)
     if len(items) != 2:

@@ -491,6 +491,27 @@ def fft2(xp: ModuleType) -> tuple[Callable[..., Any], Callable[..., Any]]:
     return xp.fft.rfft2, xp.fft.irfft2
 
 
+def erf(xp: ModuleType) -> Callable[[Any], Any]:
+    """Return the error function for arrays of ``xp`` (dtype-preserving ufunc).
+
+    NumPy has none: on the CPU it is ``scipy.special.erf``, on a GPU
+    ``cupyx.scipy.special.erf``. The exact GELU needs it.
+    """
+    if xp is numpy:
+        import scipy.special
+
+        return scipy.special.erf
+    import cupyx.scipy.special
+
+    return cupyx.scipy.special.erf
+
+
+def host_rng(seed: int | None = None) -> Any:
+    """Return ``numpy.random.default_rng(seed)``: a generator on the host, for random
+    draws that must repeat from a seed whatever the device (dropout's masks)."""
+    return numpy.random.default_rng(seed)
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -513,6 +534,10 @@ def dispatch(*array_args: str) -> Callable[[F], F]:
         signature = inspect.signature(func)
         names = list(signature.parameters)
         positions = [(name, names.index(name)) for name in array_args]
+        # array arguments without a default: None there is a caller's mistake, not "absent"
+        required = [
+            n for n in array_args if signature.parameters[n].default is inspect.Parameter.empty
+        ]
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -522,7 +547,7 @@ def dispatch(*array_args: str) -> Callable[[F], F]:
             if kwargs.get("backend") is None:
                 for name, pos in positions:
                     value = args[pos] if pos < len(args) else kwargs.get(name)
-                    if value is not None and type(value) is not numpy.ndarray:
+                    if type(value) is not numpy.ndarray and (value is not None or name in required):
                         break
                 else:
                     return func(*args, **kwargs)
@@ -534,6 +559,9 @@ def dispatch(*array_args: str) -> Callable[[F], F]:
                 if handler is not None:
                     return handler(wrapper, args, kwargs)
             bound = signature.bind(*args, **kwargs)
+            for name in required:
+                if bound.arguments.get(name) is None:
+                    raise TypeError(f"{func.__name__}: {name} must be an array, got None")
             requested = bound.arguments.get("backend")
             given = {
                 name: bound.arguments[name]
@@ -564,6 +592,7 @@ def dispatch(*array_args: str) -> Callable[[F], F]:
             with target.activate():
                 return func(*bound.args, **bound.kwargs)
 
+        wrapper.__cnnarray_arrays__ = array_args  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorate

@@ -162,6 +162,81 @@ def _classic_cases(rng: np.random.Generator) -> Iterator[Case]:
                reference.cross_entropy_backward, [logits, target], params)  # fmt: skip
 
 
+_MORE_ACTIVATIONS: list[tuple[str, dict]] = [
+    ("hardtanh", {"min_val": -0.5, "max_val": 2.0}),
+    ("relu6", {}),
+    ("hardsigmoid", {}),
+    ("hardswish", {}),
+    ("elu", {"alpha": 0.5}),
+    ("selu", {}),
+    ("celu", {"alpha": 1.5}),
+    ("gelu", {}),
+    ("gelu", {"approximate": "tanh"}),
+    ("silu", {}),
+    ("mish", {}),
+    ("softplus", {"beta": 2.0, "threshold": 3.0}),
+]
+
+
+def _with(fn: Callable, *fixed: Any, at: int = 1) -> Callable:
+    """``fn`` with non-array arguments ``fixed`` inserted at position ``at`` of the arrays."""
+
+    def call(*arrays: Any, **kwargs: Any) -> Any:
+        return fn(*arrays[:at], *fixed, *arrays[at:], **kwargs)
+
+    return call
+
+
+def _normact_cases(rng: np.random.Generator) -> Iterator[Case]:
+    """The activations of ops.activation_more, batch_norm in 1-D to 3-D, group_norm,
+    layer_norm, instance_norm and dropout with a given mask."""
+    for name, params in _MORE_ACTIVATIONS:
+        x, g = rng.standard_normal((4, 6)) * 3, rng.standard_normal((4, 6))
+        label = ", ".join(f"{k}={v}" for k, v in params.items()) or "(4, 6)"
+        yield name, label, getattr(ops, name), getattr(reference, name), [x], params
+        yield (name + "_backward", label, getattr(ops, name + "_backward"),
+               getattr(reference, name + "_backward"), [g, x], params)  # fmt: skip
+    x, w, g = rng.standard_normal((3, 4, 5)), rng.standard_normal(4), rng.standard_normal((3, 4, 5))
+    yield "prelu", "per channel", ops.prelu, reference.prelu, [x, w], {}
+    yield ("prelu_backward", "per channel", ops.prelu_backward, reference.prelu_backward,
+           [g, x, w], {})  # fmt: skip
+    for shape in ((6, 3), (2, 3, 2, 3, 2)):
+        x, g = rng.standard_normal(shape) * 2 + 1, rng.standard_normal(shape)
+        stats = [rng.standard_normal(3), rng.random(3) + 0.5, rng.standard_normal(3),
+                 rng.standard_normal(3)]  # fmt: skip
+        for training in (True, False):
+            label = f"{len(shape) - 2}-D, {'batch' if training else 'running'} statistics"
+            yield ("batch_norm", label, ops.batch_norm, reference.batch_norm,
+                   [x, *(a.copy() for a in stats)], {"training": training})  # fmt: skip
+            yield ("batch_norm_backward", label, ops.batch_norm_backward,
+                   reference.batch_norm_backward, [g, x, *stats],
+                   {"training": training})  # fmt: skip
+    x, g = rng.standard_normal((2, 6, 3, 2)) + 1, rng.standard_normal((2, 6, 3, 2))
+    w, b = rng.standard_normal(6), rng.standard_normal(6)
+    yield ("group_norm", "3 groups", _with(ops.group_norm, 3), _with(reference.group_norm, 3),
+           [x, w, b], {})  # fmt: skip
+    yield ("group_norm_backward", "3 groups", _with(ops.group_norm_backward, 3, at=2),
+           _with(reference.group_norm_backward, 3, at=2), [g, x, w, b], {})  # fmt: skip
+    ws, bs = rng.standard_normal((3, 2)), rng.standard_normal((3, 2))
+    yield ("layer_norm", "(3, 2)", _with(ops.layer_norm, (3, 2)),
+           _with(reference.layer_norm, (3, 2)), [x, ws, bs], {})  # fmt: skip
+    yield ("layer_norm_backward", "(3, 2)", _with(ops.layer_norm_backward, (3, 2), at=2),
+           _with(reference.layer_norm_backward, (3, 2), at=2), [g, x, ws, bs], {})  # fmt: skip
+    stats = [rng.standard_normal(6), rng.random(6) + 0.5, w, b]
+    for use in (True, False):
+        label = "input statistics" if use else "running statistics"
+        yield ("instance_norm", label, ops.instance_norm, reference.instance_norm,
+               [x, *(a.copy() for a in stats)], {"use_input_stats": use})  # fmt: skip
+        yield ("instance_norm_backward", label, ops.instance_norm_backward,
+               reference.instance_norm_backward, [g, x, *stats],
+               {"use_input_stats": use})  # fmt: skip
+    mask = (rng.random((2, 6, 1, 1)) >= 0.5) * 2.0
+    yield ("dropout2d", "given mask", lambda x, m, **k: ops.dropout2d(x, mask=m, **k),
+           lambda x, m: reference.dropout(x, mask=m), [x, mask], {})  # fmt: skip
+    yield ("dropout_backward", "channel mask", ops.dropout_backward, reference.dropout_backward,
+           [g, mask], {})  # fmt: skip
+
+
 # (dims, label, x shape, params) for max (with dilation) and average pooling in 1-D and 3-D
 _POOL_ND_CASES = [
     (1, "k3 s2 p1 ceil", (2, 3, 11), {"kernel_size": 3, "stride": 2, "padding": 1,
@@ -230,6 +305,7 @@ def _pool_nd_cases(rng: np.random.Generator) -> Iterator[Case]:
 # numpy inputs, params); a new family adds its generator here.
 _FAMILIES: tuple[Callable[[np.random.Generator], Iterator[Case]], ...] = (
     _classic_cases,
+    _normact_cases,
     _pool_nd_cases,
 )
 

@@ -151,6 +151,9 @@ def info() -> None:
     else:
         table.add_row("backend cuda", Text.assemble(("unavailable", "red"), f": {reason}"))
     table.add_row("auto", str(get_backend("auto")))
+    from .distributed import communicator_summary
+
+    table.add_row("distributed", communicator_summary())
     console.print(table)
 
 
@@ -392,13 +395,36 @@ def train(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only the final result and errors.")
     ] = False,
+    distributed: Annotated[
+        bool,
+        typer.Option(
+            help="Run as one rank of an MPI job (mpiexec -n N cnnarray train --distributed ...): "
+            "each rank trains on its shard of every batch; rank 0 prints and saves.",
+        ),
+    ] = False,
+    sync_batchnorm: Annotated[
+        bool,
+        typer.Option(
+            help="With --distributed/--nproc: BatchNorm uses the statistics of the whole "
+            "global batch (as one process would), not of each rank's shard.",
+        ),
+    ] = False,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Start N ranks on this machine through mpiexec, as --distributed "
+            "(needs: pip install 'cnnarray\\[distributed]').",
+        ),
+    ] = None,
 ) -> None:
     """Train a CNN (default: small_cnn on the bundled 8x8 digits) and save a checkpoint.
 
     The checkpoint is written every epoch (see --save-every); Ctrl-C saves the
     last finished epoch and prints the command that continues the run.
     Per-epoch numbers come from a validation part of the training set (see
-    --val-split); the test set is evaluated once, after training.
+    --val-split); the test set is evaluated once, after training. With
+    --distributed or --nproc, --batch-size is the global batch, split over the ranks.
     """
     from . import callbacks
     from . import train as training
@@ -425,13 +451,39 @@ def train(
                 raise _exit_with(f"{option}: {exc}") from None
     if save_best and val_split == 0:
         raise _exit_with("--save-best needs a validation set: --val-split must be above 0")
+    if nproc is not None:
+        from .distributed import _launch
+
+        args = _launch.strip_option(sys.argv[1:], "--nproc")
+        try:
+            code = _launch.launch(nproc, [a for a in args if a != "--distributed"])
+        except FileNotFoundError as exc:
+            raise _exit_with(f"--nproc: {exc}") from None
+        if code not in (0, 130):
+            err_console.print(f"error: the {nproc} ranks ended with status {code}; the failed "
+                              "rank said why above", soft_wrap=True)  # fmt: skip
+        raise typer.Exit(code)
+    if distributed:
+        device = _rank_device(device)
     try:
         started = _start_run(device, given, epochs, resume, save_best, image_size)
     except KeyboardInterrupt:
         raise _exit_with("interrupted before training started: nothing saved", 130) from None
     if started is not None:
         _run(*started, out=out, save_every=save_every, best=best, log_dir=log_dir,
-             log_every=log_every, quiet=quiet, plot=plot, json_path=json_path)  # fmt: skip
+             log_every=log_every, quiet=quiet, plot=plot, json_path=json_path,
+             distributed=distributed, sync_batchnorm=sync_batchnorm)  # fmt: skip
+
+
+def _rank_device(device: str) -> str:
+    """This rank's device; a missing mpi4py is a one-line error, before any work."""
+    try:
+        from .distributed import _launch, load_mpi
+
+        load_mpi()
+        return _launch.rank_device(device)
+    except ModuleNotFoundError as exc:
+        raise _exit_with(f"--distributed: {exc}") from None
 
 
 def _start_run(device: str, given: dict, epochs: int | None, resume: Path | None,
@@ -472,8 +524,44 @@ def _start_run(device: str, given: dict, epochs: int | None, resume: Path | None
 
 def _run(backend: Backend, data, state, *, out: Path, save_every: int, best: Path | None,
          log_dir: Path | None, log_every: int, quiet: bool, plot: Path | None,
-         json_path: Path | None) -> None:  # fmt: skip
-    """Train ``state`` with checkpoints, progress and logs; evaluate on the test set; report."""
+         json_path: Path | None, distributed: bool = False,
+         sync_batchnorm: bool = False) -> None:  # fmt: skip
+    """Train ``state`` with checkpoints, progress and logs; evaluate on the test set; report.
+
+    ``distributed``: this is one rank of an MPI job; rank 0 alone prints and writes,
+    and a failure on any rank ends them all.
+    """
+    import contextlib
+    import functools
+
+    from . import train as training
+
+    parallel, together = None, contextlib.nullcontext
+    if distributed:
+        from . import distributed as dist
+
+        together = functools.partial(dist.failing_together, let_through=(typer.Exit,))
+        with together():
+            parallel = dist.DataParallel(state.model, sync_batchnorm=sync_batchnorm)
+        if parallel.rank:  # the others train in silence and write nothing
+            with together():
+                try:
+                    training.fit(state, data, backend, training.Callbacks(), parallel=parallel)
+                except KeyboardInterrupt:
+                    raise typer.Exit(130) from None
+            return
+        _say(quiet)(f"data-parallel over {parallel.size} ranks, gradients by "
+                    f"{parallel.comm.method}; global batch {state.config.batch_size}")  # fmt: skip
+    with together():
+        _lead(backend, data, state, parallel, out=out, save_every=save_every, best=best,
+              log_dir=log_dir, log_every=log_every, quiet=quiet, plot=plot,
+              json_path=json_path)  # fmt: skip
+
+
+def _lead(backend: Backend, data, state, parallel, *, out: Path, save_every: int,
+          best: Path | None, log_dir: Path | None, log_every: int, quiet: bool,
+          plot: Path | None, json_path: Path | None) -> None:  # fmt: skip
+    """The run as the one process (or rank 0) that prints and writes."""
     import shlex
 
     from . import callbacks, progress
@@ -506,7 +594,8 @@ def _run(backend: Backend, data, state, *, out: Path, save_every: int, best: Pat
     hooks = training.Callbacks(reporter.start, reporter.batch, epoch_end)
     try:
         with reporter:
-            training.fit(state, data, backend, hooks)
+            training.fit(state, data, backend, hooks,
+                         **({} if parallel is None else {"parallel": parallel}))  # fmt: skip
         test = training.test(state, data, backend)
         checkpoints.finish(state)
     except KeyboardInterrupt:
@@ -672,7 +761,27 @@ def predict(
         Path | None,
         typer.Option("--json", callback=_expand, help="Write the predictions as JSON."),
     ] = None,
-) -> None:
+    dask: Annotated[
+        bool,
+        typer.Option(
+            help="Predict on Dask, in partitions (IMAGE... may be folders or quoted globs); "
+            "writes --out. Needs: pip install 'cnnarray\\[dask]'.",
+        ),
+    ] = False,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="With --dask: a Dask scheduler's address (default: a local "
+                     "cluster on 127.0.0.1)."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="With --dask: worker processes of the local cluster.")
+    ] = 2,
+    out: Annotated[
+        Path,
+        typer.Option(callback=_expand, help="With --dask: the CSV of predictions (and a "
+                     ".parquet beside it when pyarrow is installed)."),
+    ] = Path("predictions.csv"),
+) -> None:  # fmt: skip
     """Print the top-k classes with their probabilities for each image file.
 
     Each image is made to look like the training data, as the checkpoint
@@ -692,6 +801,8 @@ def predict(
     for hint, path in (("--show-input", show_input), ("--json", json_path)):
         if path is not None and not path.parent.is_dir():
             raise typer.BadParameter(f"folder {path.parent} does not exist", param_hint=hint)
+    if dask or scheduler is not None:
+        return _predict_dask(model_path, images, device, top, scheduler, workers, out)
     backend = _backend(device)
     model, spec, _ = _load_model(model_path, backend)
     record = spec.get("preprocess")
@@ -725,6 +836,33 @@ def predict(
         text = json.dumps({"model": str(model_path), "predictions": doc}, indent=2)
         atomic_write_bytes(json_path, (text + "\n").encode())
         console.print(f"wrote {json_path}")
+
+
+def _predict_dask(model_path: Path, images: list[Path], device: str, top: int,
+                  scheduler: str | None, workers: int, out: Path) -> None:  # fmt: skip
+    """``predict --dask``: the rows on a Dask cluster, a progress bar, a CSV; failures listed."""
+    from rich.progress import Progress
+
+    from .distributed import predict_dask, write_predictions
+
+    _load_model(model_path, _backend(device))  # a bad checkpoint: its one-line error, here
+    try:
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("partitions", total=None)
+            rows = predict_dask(model_path, images, scheduler=scheduler, workers=workers,
+                                top=top, device=device,
+                                progress=lambda done, total: bar.update(task, completed=done,
+                                                                        total=total))  # fmt: skip
+    except ModuleNotFoundError as exc:
+        raise _exit_with(f"--dask: {exc}") from None
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'IMAGE'") from None
+    written = write_predictions(rows, out)
+    failed = [r for r in rows if r["error"]]
+    for r in failed:
+        err_console.print(f"unreadable: {r['error']}", soft_wrap=True)
+    console.print(f"predicted {len(rows) - len(failed)} of {len(rows)} images on Dask; wrote "
+                  + ", ".join(str(p) for p in written))  # fmt: skip
 
 
 @app.command()

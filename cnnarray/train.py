@@ -15,6 +15,12 @@ the training configuration, history and the scalar optimiser state for
 CPU: shuffling and augmentation draw from generators derived from the seed
 and the epoch number (see :meth:`cnnarray.data.loader.DataLoader.generators`),
 and the dropout masks' generator states are saved under ``rng``.
+
+Data-parallel training (:mod:`cnnarray.distributed`) runs this same loop on
+every rank, through the :class:`Parallel` hooks of :func:`fit`.
+
+Length: the loop, its configuration and its checkpoints are one job (what a run
+is and how it is saved); the checkpoint half reads the loop's own state.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -33,7 +39,7 @@ from .autograd import Tensor
 from .backend import Backend, to_numpy
 from .data import augment
 from .data.datasets import Split
-from .data.loader import DataLoader
+from .data.loader import DataLoader, shard_rows
 from .data.preprocess import describe_inputs
 from .io import CheckpointError, load_checkpoint, save_checkpoint
 
@@ -139,6 +145,25 @@ class Callbacks:
     # (batch index, loss, accuracy): running means over the epoch so far
     on_batch: Callable[[int, float, float], None] | None = None
     on_epoch_end: Callable[[EpochStats], None] | None = None
+
+
+class Parallel(Protocol):
+    """What :func:`fit` asks of data-parallel training (see :mod:`cnnarray.distributed`).
+
+    Every rank runs :func:`fit` on its ``rank``-th shard of each global batch.
+    """
+
+    rank: int  # this process, 0 .. size - 1
+    size: int  # number of processes
+
+    def after_backward(self, samples: int, total: int) -> None:
+        """Make each ``.grad`` the gradient of the whole batch (``samples`` of ``total`` here)."""
+
+    def sum(self, values: list[float]) -> list[float]:
+        """Return each value summed over the ranks."""
+
+    def sync_buffers(self) -> None:
+        """Give every rank the buffers (e.g. BatchNorm statistics) of rank 0."""
 
 
 @dataclass
@@ -337,7 +362,8 @@ def split_validation(
 
 
 def fit(state: TrainState, data: Split, backend: Backend, callbacks: Callbacks | None = None,
-        epochs: int | None = None) -> list[EpochStats]:  # fmt: skip
+        epochs: int | None = None, parallel: Parallel | None = None,
+        ) -> list[EpochStats]:  # fmt: skip
     """Train ``state`` on ``data`` from its current epoch to ``config.epochs`` (or ``epochs``).
 
     Each epoch shuffles with a seed derived from ``config.seed`` and the epoch
@@ -346,12 +372,19 @@ def fit(state: TrainState, data: Split, backend: Backend, callbacks: Callbacks |
     interrupted run can be checkpointed between epochs. Training stops early
     once :attr:`TrainState.stopped_early` (``config.patience``) says so. The
     test set is not used; see :func:`test`.
+
+    With ``parallel`` (data-parallel training), this process trains on its
+    shard of every batch, ``parallel.after_backward`` runs between backward and
+    the optimiser step (the gradient allreduce), and the epoch's numbers and
+    the validation are summed over all ranks, so every rank records the same
+    history. ``on_batch`` sees this rank's running means.
     """
     callbacks = callbacks or Callbacks()
     config, model = state.config, state.model
     x_train, y_train, x_val, y_val = split_validation(data, config.val_split, config.seed)
+    shard = None if parallel is None else (parallel.rank, parallel.size)
     loader = DataLoader(x_train, y_train, batch_size=config.batch_size, shuffle=True,
-                        seed=config.seed, backend=backend,
+                        seed=config.seed, backend=backend, shard=shard,
                         transform=build_augment(config.augment, data.input_shape))  # fmt: skip
     last = config.epochs if epochs is None else min(config.epochs, state.epoch + epochs)
     while state.epoch < last and not state.stopped_early:
@@ -363,29 +396,48 @@ def fit(state: TrainState, data: Split, backend: Backend, callbacks: Callbacks |
         total_loss, correct, seen = 0.0, 0, 0
         lr = state.optimizer.param_groups[0]["lr"]
         for i, (xb, yb) in enumerate(loader):
-            logits = model(Tensor(xb))
-            loss = ops.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
             state.optimizer.zero_grad()
-            loss.backward()
+            if len(yb):  # a shard of a short last batch may be empty
+                logits = model(Tensor(xb))
+                loss = ops.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
+                loss.backward()
+                total_loss += float(loss.data) * len(yb)
+                correct += int((logits.data.argmax(axis=1) == yb).sum())
+                seen += len(yb)
+            if parallel is not None:
+                parallel.after_backward(len(yb), loader.batch_length(i))
             state.optimizer.step()
-            total_loss += float(loss.data) * len(yb)
-            correct += int((logits.data.argmax(axis=1) == yb).sum())
-            seen += len(yb)
-            if callbacks.on_batch:
+            if callbacks.on_batch and seen:
                 callbacks.on_batch(i, total_loss / seen, correct / seen)
         backend.synchronize()
         seconds = time.perf_counter() - start
         if state.scheduler is not None:
             state.scheduler.step()
+        if parallel is not None:
+            total_loss, correct, seen = parallel.sum([total_loss, correct, seen])
+            parallel.sync_buffers()
         val_loss = val_acc = None
         if len(y_val):
-            val_loss, val_acc, _ = evaluate(model, x_val, y_val, backend)
+            val_loss, val_acc = _validate(model, x_val, y_val, backend, parallel)
         stats = EpochStats(state.epoch + 1, total_loss / seen, correct / seen, val_loss,
                            val_acc, seconds, seen / seconds, lr)  # fmt: skip
         state.history.append(stats)
         if callbacks.on_epoch_end:
             callbacks.on_epoch_end(stats)
     return state.history
+
+
+def _validate(model: nn.Module, x: np.ndarray, y: np.ndarray, backend: Backend,
+              parallel: Parallel | None) -> tuple[float, float]:  # fmt: skip
+    """Mean loss and accuracy on ``(x, y)``; each rank evaluates its share, then summed."""
+    if parallel is None:
+        return evaluate(model, x, y, backend)[:2]
+    part = shard_rows(len(y), parallel.rank, parallel.size)
+    n, loss, accuracy = len(y[part]), 0.0, 0.0
+    if n:
+        loss, accuracy, _ = evaluate(model, x[part], y[part], backend)
+    loss_sum, correct = parallel.sum([loss * n, accuracy * n])
+    return loss_sum / len(y), correct / len(y)
 
 
 def test(state: TrainState, data: Split, backend: Backend) -> dict[str, Any]:

@@ -354,6 +354,11 @@ _CONV_KW = {"stride": 1, "padding": 1, "groups": 2}
 _POOL_KW = {"kernel_size": 2, "stride": 1, "padding": 1}
 
 
+# The one-input activations of cnnarray.ops.activation_more (prelu has a weight).
+ELEMENTWISE_MORE = ("hardtanh", "relu6", "hardsigmoid", "hardswish", "elu", "selu", "celu",
+                    "gelu", "silu", "mish", "softplus")  # fmt: skip
+
+
 def _ops() -> list[OpSpec]:
     x4 = (2, 4, 5, 5)
     specs = [
@@ -391,7 +396,51 @@ def _ops() -> list[OpSpec]:
                                                        {"reduction": "none",
                                                         "grad_out": _u(r, (3,), d)})),
     ]  # fmt: skip
-    for act in ("relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax"):
+    specs += [
+        # (N, C, L) with running statistics, read only as for batch_norm2d
+        OpSpec("batch_norm", lambda r, d: ((_u(r, (3, 4, 5), d), _u(r, (4,), d),
+                                            _u(r, (4,), d) + 2, _u(r, (4,), d),
+                                            _u(r, (4,), d)), {"training": False})),
+        OpSpec("batch_norm_backward", lambda r, d: ((_u(r, (3, 4, 5), d), _u(r, (3, 4, 5), d),
+                                                     _u(r, (4,), d), _u(r, (4,), d) + 2,
+                                                     _u(r, (4,), d), _u(r, (4,), d)),
+                                                    {"training": False})),
+        OpSpec("group_norm", lambda r, d: ((_u(r, (2, 4, 3), d), 2, _u(r, (4,), d),
+                                            _u(r, (4,), d)), {})),
+        OpSpec("group_norm_backward", lambda r, d: ((_u(r, (2, 4, 3), d), _u(r, (2, 4, 3), d),
+                                                     2, _u(r, (4,), d), _u(r, (4,), d)), {})),
+        OpSpec("layer_norm", lambda r, d: ((_u(r, (2, 3, 4), d), (3, 4), _u(r, (3, 4), d),
+                                            _u(r, (3, 4), d)), {})),
+        OpSpec("layer_norm_backward", lambda r, d: ((_u(r, (2, 3, 4), d), _u(r, (2, 3, 4), d),
+                                                     4, _u(r, (4,), d), _u(r, (4,), d)), {})),
+        # use_input_stats without running statistics: nothing is updated in place
+        OpSpec("instance_norm", lambda r, d: ((_u(r, (2, 3, 4), d),),
+                                              {"weight": _u(r, (3,), d), "bias": _u(r, (3,), d)})),
+        OpSpec("instance_norm_backward", lambda r, d: ((_u(r, (2, 3, 4), d),
+                                                        _u(r, (2, 3, 4), d)),
+                                                       {"weight": _u(r, (3,), d)})),
+        # dropout from a seed: every call draws the same mask
+        OpSpec("dropout", lambda r, d: ((_u(r, (3, 4), d), 0.3), {"generator": 5})),
+        OpSpec("dropout1d", lambda r, d: ((_u(r, (2, 3, 4), d), 0.5), {"generator": 6})),
+        OpSpec("dropout2d", lambda r, d: ((_u(r, (3, 4, 2), d), 0.5), {"generator": 7})),
+        OpSpec("dropout3d", lambda r, d: ((_u(r, (2, 3, 2, 2, 2), d), 0.5),
+                                          {"mask": (r.random((2, 3, 1, 1, 1)) > 0.5).astype(d)})),
+        OpSpec("dropout_backward", lambda r, d: ((_u(r, (2, 3, 4), d),
+                                                  (r.random((2, 3, 1)) > 0.5).astype(d) * 2), {})),
+        OpSpec("prelu", lambda r, d: ((away_from_zero(r, (2, 3, 4), d), _u(r, (3,), d)), {})),
+        OpSpec("prelu_backward", lambda r, d: ((_u(r, (2, 3, 4), d),
+                                                away_from_zero(r, (2, 3, 4), d),
+                                                _u(r, (3,), d)), {})),
+    ]  # fmt: skip
+    for act in (
+        "relu",
+        "leaky_relu",
+        "sigmoid",
+        "tanh",
+        "softmax",
+        "log_softmax",
+        *ELEMENTWISE_MORE,
+    ):
         specs.append(OpSpec(act, lambda r, d: ((away_from_zero(r, (3, 4), d),), {})))
         specs.append(
             OpSpec(
@@ -453,6 +502,7 @@ OPS = _ops()
 # Public names in cnnarray.ops that are not array operations.
 NOT_ARRAY_OPS = {
     "ColumnCache",
+    "dropout_mask",  # reads only x's shape, dtype and device (tests/test_dropout_fn.py)
     "conv2d_output_shape",
     "get_workspace_limit",
     "set_workspace_limit",

@@ -730,6 +730,40 @@ RULE_CASES = {
     "cross_entropy_sum": ({"logits": _u((3, 4), 89, -2, 2)},
                           {"target": np.array([3, 0, 0])},
                              {"reduction": "sum"}),
+    # activation_more: inputs spread over the kinks (never within eps of one)
+    "hardtanh": ({"x": _u((3, 4), 120, -2, 2)}, {}, {"min_val": -0.5, "max_val": 1.5}),
+    "relu6": ({"x": _u((3, 4), 121, -2, 8)}, {}, {}),
+    "hardsigmoid": ({"x": _u((3, 4), 122, -5, 5)}, {}, {}),
+    "hardswish": ({"x": _u((3, 4), 123, -5, 5)}, {}, {}),
+    "elu": ({"x": _u((3, 4), 124, -3, 3)}, {}, {"alpha": 0.7}),
+    "selu": ({"x": _u((3, 4), 125, -3, 3)}, {}, {}),
+    "celu": ({"x": _u((3, 4), 126, -3, 3)}, {}, {"alpha": 1.5}),
+    "gelu": ({"x": _u((3, 4), 127, -3, 3)}, {}, {}),
+    "gelu_tanh": ({"x": _u((3, 4), 128, -3, 3)}, {}, {"approximate": "tanh"}),
+    "silu": ({"x": _u((3, 4), 129, -4, 4)}, {}, {}),
+    "mish": ({"x": _u((3, 4), 130, -4, 4)}, {}, {}),
+    "softplus": ({"x": _u((3, 4), 131, -4, 4)}, {}, {"beta": 2.0, "threshold": 3.0}),
+    "batch_norm_1d": ({"x": _u((4, 3), 136), "weight": _u(3, 137), "bias": _u(3, 138)}, {},
+                      {"training": True, "eps": 1e-3}),
+    "batch_norm_3d_eval": ({"x": _u((2, 2, 2, 2, 3), 139), "weight": _u(2, 140)},
+                           {"running_mean": _u(2, 141), "running_var": _u(2, 142, 0.5, 2)}, {}),
+    "group_norm": ({"x": _u((2, 4, 3), 143), "weight": _u(4, 144), "bias": _u(4, 145)}, {},
+                   {"num_groups": 2, "eps": 1e-3}),
+    "layer_norm": ({"x": _u((2, 3, 4), 146), "weight": _u((3, 4), 147), "bias": _u((3, 4), 148)},
+                   {}, {"normalized_shape": (3, 4)}),
+    "instance_norm": ({"x": _u((2, 3, 4), 149), "weight": _u(3, 150), "bias": _u(3, 151)}, {},
+                      {"eps": 1e-3}),
+    "instance_norm_running": ({"x": _u((2, 3, 2, 2), 152), "weight": _u(3, 153)},
+                              {"running_mean": _u(3, 154), "running_var": _u(3, 155, 0.5, 2)},
+                              {"use_input_stats": False}),
+    # dropout with a given mask: deterministic, so finite differences apply
+    "dropout": ({"x": _u((3, 4), 156)}, {"mask": (_u((3, 4), 157) > 0) * 2.0}, {"p": 0.5}),
+    "dropout1d": ({"x": _u((2, 3, 4), 158)}, {"mask": (_u((2, 3, 1), 159) > 0) * 2.0}, {}),
+    "dropout2d": ({"x": _u((3, 2, 2), 160)}, {"mask": (_u((3, 1, 1), 161) > 0) * 4.0},
+                  {"p": 0.75}),
+    "dropout3d_seeded": ({"x": _u((1, 2, 2, 2, 2), 162)}, {}, {"generator": 3}),
+    "prelu": ({"x": _u((2, 3, 4), 132), "weight": _u(3, 133)}, {}, {}),
+    "prelu_one_slope": ({"x": _u((2, 3), 134), "weight": _u(1, 135)}, {}, {}),
 }  # fmt: skip
 
 
@@ -742,13 +776,20 @@ def _op_of(case: str):
 
 def _direct_backward(name, g, inputs, consts, kwargs):
     """The op's own ``*_backward`` on arrays: one gradient per differentiable input."""
+    if name.startswith("dropout"):  # the mask the forward drew, from the same seed
+        mask = consts.get("mask")
+        if mask is None:
+            mask = ops.dropout_mask(inputs["x"], 0.5, int(name[-2]), generator=kwargs["generator"])
+        return {"x": ops.dropout_backward(g, mask)}
     backward = getattr(ops, f"{name}_backward")
     if name == "cross_entropy":
         return {"logits": backward(**inputs, **consts, **kwargs, grad_out=g)}
     kwargs = {k: v for k, v in kwargs.items() if k != "momentum"}
     out = backward(g, **inputs, **consts, **kwargs)
-    names = {"conv2d": ("x", "weight", "bias"), "linear": ("x", "weight", "bias"),
-             "batch_norm2d": ("x", "weight", "bias")}.get(name, ("x",))  # fmt: skip
+    xwb = ("x", "weight", "bias")
+    names = {"conv2d": xwb, "linear": xwb, "batch_norm2d": xwb, "batch_norm": xwb,
+             "group_norm": xwb, "layer_norm": xwb, "instance_norm": xwb,
+             "prelu": ("x", "weight")}.get(name, ("x",))  # fmt: skip
     grads = dict(zip(names, _flat(out), strict=True))
     return {k: grads[k] for k in inputs}
 

@@ -7,6 +7,7 @@ inputs and plain lists accepted with ``backend="cpu"``.
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import numpy as np
@@ -307,3 +308,17 @@ def test_op_moves_numpy_inputs_to_cuda_when_asked(spec: OpSpec):
     cpu = spec.fn(*args, backend="cpu", **kwargs)
     for got, want in zip(_arrays_of(out), _arrays_of(cpu), strict=True):
         assert_close(got, want, dtype=np.float32, backend="cuda", err_msg=spec.name)
+
+
+@pytest.mark.parametrize("spec", _ids(OPS))
+def test_op_given_none_for_a_required_array_is_type_error_naming_it(spec: OpSpec):
+    args, kwargs = spec.call_args(np.float32)
+    params = list(inspect.signature(spec.fn).parameters.values())
+    checked = 0
+    for i, a in enumerate(args):
+        if isinstance(a, np.ndarray) and params[i].default is inspect.Parameter.empty:
+            bad = (*args[:i], None, *args[i + 1 :])
+            with pytest.raises(TypeError, match=f"{params[i].name} must be an array, got None"):
+                spec.fn(*bad, **kwargs)
+            checked += 1
+    assert checked, f"{spec.name}: no required array argument"

@@ -568,9 +568,29 @@ def _op_bases() -> dict:
                          (3, r(1, 2, 4, 6, 6), r(1, 2, 2, 3, 3))):  # fmt: skip
         bases[f"lp_pool{dims}d"] = {"x": xd, "norm_type": 2.0, "kernel_size": 2}
         bases[f"lp_pool{dims}d_backward"] = {"grad_out": gd, **bases[f"lp_pool{dims}d"]}
-    for name in ("relu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax"):
+    for name in ("relu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax", "hardtanh",
+                 "relu6", "hardsigmoid", "hardswish", "elu", "selu", "celu", "gelu", "silu",
+                 "mish", "softplus"):  # fmt: skip
         bases[name] = {"x": x}
         bases[f"{name}_backward"] = {"grad_out": r(2, 3, 6, 6), "x": x}
+    g = r(2, 3, 6, 6)
+    stats = {"running_mean": r(3), "running_var": np.ones(3, np.float32), "weight": b, "bias": r(3)}
+    bases.update({
+        "prelu": {"x": x, "weight": b}, "prelu_backward": {"grad_out": g, "x": x, "weight": b},
+        "batch_norm": norm, "batch_norm_backward": {"grad_out": g, **norm},
+        "group_norm": {"x": x, "num_groups": 3, "weight": b, "bias": r(3)},
+        "group_norm_backward": {"grad_out": g, "x": x, "num_groups": 3, "weight": b},
+        "layer_norm": {"x": x, "normalized_shape": (6, 6), "weight": r(6, 6)},
+        "layer_norm_backward": {"grad_out": g, "x": x, "normalized_shape": 6, "bias": r(6)},
+        "instance_norm": {"x": x, **stats},
+        "instance_norm_backward": {"grad_out": g, "x": x, **stats},
+        "dropout": {"x": x, "p": 0.5, "generator": 1},
+        "dropout1d": {"x": r(2, 3, 6), "generator": 2},
+        "dropout2d": {"x": x, "mask": np.ones((2, 3, 1, 1), np.float32)},
+        "dropout3d": {"x": r(2, 3, 2, 2, 2), "generator": 3},
+        "dropout_mask": {"x": x, "p": 0.3, "spatial_dims": 2, "generator": 4},
+        "dropout_backward": {"grad_out": g, "mask": np.ones((2, 3, 1, 1), np.float32)},
+    })  # fmt: skip
     return bases
 
 

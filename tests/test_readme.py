@@ -75,6 +75,10 @@ def _no_tensorboard() -> bool:
     return True
 
 
+def _missing(module: str) -> bool:
+    return importlib.util.find_spec(module) is None
+
+
 SKIPS = [
     (r"^pip install", "installs packages from the network", True),
     (r"^pytest\b", "runs this test suite itself", True),
@@ -83,6 +87,13 @@ SKIPS = [
     (r"(--device|-d) cuda\b", f"needs a GPU: {CUDA_REASON}", CUDA_REASON is not None),
     (r"^cnnarray bench\b", "times every case against its peers: minutes, not a test", True),
     (r"--log-dir\b", "needs tensorboardX (pip install 'cnnarray[tensorboard]')", _no_tensorboard()),
+    (r"--nproc\b", "needs mpi4py (pip install 'cnnarray[distributed]')", _missing("mpi4py")),
+    # a Dask cluster starts in ~5 s: the same command runs in tests/test_dask_predict.py
+    (
+        r"--dask\b",
+        "run as tests/test_dask_predict.py::test_dask_on_a_local_cluster_equals_predict",
+        True,
+    ),
 ]
 SLOW = (r"^cnnarray train$", r"cifar10:")  # 60 epochs: 15-30 s each on a 2-core CPU
 # Examples that fail for a known reason, fixed on another branch of the same issue: strict,

@@ -17,7 +17,10 @@ Examples
 ((2, 1, 3, 3), (1, 2, 3, 3))
 """
 
-from . import _rules_pool  # noqa: F401  (registers the pooling ops' rules)
+from . import (
+    _rules_normact,  # noqa: F401  (registers its rules)
+    _rules_pool,  # noqa: F401  (registers the pooling ops' rules)
+)
 from ._functions import cat, stack
 from ._rules import differentiable, has_rule
 from ._tensor import Node, Tensor, backward_times, enable_grad, is_grad_enabled, no_grad, tensor

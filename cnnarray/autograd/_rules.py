@@ -21,49 +21,62 @@ from . import _tensor as _t
 __all__ = ["call_op", "differentiable", "has_rule"]
 
 Backward = Callable[[Any, tuple[bool, ...], dict[str, Any], Any], tuple[Any, ...]]
+Prepare = Callable[[dict[str, Any]], None]
 
 
 class _Rule(NamedTuple):
     names: tuple[str, ...]  # the arguments the op is differentiable in, in order
     backward: Backward  # (grad, needs, arguments, output) -> one gradient per name
     owns: bool  # the gradients are fresh arrays (see Node.owns)
+    # fills in, before the op runs, an argument the backward needs and the op would
+    # otherwise make and drop (dropout's random mask); None for most ops
+    prepare: Prepare | None = None
 
 
-class _Binder:
-    """Bind an op's arguments by name with its defaults, faster than ``inspect.Signature.bind``
-    (a few microseconds per op call, which add up over a training step)."""
+class _Signature:
+    """An op's arguments by name with its defaults, and which of them are arrays; binding
+    by hand is faster than ``inspect.Signature.bind`` (a few microseconds per op call,
+    which add up over a training step)."""
 
-    __slots__ = ("defaults", "name", "positional")
+    __slots__ = ("arrays", "defaults", "name", "positional")
 
     def __init__(self, op: Callable[..., Any]) -> None:
         params = inspect.signature(op).parameters.values()
         self.name = op.__name__
         self.positional = tuple(p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD)
         self.defaults = {p.name: p.default for p in params if p.default is not p.empty}
+        # the arguments dispatch treats as arrays: only these may be Tensors
+        self.arrays: tuple[str, ...] = getattr(op, "__cnnarray_arrays__", self.positional)
 
-    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         if len(args) > len(self.positional):
             raise TypeError(
                 f"{self.name}() takes {len(self.positional)} positional arguments but "
                 f"{len(args)} were given"
             )
-        arguments = dict(self.defaults)
+        arguments = self.defaults.copy()
         arguments.update(zip(self.positional, args, strict=False))  # fewer args than names
-        arguments.update(kwargs)
+        if kwargs:
+            arguments.update(kwargs)
         return arguments
 
 
 _RULES: dict[Callable[..., Any], _Rule] = {}
-_BINDERS: dict[Callable[..., Any], _Binder] = {}
+_SIGNATURES: dict[Callable[..., Any], _Signature] = {}
 
 
 def differentiable(
-    op: Callable[..., Any], *names: str, owns: bool = True
+    op: Callable[..., Any], *names: str, owns: bool = True, prepare: Prepare | None = None
 ) -> Callable[[Backward], Backward]:
-    """Decorator: register the backward rule of ``op`` over its arguments ``names``."""
+    """Decorator: register the backward rule of ``op`` over its arguments ``names``.
+
+    ``prepare(arguments)``, if given, runs on the bound arguments (arrays, not
+    Tensors) before every call of the op through a Tensor, and may set some of
+    them: what the op would draw at random, so that the backward sees it too.
+    """
 
     def decorate(backward: Backward) -> Backward:
-        _RULES[op] = _Rule(names, backward, owns)
+        _RULES[op] = _Rule(names, backward, owns, prepare)
         return backward
 
     return decorate
@@ -80,15 +93,16 @@ def call_op(
     """Run ``op`` on the arrays of its Tensor arguments; return a Tensor, recorded when
     grad mode is on and a differentiable argument requires grad (a tuple of Tensors, or
     None, for the ``*_backward`` ops, which record nothing)."""
-    binder = _BINDERS.get(op)
-    if binder is None:
-        binder = _BINDERS[op] = _Binder(op)
-    arguments = binder(args, kwargs)
+    signature = _SIGNATURES.get(op)
+    if signature is None:
+        signature = _SIGNATURES[op] = _Signature(op)
+    arguments = signature.bind(args, kwargs)
     rule = _RULES.get(op)
     record = _t.is_grad_enabled()
     requires = False
     given: dict[str, _t.Tensor] = {}
-    for name, value in arguments.items():
+    for name in signature.arrays:
+        value = arguments.get(name)
         if isinstance(value, _t.Tensor):
             if record and value.requires_grad:
                 if rule is None or name not in rule.names:
@@ -104,17 +118,16 @@ def call_op(
             f"{op.__name__}: backend= cannot move Tensors that require grad; move them first "
             "with tensor.to(...)"
         )
+    if rule is not None and rule.prepare is not None:
+        rule.prepare(arguments)
     out = op(**arguments)
     if not requires:
         if isinstance(out, tuple):  # the *_backward ops: (grad_x, grad_weight, grad_bias)
             return tuple(None if o is None else _t.Tensor(o) for o in out)
         return _t.Tensor(out)
     assert rule is not None
-
-    def backward(grad: Any, needs: tuple[bool, ...]) -> tuple[Any, ...]:
-        return rule.backward(grad, needs, arguments, out)
-
-    node = _t.Node(op.__name__, backward, tuple(given.get(n) for n in rule.names), rule.owns)
+    inputs = tuple([given.get(n) for n in rule.names])
+    node = _t.CallNode(signature.name, rule.backward, inputs, rule.owns, arguments, out)
     if isinstance(out, tuple):  # (values, indices, ...): only the values carry a gradient
         return (_t.Tensor._recorded(out[0], node), *(_t.Tensor(o) for o in out[1:]))
     return _t.Tensor._recorded(out, node)

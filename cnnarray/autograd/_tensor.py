@@ -118,8 +118,44 @@ class Node:
         self.inputs: tuple[Tensor | None, ...] | None = inputs
         self.owns = owns
 
+    def run(self, grad: Any, needs: tuple[bool, ...]) -> Sequence[Any]:
+        """The inputs' gradients, given the output's."""
+        assert self.backward is not None
+        return self.backward(grad, needs)
+
+    def release(self) -> None:
+        """Drop what backward needed (after a backward without ``retain_graph``)."""
+        self.inputs = self.backward = None
+
     def __repr__(self) -> str:
         return f"<Node {self.name}>"
+
+
+class CallNode(Node):
+    """A recorded op of :mod:`cnnarray.ops`: ``backward(grad, needs, arguments, out)`` is
+    its rule, called with the op's arguments and output, so recording makes no closure."""
+
+    __slots__ = ("arguments", "out")
+
+    def __init__(
+        self,
+        name: str,
+        backward: Callable[[Any, tuple[bool, ...], dict[str, Any], Any], Sequence[Any]],
+        inputs: tuple[Tensor | None, ...],
+        owns: bool,
+        arguments: dict[str, Any],
+        out: Any,
+    ) -> None:
+        self.name, self.backward, self.inputs, self.owns = name, backward, inputs, owns
+        self.arguments: dict[str, Any] | None = arguments
+        self.out = out
+
+    def run(self, grad: Any, needs: tuple[bool, ...]) -> Sequence[Any]:
+        assert self.backward is not None
+        return self.backward(grad, needs, self.arguments, self.out)
+
+    def release(self) -> None:
+        self.inputs = self.backward = self.arguments = self.out = None
 
 
 def _is_float(dtype: Any) -> bool:
@@ -467,16 +503,16 @@ def _accumulate(leaf: Tensor, grad: Any, owned: bool) -> None:
 def _graph_order(root: Node) -> list[Node]:
     """Nodes reachable from ``root``, each after every node it takes input from (iterative DFS)."""
     order: list[Node] = []
-    seen: set[int] = set()
+    seen: set[Node] = set()  # Nodes hash by identity
     stack: list[tuple[Node, bool]] = [(root, False)]
     while stack:
         node, expanded = stack.pop()
         if expanded:
             order.append(node)
             continue
-        if id(node) in seen:
+        if node in seen:
             continue
-        seen.add(id(node))
+        seen.add(node)
         if node.inputs is None:
             raise RuntimeError(
                 f"backward through the graph a second time: what {node.name} saved was freed by "
@@ -484,42 +520,43 @@ def _graph_order(root: Node) -> list[Node]:
             )
         stack.append((node, True))
         for t in node.inputs:
-            if t is not None and t._node is not None and id(t._node) not in seen:
+            if t is not None and t._node is not None and t._node not in seen:
                 stack.append((t._node, False))
     return order
 
 
 def _run_backward(root: Node, grad: Any, retain_graph: bool) -> None:
     order = _graph_order(root)
-    pending: dict[int, Any] = {id(root): grad}
+    pending: dict[Node, Any] = {root: grad}
+    timer = getattr(_state, "timer", None)
     for node in reversed(order):
-        g = pending.pop(id(node), None)
-        inputs, backward = node.inputs, node.backward
-        assert inputs is not None and backward is not None  # checked by _graph_order
-        if not retain_graph:
-            node.inputs = node.backward = None
+        g = pending.pop(node, None)
+        inputs = node.inputs
+        assert inputs is not None  # checked by _graph_order
         if g is None:  # no path from the root carried a gradient here
+            if not retain_graph:
+                node.release()
             continue
-        needs = tuple(t is not None and t.requires_grad for t in inputs)
-        timer = getattr(_state, "timer", None)
+        needs = tuple([t is not None and t.requires_grad for t in inputs])
         if timer is None:
-            grads = backward(g, needs)
+            grads = node.run(g, needs)
         else:
             start = time.perf_counter()
-            grads = backward(g, needs)
+            grads = node.run(g, needs)
             timer.seconds[node.name] = timer.seconds.get(node.name, 0.0) + (
                 time.perf_counter() - start
             )
+        if not retain_graph:
+            node.release()
         for t, need, gi in zip(inputs, needs, grads, strict=True):
             if not need or gi is None:
                 continue
-            assert t is not None
-            if t._node is None:
+            source = t._node
+            if source is None:
                 _accumulate(t, gi, node.owns)
             else:
-                key = id(t._node)
-                previous = pending.get(key)
-                pending[key] = gi if previous is None else previous + gi
+                previous = pending.get(source)
+                pending[source] = gi if previous is None else previous + gi
 
 
 class backward_times:  # noqa: N801 - a context manager, named like no_grad

@@ -10,7 +10,7 @@ import numpy as np
 from .. import _args
 from ..backend import Backend, asarray, get_backend
 
-__all__ = ["DataLoader"]
+__all__ = ["DataLoader", "shard_rows"]
 
 Transform = Callable[[Any, Any], Any]
 
@@ -47,6 +47,13 @@ class DataLoader:
         ``transform(xb, rng) -> xb`` applied to every image batch after it has
         been moved, e.g. a :class:`cnnarray.data.augment.Compose`. ``rng`` is
         the epoch's ``numpy.random.Generator`` for transforms.
+    shard : (int, int), optional
+        ``(rank, ranks)``: yield only this process's part of every batch, for
+        data-parallel training. Each batch (the same batches, in the same order,
+        as without ``shard``) is cut into ``ranks`` contiguous parts whose sizes
+        differ by at most one, and part ``rank`` is yielded (possibly empty, for
+        a short last batch). ``transform`` sees the whole batch before the cut,
+        so that augmentation draws the same numbers as in one process.
 
     Attributes
     ----------
@@ -73,6 +80,7 @@ class DataLoader:
         drop_last: bool = False,
         backend: str | Backend | None = None,
         transform: Transform | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         batch_size = _args.check_int(batch_size, "batch_size", minimum=1)
         shuffle = _args.check_bool(shuffle, "shuffle")
@@ -84,6 +92,8 @@ class DataLoader:
             )
         if seed is not None:
             seed = _args.check_int(seed, "seed", minimum=0)
+        if shard is not None:
+            shard = _check_shard(shard)
         x = np.asarray(x) if not hasattr(x, "shape") else x
         y = np.asarray(y) if not hasattr(y, "shape") else y
         if x.ndim == 0 or y.ndim == 0:
@@ -103,6 +113,7 @@ class DataLoader:
         self.drop_last = drop_last
         self.backend = None if backend is None else get_backend(backend)
         self.transform = transform
+        self.shard = shard
         self.epoch = 0
         # Fixed once, so that seed=None still gives reproducible epochs within this loader.
         self._entropy = np.random.SeedSequence(seed).entropy
@@ -116,6 +127,10 @@ class DataLoader:
         """Number of batches per epoch."""
         full, rest = divmod(len(self.x), self.batch_size)
         return full if self.drop_last or rest == 0 else full + 1
+
+    def batch_length(self, b: int) -> int:
+        """Number of samples in batch ``b`` of an epoch, over all shards."""
+        return min(self.batch_size, len(self.x) - b * self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         """Start a new epoch and return an iterator over its ``(xb, yb)`` batches."""
@@ -139,20 +154,40 @@ class DataLoader:
         for b in range(len(self)):
             start = b * self.batch_size
             stop = min(start + self.batch_size, len(self.x))
-            if order is None:
-                xb, yb = self.x[start:stop], self.y[start:stop]
-            else:
-                index = order[start:stop]
-                xb, yb = self.x[index], self.y[index]
+            rows, part = slice(start, stop), self._part(stop - start)
+            if self.transform is None:  # cut first: only this shard's rows are copied
+                rows, part = slice(start + part.start, start + part.stop), slice(None)
+            index = rows if order is None else order[rows]
+            xb, yb = self.x[index], self.y[index]
             if self.backend is not None:
                 xb = asarray(xb, backend=self.backend)
                 yb = asarray(yb, backend=self.backend)
             if self.transform is not None:
                 xb = self.transform(xb, transform_rng)
-            yield xb, yb
+            yield xb[part], yb[part]
+
+    def _part(self, length: int) -> slice:
+        """The rows of a batch of ``length`` samples that belong to this shard."""
+        return slice(0, length) if self.shard is None else shard_rows(length, *self.shard)
 
     def __repr__(self) -> str:
         return (
             f"DataLoader(samples={len(self.x)}, batch_size={self.batch_size}, "
             f"batches={len(self)}, shuffle={self.shuffle}, backend={self.backend})"
         )
+
+
+def shard_rows(length: int, rank: int, ranks: int) -> slice:
+    """Part ``rank`` of ``ranks`` contiguous parts of ``length`` rows (sizes differ by <= 1)."""
+    return slice(length * rank // ranks, length * (rank + 1) // ranks)
+
+
+def _check_shard(shard: object) -> tuple[int, int]:
+    """``(rank, ranks)`` with ``0 <= rank < ranks``, else ValueError naming the value."""
+    if not isinstance(shard, tuple | list) or len(shard) != 2:
+        raise ValueError(f"shard must be a pair (rank, ranks), got {shard!r}")
+    ranks = _args.check_int(shard[1], "shard ranks", minimum=1)
+    rank = _args.check_int(shard[0], "shard rank", minimum=0)
+    if rank >= ranks:
+        raise ValueError(f"shard rank must be below the number of ranks {ranks}, got {rank}")
+    return rank, ranks

@@ -8,13 +8,14 @@ backward; ``Sequential`` chains modules; ``spec()``/``from_spec`` and
 Names, arguments and default initialisation follow ``torch.nn``, and the
 layers live in modules named by kind as in ``torch.nn.modules``:
 ``container`` (Sequential), ``conv`` (Conv2d), ``linear`` (Linear, Flatten),
-``normalization`` (BatchNorm2d), ``activation`` (ReLU, LeakyReLU),
-``pooling`` (MaxPool, AvgPool, AdaptiveAvg/MaxPool, LPPool in 1-D to 3-D,
-MaxUnpool) and ``dropout``
-(Dropout); ``module`` holds Module and Parameter, ``init`` the
-initialisation, ``resnet`` (BasicBlock, Bottleneck, ResNet) and ``mobilenet``
-(DepthwiseSeparable, MobileNet) the model classes, ``models`` the ready-made
-networks.
+``normalization`` (BatchNorm1d/2d/3d, GroupNorm, LayerNorm,
+InstanceNorm1d/2d/3d), ``activation`` (ReLU, LeakyReLU, GELU, PReLU and the
+rest), ``pooling`` (MaxPool, AvgPool, AdaptiveAvg/MaxPool and LPPool in
+1-D to 3-D, MaxUnpool) and ``dropout``
+(Dropout, Dropout1d/2d/3d); ``module`` holds Module and Parameter, ``init``
+the initialisation, ``resnet`` (BasicBlock, Bottleneck, ResNet) and
+``mobilenet`` (DepthwiseSeparable, MobileNet) the model classes, ``models``
+the ready-made networks.
 
 Examples
 --------
@@ -30,10 +31,27 @@ Examples
 """
 
 from . import init
-from .activation import LeakyReLU, ReLU
+from .activation import (
+    CELU,
+    ELU,
+    GELU,
+    SELU,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    LeakyReLU,
+    Mish,
+    PReLU,
+    ReLU,
+    ReLU6,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
+)
 from .container import Sequential
 from .conv import Conv2d
-from .dropout import Dropout
+from .dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
 from .linear import Flatten, Linear
 from .mobilenet import DepthwiseSeparable, MobileNet
 from .models import (
@@ -48,7 +66,16 @@ from .models import (
     vgg_small,
 )
 from .module import IncompatibleKeys, Module, Parameter, check_spec, from_spec, register
-from .normalization import BatchNorm2d
+from .normalization import (
+    BatchNorm1d,
+    BatchNorm2d,
+    BatchNorm3d,
+    GroupNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    InstanceNorm3d,
+    LayerNorm,
+)
 from .pooling import (
     AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
@@ -72,6 +99,11 @@ from .pooling import (
 from .resnet import BasicBlock, Bottleneck, ResNet
 
 __all__ = [
+    "CELU",
+    "ELU",
+    "GELU",
+    "MODELS",
+    "SELU",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
     "AdaptiveAvgPool3d",
@@ -82,31 +114,50 @@ __all__ = [
     "AvgPool2d",
     "AvgPool3d",
     "BasicBlock",
+    "BatchNorm1d",
     "BatchNorm2d",
+    "BatchNorm3d",
     "Bottleneck",
     "Conv2d",
     "DepthwiseSeparable",
     "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "Dropout3d",
     "Flatten",
+    "GroupNorm",
+    "Hardsigmoid",
+    "Hardswish",
+    "Hardtanh",
     "IncompatibleKeys",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
     "LPPool1d",
     "LPPool2d",
     "LPPool3d",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
-    "MODELS",
     "MaxPool1d",
     "MaxPool2d",
     "MaxPool3d",
     "MaxUnpool1d",
     "MaxUnpool2d",
     "MaxUnpool3d",
+    "Mish",
     "MobileNet",
     "Module",
+    "PReLU",
     "Parameter",
     "ReLU",
+    "ReLU6",
     "ResNet",
     "Sequential",
+    "SiLU",
+    "Sigmoid",
+    "Softplus",
+    "Tanh",
     "build_model",
     "check_spec",
     "from_spec",

@@ -1,18 +1,18 @@
-"""Dropout layers: ``Dropout``.
-
-No op of :mod:`cnnarray.ops` draws random masks, so the layer draws its own
-and multiplies by it; autograd records the product.
+"""Dropout layers: ``Dropout`` and ``Dropout1d/2d/3d`` (whole channels), over the
+functions of :mod:`cnnarray.ops.dropout`, each layer with its own mask generator;
+autograd records the mask the op drew.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .. import _args
 from ..backend import array_namespace
+from ..ops import dropout, dropout1d, dropout2d, dropout3d
 from .module import Module, register
 
-__all__ = ["Dropout"]
+__all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d"]
 
 
 @register
@@ -32,6 +32,8 @@ class Dropout(Module):
     --------
     torch.nn.Dropout
     """
+
+    _op: ClassVar[Any] = staticmethod(dropout)
 
     def __init__(self, p: float = 0.5, *, seed: int | None = None) -> None:
         super().__init__()
@@ -65,16 +67,55 @@ class Dropout(Module):
     def _config(self) -> dict[str, Any]:
         return {"p": self.p} if self.seed is None else {"p": self.p, "seed": self.seed}
 
-    def forward(self, x: Any) -> Any:
-        if not self.training or self.p == 0:
-            return x
-        xp = array_namespace(x.data)
-        dtype = _args.float_dtype(xp, x=x.data)
+    def _generator(self, xp: Any) -> Any:
+        """The mask generator of ``xp``, created (from ``seed`` or a set state) on first use."""
         if self._rng_xp is not xp:
             self._rng, self._rng_xp = xp.random.default_rng(self.seed), xp
             if self._pending_state is not None:
                 self._rng.bit_generator.state = self._pending_state
                 self._pending_state = None
-        keep = self._rng.random(x.shape, dtype=dtype) >= self.p
-        mask = keep.astype(dtype) * (1 / (1 - self.p) if self.p < 1 else 0.0)
-        return x * mask
+        return self._rng
+
+    def forward(self, x: Any) -> Any:
+        if not self.training or self.p == 0:
+            return x
+        return self._op(x, self.p, True, generator=self._generator(array_namespace(x.data)))
+
+
+@register
+class Dropout1d(Dropout):
+    """Zero whole channels of (N, C, L) or (C, L) inputs with probability p; scale the
+    rest by 1/(1-p). Arguments and generator as :class:`Dropout`.
+
+    See Also
+    --------
+    torch.nn.Dropout1d, cnnarray.ops.dropout1d
+    """
+
+    _op: ClassVar[Any] = staticmethod(dropout1d)
+
+
+@register
+class Dropout2d(Dropout):
+    """Zero whole channels of (N, C, H, W) or (C, H, W) inputs with probability p; scale
+    the rest by 1/(1-p). Arguments and generator as :class:`Dropout`.
+
+    See Also
+    --------
+    torch.nn.Dropout2d, cnnarray.ops.dropout2d
+    """
+
+    _op: ClassVar[Any] = staticmethod(dropout2d)
+
+
+@register
+class Dropout3d(Dropout):
+    """Zero whole channels of (N, C, D, H, W) or (C, D, H, W) inputs with probability p;
+    scale the rest by 1/(1-p). Arguments and generator as :class:`Dropout`.
+
+    See Also
+    --------
+    torch.nn.Dropout3d, cnnarray.ops.dropout3d
+    """
+
+    _op: ClassVar[Any] = staticmethod(dropout3d)

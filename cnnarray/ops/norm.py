@@ -1,4 +1,7 @@
-"""Batch normalisation over (N, H, W) per channel, forward and backward."""
+"""Batch normalisation per channel over every axis but the channel axis 1, forward and
+backward: :func:`batch_norm` for (N, C), (N, C, L), (N, C, H, W) and (N, C, D, H, W)
+inputs, :func:`batch_norm2d` for (N, C, H, W) only (the layer ``BatchNorm2d`` calls it).
+Both run the same code."""
 
 from __future__ import annotations
 
@@ -7,12 +10,18 @@ from typing import Any
 from .. import _args
 from ..backend import array_namespace, dispatch
 
-__all__ = ["batch_norm2d", "batch_norm2d_backward"]
+__all__ = ["batch_norm", "batch_norm2d", "batch_norm2d_backward", "batch_norm_backward"]
+
+# The layouts batch_norm takes: ndim -> shape, for messages.
+_LAYOUTS = {2: "(N, C)", 3: "(N, C, L)", 4: "(N, C, H, W)", 5: "(N, C, D, H, W)"}
+_ANY_LAYOUT = "(N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W)"
 
 
-def _check(x: Any, params: dict[str, Any], eps: Any) -> tuple[Any, Any, dict[str, Any]]:
+def _check(
+    x: Any, params: dict[str, Any], eps: Any, ndims: tuple[int, ...] = (4,)
+) -> tuple[Any, Any, dict[str, Any]]:
     """Validate a call; return ``xp``, x and the per-channel arrays in one float dtype."""
-    _args.check_ndim(x, "x", (4,), "(N, C, H, W)")
+    _args.check_ndim(x, "x", ndims, _LAYOUTS[4] if ndims == (4,) else _ANY_LAYOUT)
     _args.check_nonempty(x, "x")
     c = x.shape[1]
     for name, a in params.items():
@@ -33,14 +42,14 @@ def _channel_sum(xp: Any, a: Any, b: Any = None) -> Any:
     return rows.sum(axis=0)
 
 
-def _batch_stats(xp: Any, x: Any, training: bool) -> tuple[Any, Any, Any]:
-    """Mean, biased variance and ``x - mean`` (as (N, C, H*W)) of x over (N, H, W)
+def _batch_stats(xp: Any, x: Any, training: bool, name: str) -> tuple[Any, Any, Any]:
+    """Mean, biased variance and ``x - mean`` (as (N, C, L)) of x over (N, *)
     per channel: two passes (the centred sum of squares, not E[x^2] - mean^2,
     which cancels badly when |mean| >> std)."""
     n = x.size // x.shape[1]
     if n < 2 and training:
         raise ValueError(
-            f"batch_norm2d needs more than 1 value per channel in training mode, "
+            f"{name} needs more than 1 value per channel in training mode, "
             f"got x of shape {tuple(x.shape)}"
         )
     x3 = x.reshape(x.shape[0], x.shape[1], -1)
@@ -49,50 +58,17 @@ def _batch_stats(xp: Any, x: Any, training: bool) -> tuple[Any, Any, Any]:
     return mean, _channel_sum(xp, centered, centered) / n, centered
 
 
-@dispatch("x", "running_mean", "running_var", "weight", "bias")
-def batch_norm2d(
-    x: Any,
-    running_mean: Any = None,
-    running_var: Any = None,
-    weight: Any = None,
-    bias: Any = None,
-    training: bool = False,
-    momentum: float = 0.1,
-    eps: float = 1e-5,
-    *,
-    backend: str | None = None,
-) -> Any:
-    """Normalise each channel, then scale and shift: ``y = (x - mean) / sqrt(var + eps) * w + b``.
-
-    Parameters
-    ----------
-    x : array, shape (N, C, H, W)
-    running_mean, running_var : array, shape (C,), optional
-        Used instead of the batch's statistics when ``training`` is False. In
-        training mode they are updated in place, as PyTorch does:
-        ``running = (1 - momentum) * running + momentum * batch``, with the
-        unbiased batch variance ``var * n / (n - 1)``, ``n = N * H * W``.
-    weight, bias : array, shape (C,), optional
-        Per-channel scale and shift (gamma, beta).
-    training : bool, default False
-        Normalise with the batch's mean and (biased) variance over (N, H, W).
-    momentum : float, default 0.1
-    eps : float, default 1e-5
-
-    Returns
-    -------
-    array, shape (N, C, H, W)
-
-    See Also
-    --------
-    torch.nn.functional.batch_norm
-    """
+def _batch_norm(
+    x: Any, running_mean: Any, running_var: Any, weight: Any, bias: Any, training: bool,
+    momentum: float, eps: float, ndims: tuple[int, ...], name: str,
+) -> Any:  # fmt: skip
+    """The forward of batch_norm and batch_norm2d (``ndims``: the x.ndim allowed)."""
     params = {"running_mean": running_mean, "running_var": running_var, "weight": weight,
               "bias": bias}  # fmt: skip
-    xp, x, p = _check(x, params, eps)
+    xp, x, p = _check(x, params, eps, ndims)
     batch = training or p["running_mean"] is None or p["running_var"] is None
     if batch:
-        mean, var, y = _batch_stats(xp, x, training)
+        mean, var, y = _batch_stats(xp, x, training, name)
     else:
         mean, var = p["running_mean"], p["running_var"]
     if training and running_mean is not None and running_var is not None:
@@ -115,44 +91,21 @@ def batch_norm2d(
     return y.reshape(x.shape)
 
 
-@dispatch("grad_out", "x", "running_mean", "running_var", "weight", "bias")
-def batch_norm2d_backward(
-    grad_out: Any,
-    x: Any,
-    running_mean: Any = None,
-    running_var: Any = None,
-    weight: Any = None,
-    bias: Any = None,
-    training: bool = False,
-    eps: float = 1e-5,
-    *,
-    backend: str | None = None,
-) -> tuple[Any, Any, Any]:
-    """Return the gradients of :func:`batch_norm2d` with respect to x, weight and bias.
-
-    With batch statistics (``training``), ``xhat = (x - mean) * inv_std`` and
-    ``dx = inv_std * (g - mean(g) - xhat * mean(g * xhat))`` with
-    ``g = grad_out * weight`` and means over (N, H, W): the two means are the
-    paths through the batch mean and variance. With running statistics the
-    normalisation is affine and ``dx = g * inv_std``. Pass the running
-    statistics as they were before the forward call (a training-mode forward
-    updates them, but its normalisation used the batch's).
-
-    Returns
-    -------
-    grad_x : array, shape (N, C, H, W)
-    grad_weight, grad_bias : array, shape (C,), or None when weight / bias is None
-    """
+def _batch_norm_backward(
+    grad_out: Any, x: Any, running_mean: Any, running_var: Any, weight: Any, bias: Any,
+    training: bool, eps: float, ndims: tuple[int, ...], name: str,
+) -> tuple[Any, Any, Any]:  # fmt: skip
+    """The backward of batch_norm and batch_norm2d."""
     params = {"running_mean": running_mean, "running_var": running_var, "weight": weight,
               "bias": bias}  # fmt: skip
-    xp, x, p = _check(x, params, eps)
+    xp, x, p = _check(x, params, eps, ndims)
     _args.check_same_shape(grad_out, "grad_out", x, "x")
     g = grad_out.astype(_args.float_dtype(xp, grad_out=grad_out, x=x), copy=False)
     shape, n = x.shape, x.size // x.shape[1]
     g3 = g.reshape(shape[0], shape[1], -1)
     batch = training or p["running_mean"] is None or p["running_var"] is None
     if batch:
-        mean, var, centered = _batch_stats(xp, x, training)
+        mean, var, centered = _batch_stats(xp, x, training, name)
     else:
         mean, var = p["running_mean"], p["running_var"]
         x3 = x.reshape(shape[0], shape[1], -1)
@@ -175,3 +128,140 @@ def batch_norm2d_backward(
     grad_x = xp.multiply(g3, k[:, None])
     grad_x += centered
     return grad_x.reshape(shape), grad_w, grad_b
+
+
+@dispatch("x", "running_mean", "running_var", "weight", "bias")
+def batch_norm(
+    x: Any,
+    running_mean: Any = None,
+    running_var: Any = None,
+    weight: Any = None,
+    bias: Any = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    *,
+    backend: str | None = None,
+) -> Any:
+    """Normalise each channel, then scale and shift: ``y = (x - mean) / sqrt(var + eps) * w + b``.
+
+    The statistics of channel c are taken over every axis but axis 1: (N,)
+    for (N, C) input, (N, L), (N, H, W) or (N, D, H, W) for the others.
+
+    Parameters
+    ----------
+    x : array, shape (N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W)
+    running_mean, running_var : array, shape (C,), optional
+        Used instead of the batch's statistics when ``training`` is False. In
+        training mode they are updated in place, as PyTorch does:
+        ``running = (1 - momentum) * running + momentum * batch``, with the
+        unbiased batch variance ``var * n / (n - 1)``, ``n = x.size / C``.
+        (PyTorch's ``momentum=None``, a cumulative average, is the caller's
+        ``momentum = 1 / num_batches_tracked``, as ``nn.BatchNorm1d`` passes.)
+    weight, bias : array, shape (C,), optional
+        Per-channel scale and shift (gamma, beta).
+    training : bool, default False
+        Normalise with the batch's mean and (biased) variance.
+    momentum : float, default 0.1
+    eps : float, default 1e-5
+
+    Returns
+    -------
+    array, the shape of x
+
+    See Also
+    --------
+    torch.nn.functional.batch_norm
+    """
+    return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps,
+                       (2, 3, 4, 5), "batch_norm")  # fmt: skip
+
+
+@dispatch("grad_out", "x", "running_mean", "running_var", "weight", "bias")
+def batch_norm_backward(
+    grad_out: Any,
+    x: Any,
+    running_mean: Any = None,
+    running_var: Any = None,
+    weight: Any = None,
+    bias: Any = None,
+    training: bool = False,
+    eps: float = 1e-5,
+    *,
+    backend: str | None = None,
+) -> tuple[Any, Any, Any]:
+    """Return the gradients of :func:`batch_norm` with respect to x, weight and bias.
+
+    With batch statistics (``training``), ``xhat = (x - mean) * inv_std`` and
+    ``dx = inv_std * (g - mean(g) - xhat * mean(g * xhat))`` with
+    ``g = grad_out * weight`` and means over every axis but 1: the two means
+    are the paths through the batch mean and variance. With running statistics
+    the normalisation is affine and ``dx = g * inv_std``. Pass the running
+    statistics as they were before the forward call (a training-mode forward
+    updates them, but its normalisation used the batch's).
+
+    Returns
+    -------
+    grad_x : array, the shape of x
+    grad_weight, grad_bias : array, shape (C,), or None when weight / bias is None
+    """
+    return _batch_norm_backward(grad_out, x, running_mean, running_var, weight, bias, training,
+                                eps, (2, 3, 4, 5), "batch_norm")  # fmt: skip
+
+
+@dispatch("x", "running_mean", "running_var", "weight", "bias")
+def batch_norm2d(
+    x: Any,
+    running_mean: Any = None,
+    running_var: Any = None,
+    weight: Any = None,
+    bias: Any = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    *,
+    backend: str | None = None,
+) -> Any:
+    """:func:`batch_norm` for (N, C, H, W) input only, statistics over (N, H, W).
+
+    Parameters
+    ----------
+    x : array, shape (N, C, H, W)
+    running_mean, running_var, weight, bias, training, momentum, eps
+        As in :func:`batch_norm`.
+
+    Returns
+    -------
+    array, shape (N, C, H, W)
+
+    See Also
+    --------
+    torch.nn.functional.batch_norm
+    """
+    return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps,
+                       (4,), "batch_norm2d")  # fmt: skip
+
+
+@dispatch("grad_out", "x", "running_mean", "running_var", "weight", "bias")
+def batch_norm2d_backward(
+    grad_out: Any,
+    x: Any,
+    running_mean: Any = None,
+    running_var: Any = None,
+    weight: Any = None,
+    bias: Any = None,
+    training: bool = False,
+    eps: float = 1e-5,
+    *,
+    backend: str | None = None,
+) -> tuple[Any, Any, Any]:
+    """Return the gradients of :func:`batch_norm2d`: :func:`batch_norm_backward` for
+    (N, C, H, W) input.
+
+    Returns
+    -------
+    grad_x : array, shape (N, C, H, W)
+    grad_weight, grad_bias : array, shape (C,), or None when weight / bias is None
+    """
+    return _batch_norm_backward(grad_out, x, running_mean, running_var, weight, bias, training,
+                                eps, (4,), "batch_norm2d")  # fmt: skip
