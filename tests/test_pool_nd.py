@@ -392,3 +392,13 @@ def test_max_pool_layer_with_indices_feeds_max_unpool(backend, dims):
     np.testing.assert_array_equal(back, cnnarray.to_numpy(y))
     assert np.count_nonzero(cnnarray.to_numpy(out)) == y.size
     assert cnnarray.nn.from_spec(unpool.spec()).spec() == unpool.spec()
+
+
+def test_cached_geometry_tells_true_from_1_and_keeps_each_calls_checks():
+    x = np.ones((1, 1, 4, 4))
+    assert cnnarray.max_pool2d(x, 1).shape == (1, 1, 4, 4)  # geometry now cached
+    with pytest.raises(TypeError, match=r"kernel_size must be an int or a pair of ints"):
+        cnnarray.max_pool2d(x, True)  # True == 1, but a bool is no kernel size
+    assert cnnarray.max_pool2d(x, [2, 2]).shape == cnnarray.max_pool2d(x, (2, 2)).shape
+    with pytest.raises(ValueError, match="x must not be empty"):
+        cnnarray.max_pool2d(np.ones((0, 1, 4, 4)), 1)
