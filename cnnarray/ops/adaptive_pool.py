@@ -89,6 +89,8 @@ def _along(xp: Any, a: Any, matrix: Any, axis: int) -> Any:
     """Apply ``matrix`` (out, size) along ``axis`` of ``a``: ``matrix @ a`` on that axis."""
     if axis == a.ndim - 1:
         return xp.matmul(a, matrix.T)
+    if axis == a.ndim - 2:  # rows of a matrix: no reshape needed
+        return xp.matmul(matrix, a)
     rest = a.shape[axis + 1 :]
     flat = a.reshape(*a.shape[: axis + 1], math.prod(rest))  # (..., size, prod(rest))
     return xp.matmul(matrix, flat).reshape(*a.shape[:axis], matrix.shape[0], *rest)
