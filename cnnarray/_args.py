@@ -7,6 +7,7 @@ was received. Nothing here imports an array library.
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import operator
@@ -415,24 +416,48 @@ def pool_out_size(
 
 
 def window_slices(
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    dilation: tuple[int, int],
-    out: tuple[int, int],
-) -> list[tuple[int, int, slice, slice]]:
-    """Return ``(i, j, rows, cols)`` for each kernel offset, in row-major order.
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+    out: tuple[int, ...],
+) -> list[tuple[slice, ...]]:
+    """Return the slices each kernel offset reads, one per spatial axis, in row-major order.
 
-    ``x_pad[..., rows, cols]`` has shape (..., out_h, out_w) and holds, for
-    every output position, the input element that kernel tap ``(i, j)`` reads:
-    rows ``i * dh + p * sh`` for ``p`` in ``range(out_h)``, likewise columns.
+    ``x_pad[(..., *slices)]`` has shape (..., *out) and holds, for every output
+    position, the input element that the kernel tap reads: along an axis with
+    tap ``i``, positions ``i * d + p * s`` for ``p`` in ``range(o)``.
     """
-    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out
-    return [
-        (i, j, slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
-         slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))
-        for i in range(kh)
-        for j in range(kw)
-    ]  # fmt: skip
+    per_axis = [
+        [slice(i * d, i * d + s * (o - 1) + 1, s) for i in range(k)]
+        for k, s, d, o in zip(kernel, stride, dilation, out, strict=True)
+    ]
+    return list(itertools.product(*per_axis))
+
+
+def _ntuple(
+    value: Any, name: str, n: int, *, minimum: int, maximum: int = MAX_SIZE
+) -> tuple[int, ...]:
+    """Normalise ``int | (int,) * n`` to ``n`` ints, as :func:`_pair` does for two.
+
+    >>> _ntuple(3, "kernel_size", 3, minimum=1)
+    (3, 3, 3)
+    """
+    if n == 2:
+        return _pair(value, name, minimum=minimum, maximum=maximum)
+    is_sequence = isinstance(value, Sequence) and not isinstance(value, str | bytes)
+    items = tuple(value) if is_sequence else (value,) * n
+    what = f"an int or a tuple of {n} ints"
+    if len(items) != n or any(
+        isinstance(i, bool) or not isinstance(i, numbers.Integral) for i in items
+    ):
+        raise ArgumentTypeError(f"{name} must be {what}, got {value!r}")
+    ints = tuple(operator.index(i) for i in items)
+    if min(ints) < minimum:
+        what = "positive" if minimum == 1 else "non-negative" if minimum == 0 else f">= {minimum}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    if max(ints) > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value!r}")
+    return ints
 
 
 def check_reduction(reduction: Any) -> str:

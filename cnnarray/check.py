@@ -351,6 +351,70 @@ def _conv_nd_cases(rng: np.random.Generator) -> Iterator[Case]:
                getattr(reference, name + "_backward"), [g, x, w, b], params)  # fmt: skip
 
 
+# (dims, label, x shape, params) for max (with dilation) and average pooling in 1-D and 3-D
+_POOL_ND_CASES = [
+    (1, "k3 s2 p1 ceil", (2, 3, 11), {"kernel_size": 3, "stride": 2, "padding": 1,
+                                      "ceil_mode": True}),
+    (1, "unbatched", (3, 8), {"kernel_size": 2}),
+    (3, "2x2x2", (2, 2, 4, 4, 6), {"kernel_size": 2}),
+    (3, "k3 s2 p1 ceil", (1, 2, 5, 6, 5), {"kernel_size": 3, "stride": 2, "padding": 1,
+                                           "ceil_mode": True}),
+]  # fmt: skip
+
+
+# (dims, x shape, params) of lp_pool1d/2d/3d
+_LP_CASES = [
+    (1, (2, 3, 9), {"norm_type": 2.0, "kernel_size": 3, "stride": 2, "ceil_mode": True}),
+    (2, (2, 2, 6, 7), {"norm_type": 1.5, "kernel_size": 2}),
+    (3, (1, 2, 4, 5, 4), {"norm_type": 3.0, "kernel_size": (2, 3, 2)}),
+]
+
+
+def _pool_nd_cases(rng: np.random.Generator) -> Iterator[Case]:
+    """max/avg pooling in 1-D and 3-D (dilation for max, count_include_pad=False and a
+    divisor_override for average), max unpooling, adaptive and LP pooling in 1-D to 3-D."""
+    for dims, label, xs, params in _POOL_ND_CASES:
+        x = _distinct(rng, xs)
+        extra = {"max": {"dilation": (1,) * (dims - 1) + (2,)} if "ceil" in label else {},
+                 "avg": {"count_include_pad": False} if "ceil" in label else {}}  # fmt: skip
+        if dims == 3 and not extra["avg"]:
+            extra["avg"] = {"divisor_override": 3}
+        for kind in ("max", "avg"):
+            name, kw = f"{kind}_pool{dims}d", {**params, **extra[kind]}
+            oracle, oracle_bwd = getattr(reference, name), getattr(reference, name + "_backward")
+            g = rng.standard_normal(oracle(x, **kw).shape)
+            yield name, label, getattr(ops, name), oracle, [x], kw
+            yield (name + "_backward", label, getattr(ops, name + "_backward"), oracle_bwd,
+                   [g, x], kw)  # fmt: skip
+    for dims, xs in ((1, (2, 3, 9)), (2, (1, 2, 6, 7)), (3, (1, 2, 4, 5, 4))):
+        x, kw = _distinct(rng, xs), {"kernel_size": 3, "stride": 2, "padding": 1}
+        y = getattr(reference, f"max_pool{dims}d")(x, **kw)
+        idx, g = reference.max_pool_indices(x, **kw), rng.standard_normal(xs)
+        kw["output_size"] = xs[2:]
+        name = f"max_unpool{dims}d"
+        oracle, oracle_bwd = getattr(reference, name), getattr(reference, name + "_backward")
+        yield name, "k3 s2 p1", getattr(ops, name), oracle, [y, idx], kw
+        yield (name + "_backward", "k3 s2 p1", getattr(ops, name + "_backward"), oracle_bwd,
+               [g, y, idx], kw)  # fmt: skip
+    for dims, xs, size in ((1, (2, 3, 10), 4), (2, (2, 2, 7, 9), (3, 4)),
+                           (3, (1, 2, 5, 4, 6), (2, 3, None))):  # fmt: skip
+        x, kw = _distinct(rng, xs), {"output_size": size}
+        for kind in ("avg", "max") if dims != 2 else ("max",):
+            name = f"adaptive_{kind}_pool{dims}d"
+            oracle, oracle_bwd = getattr(reference, name), getattr(reference, name + "_backward")
+            g = rng.standard_normal(oracle(x, **kw).shape)
+            yield name, f"to {size}", getattr(ops, name), oracle, [x], kw
+            yield (name + "_backward", f"to {size}", getattr(ops, name + "_backward"), oracle_bwd,
+                   [g, x], kw)  # fmt: skip
+    for dims, xs, kw in _LP_CASES:
+        x, name = rng.uniform(0.5, 2, xs), f"lp_pool{dims}d"
+        oracle, oracle_bwd = getattr(reference, name), getattr(reference, name + "_backward")
+        g, label = rng.standard_normal(oracle(x, **kw).shape), f"p={kw['norm_type']}"
+        yield name, label, getattr(ops, name), oracle, [x], kw
+        yield (name + "_backward", label, getattr(ops, name + "_backward"), oracle_bwd,
+               [g, x], kw)  # fmt: skip
+
+
 # One generator per family of ops, each yielding (op, case, fast function, oracle,
 # numpy inputs, params); a new family adds its generator here.
 _FAMILIES: tuple[Callable[[np.random.Generator], Iterator[Case]], ...] = (
@@ -359,6 +423,7 @@ _FAMILIES: tuple[Callable[[np.random.Generator], Iterator[Case]], ...] = (
     _loss_cases,
     _resize_cases,
     _conv_nd_cases,
+    _pool_nd_cases,
 )
 
 

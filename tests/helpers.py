@@ -493,6 +493,43 @@ def _ops() -> list[OpSpec]:
                 lambda r, d: ((_u(r, (3, 4), d), away_from_zero(r, (3, 4), d)), {}),
             )
         )
+    return specs + _pool_nd_ops()
+
+
+def _pool_nd_ops() -> list[OpSpec]:
+    """The 1-D/3-D pooling family (and the max-pool indices, unpooling, adaptive and LP
+    pooling): one spec per op, on (2, 4, 7) sequences and (2, 3, 4, 5, 4) volumes."""
+    specs = []
+    for dims, shape in ((1, (2, 4, 7)), (3, (2, 3, 4, 5, 4))):
+        out = (*shape[:2], *(s + 1 for s in shape[2:]))  # kernel 2, stride 1, padding 1
+        for kind, make in (("max", tie_free), ("avg", _u)):
+            name = f"{kind}_pool{dims}d"
+            specs.append(OpSpec(name, lambda r, d, s=shape, m=make: ((m(r, s, d),), _POOL_KW)))
+            specs.append(OpSpec(f"{name}_backward", lambda r, d, s=shape, o=out, m=make: (
+                (_u(r, o, d), m(r, s, d)), _POOL_KW)))  # fmt: skip
+    for dims in (1, 2, 3):
+        pooled, unpooled = (2, 3, *(3,) * dims), (2, 3, *(6,) * dims)
+        specs.append(OpSpec(f"max_unpool{dims}d", lambda r, d, p=pooled: (
+            (_u(r, p, d), unpool_indices(r, p)), {"kernel_size": 2})))  # fmt: skip
+        specs.append(OpSpec(f"max_unpool{dims}d_backward", lambda r, d, p=pooled, u=unpooled: (
+            (_u(r, u, d), _u(r, p, d), unpool_indices(r, p)), {"kernel_size": 2})))  # fmt: skip
+    for dims, shape, size in (
+        (1, (2, 4, 7), (3,)), (2, (2, 4, 5, 5), (2, 3)), (3, (2, 3, 4, 5, 4), (2, 3, 2))
+    ):  # fmt: skip
+        out = (*shape[:2], *size)
+        for kind, make in (("max", tie_free), ("avg", _u)):
+            if (kind, dims) == ("avg", 2):
+                continue  # adaptive_avg_pool2d has its entry above
+            name, kw = f"adaptive_{kind}_pool{dims}d", {"output_size": size}
+            specs.append(OpSpec(name, lambda r, d, s=shape, m=make, kw=kw: ((m(r, s, d),), kw)))
+            specs.append(OpSpec(f"{name}_backward", lambda r, d, s=shape, o=out, m=make, kw=kw: (
+                (_u(r, o, d), m(r, s, d)), kw)))  # fmt: skip
+    lp_kw = {"norm_type": 2.0, "kernel_size": 2, "stride": 1}
+    for dims, shape in ((1, (2, 4, 7)), (2, (2, 4, 5, 5)), (3, (2, 3, 4, 5, 4))):
+        out = (*shape[:2], *(s - 1 for s in shape[2:]))
+        specs.append(OpSpec(f"lp_pool{dims}d", lambda r, d, s=shape: ((_u(r, s, d),), lp_kw)))
+        specs.append(OpSpec(f"lp_pool{dims}d_backward", lambda r, d, s=shape, o=out: (
+            (_u(r, o, d), _u(r, s, d)), lp_kw)))  # fmt: skip
     return specs
 
 
@@ -529,6 +566,16 @@ def _loss_ops() -> list[OpSpec]:
                             lambda r, d, kw=kw: ((_u(r, s34, d), _p(r, s34, d)),
                                                  {**kw, "grad_out": _u(r, (), d)})))  # fmt: skip
     return specs
+
+
+def unpool_indices(rng: np.random.Generator, pooled: Sequence[int]) -> np.ndarray:
+    """Indices as a 2x2 max pool (kernel 2, stride 2) of maps twice the spatial size of
+    ``pooled`` (N, C, ...) gives them: one random cell of each window, flat in its map."""
+    spatial = tuple(pooled[2:])
+    cells = [
+        2 * np.indices(pooled)[2 + a] + rng.integers(0, 2, pooled) for a in range(len(spatial))
+    ]
+    return np.ravel_multi_index(cells, tuple(2 * s for s in spatial)).astype(np.int64)
 
 
 OPS = _ops()

@@ -573,6 +573,33 @@ def _op_bases() -> dict:
     for name in ("binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
                  "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div"):  # fmt: skip
         bases[name] = bases[f"{name}_backward"] = {"input": probs, "target": r(4, 5)}
+    for dims, xd, gd in ((1, r(2, 3, 8), r(2, 3, 4)), (3, r(1, 2, 4, 6, 6), r(1, 2, 2, 3, 3))):
+        for kind in ("max", "avg"):
+            bases[f"{kind}_pool{dims}d"] = {"x": xd, "kernel_size": 2}
+            bases[f"{kind}_pool{dims}d_backward"] = {"grad_out": gd, "x": xd, "kernel_size": 2}
+    idx = np.array([[[0, 3, 5], [1, 2, 4]]])  # (1, 2, 3): max_unpool1d to length 6
+    for dims in (1, 2, 3):
+        shape = (1, 2, 3) + (1,) * (dims - 1)
+        unpool = {
+            "x": r(*shape),
+            "indices": idx.reshape(shape),
+            "kernel_size": (2,) + (1,) * (dims - 1),
+        }
+        bases[f"max_unpool{dims}d"] = unpool
+        bases[f"max_unpool{dims}d_backward"] = {
+            "grad_out": r(1, 2, 6, *(1,) * (dims - 1)),
+            **unpool,
+        }
+    for dims, xd in ((1, r(2, 3, 8)), (2, x), (3, r(1, 2, 4, 6, 6))):
+        for kind in ("avg", "max"):
+            name = f"adaptive_{kind}_pool{dims}d"
+            bases[name] = {"x": xd, "output_size": 3}
+            bases[f"{name}_backward"] = {"grad_out": r(*xd.shape[:2], *(3,) * dims), "x": xd,
+                                         "output_size": 3}  # fmt: skip
+    for dims, xd, gd in ((1, r(2, 3, 8), r(2, 3, 4)), (2, x, r(2, 3, 3, 3)),
+                         (3, r(1, 2, 4, 6, 6), r(1, 2, 2, 3, 3))):  # fmt: skip
+        bases[f"lp_pool{dims}d"] = {"x": xd, "norm_type": 2.0, "kernel_size": 2}
+        bases[f"lp_pool{dims}d_backward"] = {"grad_out": gd, **bases[f"lp_pool{dims}d"]}
     for name in ("relu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax", "hardtanh",
                  "relu6", "hardsigmoid", "hardswish", "elu", "selu", "celu", "gelu", "silu",
                  "mish", "softplus"):  # fmt: skip

@@ -21,6 +21,7 @@ from . import (
     _rules_conv,  # noqa: F401  (registers the convolution family's rules)
     _rules_loss,  # noqa: F401  (registers the losses' rules)
     _rules_normact,  # noqa: F401  (registers its rules)
+    _rules_pool,  # noqa: F401  (registers the pooling ops' rules)
     _rules_resize,  # noqa: F401  (registers the resizing ops' rules)
 )
 from ._functions import cat, stack

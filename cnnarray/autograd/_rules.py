@@ -128,9 +128,10 @@ def call_op(
         return _t.Tensor(out)
     assert rule is not None
     inputs = tuple([given.get(n) for n in rule.names])
-    return _t.Tensor._recorded(
-        out, CallNode(signature.name, rule.backward, inputs, rule.owns, arguments, out)
-    )
+    node = CallNode(signature.name, rule.backward, inputs, rule.owns, arguments, out)
+    if isinstance(out, tuple):  # (values, indices, ...): only the values carry a gradient
+        return (_t.Tensor._recorded(out[0], node), *(_t.Tensor(o) for o in out[1:]))
+    return _t.Tensor._recorded(out, node)
 
 
 @differentiable(ops.conv2d, "x", "weight", "bias")
@@ -149,26 +150,6 @@ def _linear(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tup
 @differentiable(ops.flatten, "x", owns=False)  # the gradient is a view of g
 def _flatten(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
     return (ops.flatten_backward(g, a["x"], a["start_axis"], a["end_axis"]),)
-
-
-@differentiable(ops.max_pool2d, "x")
-def _max_pool2d(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
-    return (ops.max_pool2d_backward(g, a["x"], a["kernel_size"], a["stride"], a["padding"],
-                                    a["dilation"], a["ceil_mode"], output=out),)  # fmt: skip
-
-
-@differentiable(ops.avg_pool2d, "x")
-def _avg_pool2d(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
-    return (ops.avg_pool2d_backward(g, a["x"], a["kernel_size"], a["stride"], a["padding"],
-                                    a["ceil_mode"], a["count_include_pad"],
-                                    a["divisor_override"]),)  # fmt: skip
-
-
-@differentiable(ops.adaptive_avg_pool2d, "x")
-def _adaptive_avg_pool2d(
-    g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any
-) -> tuple[Any, ...]:
-    return (ops.adaptive_avg_pool2d_backward(g, a["x"], a["output_size"]),)
 
 
 @differentiable(ops.relu, "x")

@@ -10,14 +10,14 @@ layers live in modules named by kind as in ``torch.nn.modules``:
 ``container`` (Sequential), ``conv`` (Conv1d/2d/3d, ConvTranspose1d/2d/3d),
 ``linear`` (Linear, Flatten), ``normalization`` (BatchNorm1d/2d/3d, GroupNorm,
 LayerNorm, InstanceNorm1d/2d/3d), ``activation`` (ReLU, LeakyReLU, GELU, PReLU
-and the rest), ``pooling`` (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d),
-``upsampling`` (Upsample, UpsamplingNearest2d, UpsamplingBilinear2d,
-PixelShuffle, PixelUnshuffle), ``dropout`` (Dropout, Dropout1d/2d/3d) and
-``loss`` (CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss, MSELoss,
-L1Loss, SmoothL1Loss, HuberLoss, KLDivLoss); ``module`` holds Module and
-Parameter, ``init`` the initialisation, ``resnet`` (BasicBlock, Bottleneck,
-ResNet) and ``mobilenet`` (DepthwiseSeparable, MobileNet) the model classes,
-``models`` the ready-made networks.
+and the rest), ``pooling`` (MaxPool, AvgPool, AdaptiveAvg/MaxPool and LPPool in
+1-D to 3-D, MaxUnpool), ``upsampling`` (Upsample, UpsamplingNearest2d,
+UpsamplingBilinear2d, PixelShuffle, PixelUnshuffle), ``dropout`` (Dropout,
+Dropout1d/2d/3d) and ``loss`` (CrossEntropyLoss, NLLLoss, BCELoss,
+BCEWithLogitsLoss, MSELoss, L1Loss, SmoothL1Loss, HuberLoss, KLDivLoss);
+``module`` holds Module and Parameter, ``init`` the initialisation, ``resnet``
+(BasicBlock, Bottleneck, ResNet) and ``mobilenet`` (DepthwiseSeparable,
+MobileNet) the model classes, ``models`` the ready-made networks.
 
 Examples
 --------
@@ -89,7 +89,26 @@ from .normalization import (
     InstanceNorm3d,
     LayerNorm,
 )
-from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .pooling import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AdaptiveAvgPool3d,
+    AdaptiveMaxPool1d,
+    AdaptiveMaxPool2d,
+    AdaptiveMaxPool3d,
+    AvgPool1d,
+    AvgPool2d,
+    AvgPool3d,
+    LPPool1d,
+    LPPool2d,
+    LPPool3d,
+    MaxPool1d,
+    MaxPool2d,
+    MaxPool3d,
+    MaxUnpool1d,
+    MaxUnpool2d,
+    MaxUnpool3d,
+)
 from .resnet import BasicBlock, Bottleneck, ResNet
 from .upsampling import (
     PixelShuffle,
@@ -105,10 +124,17 @@ __all__ = [
     "GELU",
     "MODELS",
     "SELU",
+    "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
+    "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool2d",
+    "AdaptiveMaxPool3d",
+    "AvgPool1d",
     "AvgPool2d",
     "BCELoss",
     "BCEWithLogitsLoss",
+    "AvgPool3d",
     "BasicBlock",
     "BatchNorm1d",
     "BatchNorm2d",
@@ -135,6 +161,9 @@ __all__ = [
     "InstanceNorm1d",
     "InstanceNorm2d",
     "InstanceNorm3d",
+    "LPPool1d",
+    "LPPool2d",
+    "LPPool3d",
     "LayerNorm",
     "HuberLoss",
     "KLDivLoss",
@@ -142,7 +171,12 @@ __all__ = [
     "LeakyReLU",
     "Linear",
     "MSELoss",
+    "MaxPool1d",
     "MaxPool2d",
+    "MaxPool3d",
+    "MaxUnpool1d",
+    "MaxUnpool2d",
+    "MaxUnpool3d",
     "Mish",
     "MobileNet",
     "Module",

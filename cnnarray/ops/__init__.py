@@ -43,6 +43,20 @@ from .activation_more import (
     softplus,
     softplus_backward,
 )
+from .adaptive_pool import (
+    adaptive_avg_pool1d,
+    adaptive_avg_pool1d_backward,
+    adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool3d,
+    adaptive_avg_pool3d_backward,
+    adaptive_max_pool1d,
+    adaptive_max_pool1d_backward,
+    adaptive_max_pool2d,
+    adaptive_max_pool2d_backward,
+    adaptive_max_pool3d,
+    adaptive_max_pool3d_backward,
+)
 from .conv import (
     ColumnCache,
     conv2d,
@@ -88,6 +102,14 @@ from .loss_pointwise import (
     smooth_l1_loss,
     smooth_l1_loss_backward,
 )
+from .lp_pool import (
+    lp_pool1d,
+    lp_pool1d_backward,
+    lp_pool2d,
+    lp_pool2d_backward,
+    lp_pool3d,
+    lp_pool3d_backward,
+)
 from .norm import batch_norm, batch_norm2d, batch_norm2d_backward, batch_norm_backward
 from .norm_sample import (
     group_norm,
@@ -99,12 +121,20 @@ from .norm_sample import (
 )
 from .padding import pad, pad_backward
 from .pool import (
-    adaptive_avg_pool2d,
-    adaptive_avg_pool2d_backward,
     avg_pool2d,
     avg_pool2d_backward,
     max_pool2d,
     max_pool2d_backward,
+)
+from .pool_nd import (
+    avg_pool1d,
+    avg_pool1d_backward,
+    avg_pool3d,
+    avg_pool3d_backward,
+    max_pool1d,
+    max_pool1d_backward,
+    max_pool3d,
+    max_pool3d_backward,
 )
 from .resize import (
     interpolate,
@@ -114,13 +144,35 @@ from .resize import (
     pixel_unshuffle,
     pixel_unshuffle_backward,
 )
+from .unpool import (
+    max_unpool1d,
+    max_unpool1d_backward,
+    max_unpool2d,
+    max_unpool2d_backward,
+    max_unpool3d,
+    max_unpool3d_backward,
+)
 
 __all__ = [
     "ColumnCache",
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool1d_backward",
     "adaptive_avg_pool2d",
     "adaptive_avg_pool2d_backward",
+    "adaptive_avg_pool3d",
+    "adaptive_avg_pool3d_backward",
+    "adaptive_max_pool1d",
+    "adaptive_max_pool1d_backward",
+    "adaptive_max_pool2d",
+    "adaptive_max_pool2d_backward",
+    "adaptive_max_pool3d",
+    "adaptive_max_pool3d_backward",
+    "avg_pool1d",
+    "avg_pool1d_backward",
     "avg_pool2d",
     "avg_pool2d_backward",
+    "avg_pool3d",
+    "avg_pool3d_backward",
     "batch_norm",
     "batch_norm2d",
     "batch_norm2d_backward",
@@ -185,8 +237,24 @@ __all__ = [
     "linear_backward",
     "log_softmax",
     "log_softmax_backward",
+    "lp_pool1d",
+    "lp_pool1d_backward",
+    "lp_pool2d",
+    "lp_pool2d_backward",
+    "lp_pool3d",
+    "lp_pool3d_backward",
+    "max_pool1d",
+    "max_pool1d_backward",
     "max_pool2d",
     "max_pool2d_backward",
+    "max_pool3d",
+    "max_pool3d_backward",
+    "max_unpool1d",
+    "max_unpool1d_backward",
+    "max_unpool2d",
+    "max_unpool2d_backward",
+    "max_unpool3d",
+    "max_unpool3d_backward",
     "mish",
     "mish_backward",
     "prelu",
