@@ -154,6 +154,20 @@ EXTREMES = {
         lambda: cnnarray.conv2d_backward(G1, X, W, padding=10**5),
         r"output maps of size \(200002, 200002\) would hold more than",
     ),
+    # the padding's workspace: a 6x6 image padded by 12110 asked for 6.6 GiB (fuzz, ops)
+    "conv2d padding 12110": (
+        lambda: cnnarray.conv2d(
+            np.ones((2, 3, 6, 6), np.float32), np.ones((4, 3, 3, 3), np.float32), padding=12110
+        ),
+        r"padding \(top, bottom, left, right\) = \(12110, 12110, 12110, 12110\) makes the "
+        r"buffers of each image .* \(76\.5 GiB\), .* over the limit of 268435456 bytes",
+    ),
+    "conv2d_backward dilation 20000 padding 20000": (
+        lambda: cnnarray.conv2d_backward(
+            np.ones((1, 1, 2, 2), np.float32), X, W, stride=2, padding=20000, dilation=20000
+        ),
+        r"padding .* = \(20000, 20000, 20000, 20000\) makes the buffers .* over the limit",
+    ),
 }
 # An int past 2**63 for each geometry argument of each op: an OverflowError in
 # NumPy's index arithmetic before (or, for a kernel, a hang)
@@ -249,6 +263,18 @@ def test_pool_ceil_mode_refuses_a_kernel_larger_than_its_padded_input():
         cnnarray.max_pool2d(X, 8, 8, 1, ceil_mode=True)
     # a kernel that fits the padded input keeps ceil_mode's partial windows
     assert cnnarray.max_pool2d(X, 3, 2, 1, ceil_mode=True).shape == (1, 1, 3, 3)
+
+
+def test_conv2d_padding_within_reach_or_small_still_runs_under_a_tiny_limit():
+    """A padding is refused only when it adds more than the workspace limit (at least 16 MiB)
+    of zeros: "same" padding, and padding past the kernel on a small image, still run."""
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+    for padding in ("same", 1, 2, 60):
+        y = cnnarray.conv2d(x, w, padding=padding, workspace_limit=1)
+        assert_close(y, ref.conv2d(x, w, padding=padding), dtype=np.float64)
+    with pytest.raises(ValueError, match=r"over the limit of 16777216 bytes"):
+        cnnarray.conv2d(x, w, padding=700, workspace_limit=1)
 
 
 def test_geometry_ints_at_the_limit_are_accepted():

@@ -14,8 +14,8 @@ from .. import _args
 from . import _conv_fft
 from ._conv_geometry import ROW_PAD, Geometry, guard_width
 
-__all__ = ["check_limit", "chunks", "default_limit", "set_default_limit", "use_fft",
-           "use_per_image"]  # fmt: skip
+__all__ = ["check_limit", "check_padding", "chunks", "default_limit", "set_default_limit",
+           "use_fft", "use_per_image"]  # fmt: skip
 
 _workspace_limit = 256 * 2**20
 # Column layout rule (use_per_image), measured by benchmarks/layout_rule.py (table in
@@ -31,6 +31,9 @@ PER_IMAGE_MAX_OUTPUT = 2**19
 # ... and, for a training step (a ColumnCache, or the backward), below this
 # N * K * C_out/groups: the backward's per-image GEMMs fall behind sooner.
 PER_IMAGE_MAX_STEP = 2**17
+# check_padding never refuses a padding that adds less than this, whatever the limit: a small
+# limit chunks the batch, it does not forbid a valid padding of a small image.
+PADDING_MIN_REFUSED = 2**24
 
 
 def check_limit(nbytes: Any) -> int:
@@ -47,6 +50,58 @@ def set_default_limit(nbytes: int) -> None:
 def default_limit() -> int:
     """The limit of calls that give none."""
     return _workspace_limit
+
+
+def _image_bytes(geo: Geometry, pads: tuple[int, int, int, int], itemsize: int) -> int:
+    """Bytes of one image's buffers with paddings ``pads`` (top, bottom, left, right): the
+    padded input, its columns (with the row of ones) and its output."""
+    pt, pb, pl, pr = pads
+    out_h = max(0, _args.conv_out_size(geo.h, pt + pb, geo.kh, geo.sh, geo.dh))
+    out_w = max(0, _args.conv_out_size(geo.w, pl + pr, geo.kw, geo.sw, geo.dw))
+    k = geo.c_in // geo.groups * geo.kh * geo.kw + 1
+    image = geo.c_in * (geo.h + pt + pb) * (geo.w + pl + pr)
+    return (image + (k + geo.c_out) * out_h * out_w) * itemsize
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
+
+
+def check_padding(geo: Geometry, itemsize: int, limit: int | None) -> None:
+    """Refuse a padding that makes one image's buffers mostly padding, and large.
+
+    The batch is chunked to fit the workspace limit, but a single image runs
+    whatever its size, so an 8x8 image with padding 12000 would ask for
+    gigabytes. A ValueError, before anything is allocated, when the padding
+    past the kernel's reach ``d * (k - 1)`` (outputs computed from zeros
+    alone) adds more than ``limit`` bytes to one image's padded input, columns
+    and output, or when the padded input is more than twice the input and
+    larger than it by more than ``limit`` bytes (a huge dilation's padding);
+    never under :data:`PADDING_MIN_REFUSED` bytes. "same" padding, or any
+    padding of an image that is not tiny beside it, passes.
+    """
+    limit = _workspace_limit if limit is None else check_limit(limit)
+    if not geo.padded:
+        return
+    bound = max(limit, PADDING_MIN_REFUSED)
+    pads = (geo.pt, geo.pb, geo.pl, geo.pr)
+    reach_h, reach_w = geo.dh * (geo.kh - 1), geo.dw * (geo.kw - 1)
+    within = (min(geo.pt, reach_h), min(geo.pb, reach_h), min(geo.pl, reach_w),
+              min(geo.pr, reach_w))  # fmt: skip
+    needed = _image_bytes(geo, pads, itemsize)
+    beyond = needed - _image_bytes(geo, within, itemsize)
+    image = geo.c_in * geo.h * geo.w * itemsize
+    grown = geo.c_in * (geo.h + geo.pt + geo.pb) * (geo.w + geo.pl + geo.pr) * itemsize - image
+    if beyond <= bound and grown <= max(bound, image):
+        return
+    extra = max(beyond, grown)
+    raise ValueError(
+        f"padding (top, bottom, left, right) = {pads} makes the buffers of each image (padded "
+        f"input, columns and output) {needed} bytes ({_mib(needed)}), {extra} of them "
+        f"for padding that only adds zeros, over the limit of {bound} bytes (the workspace "
+        f"limit, at least {PADDING_MIN_REFUSED}: workspace_limit=, "
+        f"cnnarray.set_workspace_limit); give a smaller padding"
+    )
 
 
 def use_per_image(geo: Geometry, training: bool = False) -> bool:
