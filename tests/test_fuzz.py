@@ -852,8 +852,6 @@ KNOWN_GAPS: list[tuple[str, str, str, str]] = [
     ("item 1 (spec ranges): a re-signed spec with a huge padding or dilation makes the "
      "forward pass a MemoryError (nn spec checks, h19-ckpt; conv2d output size, h19-ops)",
      "checkpoint", "resave spec", "MemoryError"),
-    ("item 7 (metadata checks): a preprocess record without 'ink' or 'fill' is a KeyError in "
-     "predict (h19-ckpt)", "checkpoint", "'preprocess'", "KeyError"),
 ]  # fmt: skip
 
 
