@@ -159,14 +159,23 @@ EXTREMES = {
         lambda: cnnarray.conv2d(
             np.ones((2, 3, 6, 6), np.float32), np.ones((4, 3, 3, 3), np.float32), padding=12110
         ),
-        r"padding \(top, bottom, left, right\) = \(12110, 12110, 12110, 12110\) makes the "
-        r"buffers of each image .* \(76\.5 GiB\), .* over the limit of 268435456 bytes",
+        r"padding \(top, bottom, left, right\) = \(12110, 12110, 12110, 12110\) goes past the "
+        r"kernel's reach \(2, 2\): .* 76\.5 GiB\), over the limit of 268435456 bytes",
     ),
     "conv2d_backward dilation 20000 padding 20000": (
         lambda: cnnarray.conv2d_backward(
             np.ones((1, 1, 2, 2), np.float32), X, W, stride=2, padding=20000, dilation=20000
         ),
-        r"padding .* = \(20000, 20000, 20000, 20000\) makes the buffers .* over the limit",
+        r"padding .* = \(20000, 20000, 20000, 20000\) pads maps of size \(4, 4\) to "
+        r"\(40004, 40004\): 6401280000 bytes \(6\.0 GiB\) of padding per image of 1 map",
+    ),
+    # a kernel as tall as the input's 64 * 4096 elements, padded by half: 4 GiB per map
+    "max_pool2d kernel (262144, 1) padding (131072, 0)": (
+        lambda: cnnarray.max_pool2d(
+            np.ones((1, 1, 64, 4096), np.float32), (2**18, 1), padding=(2**17, 0)
+        ),
+        r"padding=\(131072, 0\) with kernel_size=\(262144, 1\) pads maps of size \(64, 4096\) "
+        r"to \(262208, 4096\): 4294967296 bytes \(4\.0 GiB\) .* over the limit of 268435456",
     ),
 }
 # An int past 2**63 for each geometry argument of each op: an OverflowError in

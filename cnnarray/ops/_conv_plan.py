@@ -14,8 +14,8 @@ from .. import _args
 from . import _conv_fft
 from ._conv_geometry import ROW_PAD, Geometry, guard_width
 
-__all__ = ["check_limit", "check_padding", "chunks", "default_limit", "set_default_limit",
-           "use_fft", "use_per_image"]  # fmt: skip
+__all__ = ["PADDING_MIN_REFUSED", "check_limit", "check_padded_maps", "check_padding", "chunks",
+           "default_limit", "set_default_limit", "use_fft", "use_per_image"]  # fmt: skip
 
 _workspace_limit = 256 * 2**20
 # Column layout rule (use_per_image), measured by benchmarks/layout_rule.py (table in
@@ -67,40 +67,68 @@ def _mib(nbytes: int) -> str:
     return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
+def _bound(limit: int | None) -> int:
+    """The bytes of zeros a padding may add: the workspace limit, at least PADDING_MIN_REFUSED."""
+    return max(_workspace_limit if limit is None else check_limit(limit), PADDING_MIN_REFUSED)
+
+
+def _limit_text(bound: int) -> str:
+    return (f"over the limit of {bound} bytes (the workspace limit: cnnarray.set_workspace_limit "
+            f"or conv2d's workspace_limit=, at least {PADDING_MIN_REFUSED})")  # fmt: skip
+
+
 def check_padding(geo: Geometry, itemsize: int, limit: int | None) -> None:
-    """Refuse a padding that makes one image's buffers mostly padding, and large.
+    """Refuse a conv2d padding that makes one image's buffers mostly zeros, and large.
 
     The batch is chunked to fit the workspace limit, but a single image runs
     whatever its size, so an 8x8 image with padding 12000 would ask for
     gigabytes. A ValueError, before anything is allocated, when the padding
     past the kernel's reach ``d * (k - 1)`` (outputs computed from zeros
     alone) adds more than ``limit`` bytes to one image's padded input, columns
-    and output, or when the padded input is more than twice the input and
-    larger than it by more than ``limit`` bytes (a huge dilation's padding);
-    never under :data:`PADDING_MIN_REFUSED` bytes. "same" padding, or any
-    padding of an image that is not tiny beside it, passes.
+    and output, or when the padding adds more than ``limit`` bytes to the
+    image itself and more than the image holds (a huge dilation's padding,
+    see :func:`check_padded_maps`); never under :data:`PADDING_MIN_REFUSED`
+    bytes. "same" padding, or any padding of an image that is not tiny beside
+    it, passes.
     """
-    limit = _workspace_limit if limit is None else check_limit(limit)
+    bound = _bound(limit)
     if not geo.padded:
         return
-    bound = max(limit, PADDING_MIN_REFUSED)
     pads = (geo.pt, geo.pb, geo.pl, geo.pr)
     reach_h, reach_w = geo.dh * (geo.kh - 1), geo.dw * (geo.kw - 1)
     within = (min(geo.pt, reach_h), min(geo.pb, reach_h), min(geo.pl, reach_w),
               min(geo.pr, reach_w))  # fmt: skip
     needed = _image_bytes(geo, pads, itemsize)
     beyond = needed - _image_bytes(geo, within, itemsize)
-    image = geo.c_in * geo.h * geo.w * itemsize
-    grown = geo.c_in * (geo.h + geo.pt + geo.pb) * (geo.w + geo.pl + geo.pr) * itemsize - image
-    if beyond <= bound and grown <= max(bound, image):
+    if beyond > bound:
+        raise ValueError(
+            f"padding (top, bottom, left, right) = {pads} goes past the kernel's reach "
+            f"{(reach_h, reach_w)}: its outputs computed from zeros alone add {beyond} bytes "
+            f"to the buffers of each image (padded input, columns and output: {needed} bytes, "
+            f"{_mib(needed)}), {_limit_text(bound)}; give a smaller padding"
+        )
+    padded = (geo.h + geo.pt + geo.pb, geo.w + geo.pl + geo.pr)
+    check_padded_maps(f"padding (top, bottom, left, right) = {pads}", (geo.h, geo.w), padded,
+                      geo.c_in, itemsize, limit)  # fmt: skip
+
+
+def check_padded_maps(what: str, size: tuple[int, int], padded: tuple[int, int], maps: int,
+                      itemsize: int, limit: int | None = None) -> None:  # fmt: skip
+    """Refuse padding that adds more than the limit to an image of ``maps`` maps, and more
+    than the image holds: ``what`` (the padding, as given) names the culprit.
+
+    conv2d's and pooling's padded copy of their input is one image's (or
+    map's) at least, whatever the chunking; a padding a few pixels wide
+    around an image of any useful size passes.
+    """
+    bound = _bound(limit)
+    image = maps * size[0] * size[1] * itemsize
+    grown = maps * padded[0] * padded[1] * itemsize - image
+    if grown <= max(bound, image):
         return
-    extra = max(beyond, grown)
     raise ValueError(
-        f"padding (top, bottom, left, right) = {pads} makes the buffers of each image (padded "
-        f"input, columns and output) {needed} bytes ({_mib(needed)}), {extra} of them "
-        f"for padding that only adds zeros, over the limit of {bound} bytes (the workspace "
-        f"limit, at least {PADDING_MIN_REFUSED}: workspace_limit=, "
-        f"cnnarray.set_workspace_limit); give a smaller padding"
+        f"{what} pads maps of size {size} to {padded}: {grown} bytes ({_mib(grown)}) of "
+        f"padding per image of {maps} map(s), more than the image holds and {_limit_text(bound)}"
     )
 
 

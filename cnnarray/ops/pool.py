@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import _args
 from ..backend import Workspace, array_namespace, dispatch, parallel_for
+from . import _conv_plan
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -103,7 +104,12 @@ def _geometry(
             f"{_MAX_TAPS} and H * W: pooling loops over them), got kernel_size={(kh, kw)} "
             f"({kh * kw} elements) for x of shape {tuple(x.shape)}"
         )
-    return _PoolGeometry(n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, unbatched)
+    geo = _PoolGeometry(n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, unbatched)
+    # each map is padded whole (_pad): a kernel far larger than x must not pad it to gigabytes
+    itemsize = x.dtype.itemsize if x.dtype.kind == "f" else 4
+    _conv_plan.check_padded_maps(f"padding={(ph, pw)} with kernel_size={(kh, kw)}", (h, w),
+                                 geo.padded_shape, 1, itemsize)  # fmt: skip
+    return geo
 
 
 class _PoolWorkspace(Workspace):
