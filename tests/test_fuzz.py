@@ -847,11 +847,6 @@ KNOWN_GAPS: list[tuple[str, str, str, str]] = [
     # ops take arrays on trust: None or an int where an array goes reaches x.shape / x.astype
     ("item 6 (ops arguments): a non-array x/grad_out/weight is an AttributeError, not a "
      "TypeError (cnnarray/ops, h19-ops)", "ops", "ops.", "AttributeError"),
-    # the spec's layer arguments that size no tensor (padding, dilation) are not bounded, and
-    # conv2d allocates its output before any limit: padding 20000 -> 9.8 GiB in evaluate
-    ("item 1 (spec ranges): a re-signed spec with a huge padding or dilation makes the "
-     "forward pass a MemoryError (nn spec checks, h19-ckpt; conv2d output size, h19-ops)",
-     "checkpoint", "resave spec", "MemoryError"),
 ]  # fmt: skip
 
 

@@ -160,7 +160,17 @@ EXTREMES = {
             np.ones((2, 3, 6, 6), np.float32), np.ones((4, 3, 3, 3), np.float32), padding=12110
         ),
         r"padding \(top, bottom, left, right\) = \(12110, 12110, 12110, 12110\) goes past the "
-        r"kernel's reach \(2, 2\): .* 76\.5 GiB\), over the limit of 268435456 bytes",
+        r"kernel's reach \(2, 2\): .* 85\.3 GiB\), over the limit of 268435456 bytes",
+    ),
+    # the same in a batch: 226 MB per image, but a 9.8 GiB output for 256 (fuzz, evaluate)
+    "conv2d padding (1, 20000) batch 256": (
+        lambda: cnnarray.conv2d(
+            np.ones((256, 16, 8, 8), np.float32),
+            np.ones((32, 16, 3, 3), np.float32),
+            padding=(1, 20000),
+        ),
+        r"padding .* = \(1, 1, 20000, 20000\) goes past the kernel's reach \(2, 2\): .* \(the "
+        r"output of 256 image\(s\), .* 10\.0 GiB\), over the limit of 268435456 bytes",
     ),
     "conv2d_backward dilation 20000 padding 20000": (
         lambda: cnnarray.conv2d_backward(

@@ -52,15 +52,16 @@ def default_limit() -> int:
     return _workspace_limit
 
 
-def _image_bytes(geo: Geometry, pads: tuple[int, int, int, int], itemsize: int) -> int:
-    """Bytes of one image's buffers with paddings ``pads`` (top, bottom, left, right): the
-    padded input, its columns (with the row of ones) and its output."""
+def _call_bytes(geo: Geometry, pads: tuple[int, int, int, int], itemsize: int) -> int:
+    """Bytes of a call's buffers with paddings ``pads`` (top, bottom, left, right) that no
+    chunking splits: one image's padded input and columns (with the row of ones), and the
+    output of the whole batch."""
     pt, pb, pl, pr = pads
     out_h = max(0, _args.conv_out_size(geo.h, pt + pb, geo.kh, geo.sh, geo.dh))
     out_w = max(0, _args.conv_out_size(geo.w, pl + pr, geo.kw, geo.sw, geo.dw))
     k = geo.c_in // geo.groups * geo.kh * geo.kw + 1
     image = geo.c_in * (geo.h + pt + pb) * (geo.w + pl + pr)
-    return (image + (k + geo.c_out) * out_h * out_w) * itemsize
+    return (image + (k + geo.n * geo.c_out) * out_h * out_w) * itemsize
 
 
 def _mib(nbytes: int) -> str:
@@ -84,8 +85,8 @@ def check_padding(geo: Geometry, itemsize: int, limit: int | None) -> None:
     whatever its size, so an 8x8 image with padding 12000 would ask for
     gigabytes. A ValueError, before anything is allocated, when the padding
     past the kernel's reach ``d * (k - 1)`` (outputs computed from zeros
-    alone) adds more than ``limit`` bytes to one image's padded input, columns
-    and output, or when the padding adds more than ``limit`` bytes to the
+    alone) adds more than ``limit`` bytes to one image's padded input and
+    columns and the batch's output, or when the padding adds more than ``limit`` bytes to the
     image itself and more than the image holds (a huge dilation's padding,
     see :func:`check_padded_maps`); never under :data:`PADDING_MIN_REFUSED`
     bytes. "same" padding, or any padding of an image that is not tiny beside
@@ -98,14 +99,15 @@ def check_padding(geo: Geometry, itemsize: int, limit: int | None) -> None:
     reach_h, reach_w = geo.dh * (geo.kh - 1), geo.dw * (geo.kw - 1)
     within = (min(geo.pt, reach_h), min(geo.pb, reach_h), min(geo.pl, reach_w),
               min(geo.pr, reach_w))  # fmt: skip
-    needed = _image_bytes(geo, pads, itemsize)
-    beyond = needed - _image_bytes(geo, within, itemsize)
+    needed = _call_bytes(geo, pads, itemsize)
+    beyond = needed - _call_bytes(geo, within, itemsize)
     if beyond > bound:
         raise ValueError(
             f"padding (top, bottom, left, right) = {pads} goes past the kernel's reach "
             f"{(reach_h, reach_w)}: its outputs computed from zeros alone add {beyond} bytes "
-            f"to the buffers of each image (padded input, columns and output: {needed} bytes, "
-            f"{_mib(needed)}), {_limit_text(bound)}; give a smaller padding"
+            f"to the call's buffers (the output of {geo.n} image(s), one image's padded input "
+            f"and columns: {needed} bytes, {_mib(needed)}), {_limit_text(bound)}; give a "
+            f"smaller padding"
         )
     padded = (geo.h + geo.pt + geo.pb, geo.w + geo.pl + geo.pr)
     check_padded_maps(f"padding (top, bottom, left, right) = {pads}", (geo.h, geo.w), padded,
