@@ -7,7 +7,8 @@ checked: the model spec against the tensors actually in the file (no model is
 larger than its file), the input shape and class names within limits and
 consistent with the model, the preprocessing record consistent with the input
 shape, the training configuration a dict. Absent optional fields get defaults
-(classes "0", "1", ...; no preprocessing record; an empty configuration).
+(classes "0", "1", ...; no preprocessing record; an empty configuration); a
+preprocessing record, when present, must hold every field prediction reads.
 Every problem is a one-line :class:`~cnnarray.io.CheckpointError` naming the file.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _args, nn
+from .data.preprocess import RECORD_FIELDS
 from .io import CheckpointError
 
 __all__ = [
@@ -119,6 +121,10 @@ def _check_preprocess(path: str | Path, record: Any, input_shape: list[int]) -> 
         return
     if not isinstance(record, dict):
         raise _fail(path, f"preprocess record must be an object, got {_kind(record)}")
+    missing = [key for key in RECORD_FIELDS if key not in record]
+    if missing:  # every record cnnarray writes has them all: this one was edited
+        raise _fail(path, f"preprocess record has no {missing[0]!r} (a record holds "
+                          f"{', '.join(RECORD_FIELDS)})")  # fmt: skip
     channels, height, width = input_shape
     if record.get("size") != [height, width] or record.get("channels") != channels:
         raise _fail(path, f"preprocess record of size {_kind(record.get('size'))} and channels "
@@ -128,7 +134,10 @@ def _check_preprocess(path: str | Path, record: Any, input_shape: list[int]) -> 
         if record.get(key) not in choices:
             raise _fail(path, f"preprocess record: {key} must be one of {list(choices)}, "
                               f"got {_kind(record.get(key))}")  # fmt: skip
-    _number(path, record.get("fill", 1.0), "fill", 0.0, 1.0)
+    if record["layout"] == "glyph" and record["ink"] is None:  # the polarity decides inversion
+        raise _fail(path, "preprocess record: a glyph layout needs ink 'light-on-dark' or "
+                          "'dark-on-light', got None")  # fmt: skip
+    _number(path, record["fill"], "fill", 0.0, 1.0)
     if "histogram" in record:
         bins = record["histogram"]
         if not isinstance(bins, list) or not 1 <= len(bins) <= 1024:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from cnnarray import get_backend, nn
@@ -291,6 +292,9 @@ def test_item7_a_sequential_nested_450_deep_is_refused(parts, tmp_path):
         (lambda s, m: s["preprocess"].update(size=[10**6, 10**6]),
          "preprocess record of size .* does not match input_shape"),
         (lambda s, m: s["preprocess"].update(fill=float("nan")), "fill must be"),
+        (lambda s, m: s["preprocess"].pop("ink"), "preprocess record has no 'ink'"),
+        (lambda s, m: s["preprocess"].pop("fill"), "preprocess record has no 'fill'"),
+        (lambda s, m: s["preprocess"].update(ink=None), "a glyph layout needs ink"),
     ],
 )  # fmt: skip
 def test_item7_malformed_fields_are_one_clean_error(parts, tmp_path, edit, message):
@@ -300,6 +304,21 @@ def test_item7_malformed_fields_are_one_clean_error(parts, tmp_path, edit, messa
     with pytest.raises(CheckpointError, match=rf"bad\.safetensors: .*{message}"):
         training.load_model(path, CPU)
     one_line_error(invoke("evaluate", str(path), "-d", "cpu"), "bad.safetensors")
+
+
+@pytest.mark.parametrize("field", ["ink", "fill"])
+def test_item7_predict_names_the_checkpoint_and_the_field_a_record_lacks(parts, tmp_path,
+                                                                         field):  # fmt: skip
+    """Before: a KeyError from inside predict's preprocessing (the fuzz found it). A record
+    without a field is not from an older cnnarray (those have no record, and still predict):
+    guessing the ink's polarity would silently invert the image, so it is an error."""
+    tensors, spec, metadata = parts
+    del spec["preprocess"][field]
+    path = forge(tmp_path / "record.safetensors", tensors, spec, metadata)
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.eye(8, dtype=np.uint8) * 255).save(image)
+    result = invoke("predict", str(path), str(image), "-d", "cpu")
+    one_line_error(result, "record.safetensors", f"preprocess record has no '{field}'")
 
 
 def test_item7_absent_optional_fields_get_defaults(parts, tmp_path):

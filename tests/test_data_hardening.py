@@ -124,6 +124,40 @@ def test_gzip_bomb_whose_header_declares_gigabytes_is_refused_before_reading(tmp
     assert "over the limit of 1073741824 bytes (1.0 GiB)" in out["message"]
 
 
+def test_a_gz_header_declaring_more_than_its_stream_holds_allocates_nothing(tmp_path):
+    """Under the byte limit (1e9 <= 1 GiB) but more than 150 compressed bytes can inflate to:
+    a MemoryError under the cap before (the declared size was allocated, then read into)."""
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(idx_header((1000, 1000, 1000)) + bytes(100), mtime=0))
+    out = run_capped(outcome(f"cnnarray.data.read_idx({str(path)!r}, ndim=3)"))
+    assert out["raised"] == "DatasetError", out
+    assert out["message"].startswith(
+        f"{path}: truncated data: header says shape (1000, 1000, 1000) (1000000000 bytes (953.7 "
+        f"MiB)) but a gzip file of {path.stat().st_size} bytes inflates to at most"
+    )
+
+
+def test_a_gz_stream_shorter_than_its_header_is_read_in_bounded_chunks(tmp_path):
+    """The declared 1e9 bytes pass the ratio check (a megabyte of noise could inflate to a
+    gigabyte), but the stream holds 1 MiB: memory follows the stream, not the header."""
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    noise = np.random.default_rng(0).integers(0, 256, 2**20, dtype=np.uint8).tobytes()
+    path.write_bytes(gzip.compress(idx_header((1000, 1000, 1000)) + noise, mtime=0))
+    assert formats.DEFLATE_MAX_RATIO * path.stat().st_size > 10**9
+    out = run_capped(outcome(f"cnnarray.data.read_idx({str(path)!r}, ndim=3)"))
+    assert out["raised"] == "DatasetError", out
+    assert out["message"] == (
+        f"{path}: truncated data: header says shape (1000, 1000, 1000) (1000000000 bytes "
+        f"(953.7 MiB)) but only 1048576 bytes (1.0 MiB) follow"
+    )
+    small = tmp_path / "labels.gz"  # a valid file still reads, across chunk boundaries
+    small.write_bytes(gzip.compress(idx_header((5000,)) + bytes(range(250)) * 20, mtime=0))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(formats, "READ_CHUNK", 7)
+        labels = read_idx(small, ndim=1)
+    assert labels.flags.writeable and labels.tolist() == list(range(250)) * 20
+
+
 def test_the_byte_limit_is_adjustable(tmp_path, monkeypatch):
     path = tmp_path / "labels.gz"
     path.write_bytes(gzip.compress(idx_header((1000,)) + bytes(1000)))

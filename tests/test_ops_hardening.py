@@ -154,6 +154,39 @@ EXTREMES = {
         lambda: cnnarray.conv2d_backward(G1, X, W, padding=10**5),
         r"output maps of size \(200002, 200002\) would hold more than",
     ),
+    # the padding's workspace: a 6x6 image padded by 12110 asked for 6.6 GiB (fuzz, ops)
+    "conv2d padding 12110": (
+        lambda: cnnarray.conv2d(
+            np.ones((2, 3, 6, 6), np.float32), np.ones((4, 3, 3, 3), np.float32), padding=12110
+        ),
+        r"padding \(top, bottom, left, right\) = \(12110, 12110, 12110, 12110\) goes past the "
+        r"kernel's reach \(2, 2\): .* 85\.3 GiB\), over the limit of 268435456 bytes",
+    ),
+    # the same in a batch: 226 MB per image, but a 9.8 GiB output for 256 (fuzz, evaluate)
+    "conv2d padding (1, 20000) batch 256": (
+        lambda: cnnarray.conv2d(
+            np.ones((256, 16, 8, 8), np.float32),
+            np.ones((32, 16, 3, 3), np.float32),
+            padding=(1, 20000),
+        ),
+        r"padding .* = \(1, 1, 20000, 20000\) goes past the kernel's reach \(2, 2\): .* \(the "
+        r"output of 256 image\(s\), .* 10\.0 GiB\), over the limit of 268435456 bytes",
+    ),
+    "conv2d_backward dilation 20000 padding 20000": (
+        lambda: cnnarray.conv2d_backward(
+            np.ones((1, 1, 2, 2), np.float32), X, W, stride=2, padding=20000, dilation=20000
+        ),
+        r"padding .* = \(20000, 20000, 20000, 20000\) pads maps of size \(4, 4\) to "
+        r"\(40004, 40004\): 6401280000 bytes \(6\.0 GiB\) of padding per image of 1 map",
+    ),
+    # a kernel as tall as the input's 64 * 4096 elements, padded by half: 4 GiB per map
+    "max_pool2d kernel (262144, 1) padding (131072, 0)": (
+        lambda: cnnarray.max_pool2d(
+            np.ones((1, 1, 64, 4096), np.float32), (2**18, 1), padding=(2**17, 0)
+        ),
+        r"padding=\(131072, 0\) with kernel_size=\(262144, 1\) pads maps of size \(64, 4096\) "
+        r"to \(262208, 4096\): 4294967296 bytes \(4\.0 GiB\) .* over the limit of 268435456",
+    ),
 }
 # An int past 2**63 for each geometry argument of each op: an OverflowError in
 # NumPy's index arithmetic before (or, for a kernel, a hang)
@@ -249,6 +282,18 @@ def test_pool_ceil_mode_refuses_a_kernel_larger_than_its_padded_input():
         cnnarray.max_pool2d(X, 8, 8, 1, ceil_mode=True)
     # a kernel that fits the padded input keeps ceil_mode's partial windows
     assert cnnarray.max_pool2d(X, 3, 2, 1, ceil_mode=True).shape == (1, 1, 3, 3)
+
+
+def test_conv2d_padding_within_reach_or_small_still_runs_under_a_tiny_limit():
+    """A padding is refused only when it adds more than the workspace limit (at least 16 MiB)
+    of zeros: "same" padding, and padding past the kernel on a small image, still run."""
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+    for padding in ("same", 1, 2, 60):
+        y = cnnarray.conv2d(x, w, padding=padding, workspace_limit=1)
+        assert_close(y, ref.conv2d(x, w, padding=padding), dtype=np.float64)
+    with pytest.raises(ValueError, match=r"over the limit of 16777216 bytes"):
+        cnnarray.conv2d(x, w, padding=700, workspace_limit=1)
 
 
 def test_geometry_ints_at_the_limit_are_accepted():

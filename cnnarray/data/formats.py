@@ -8,9 +8,12 @@ here, never unpickled; a file whose content does not match its format raises
 Every reader is bounded by what the file declares: the header (or, for
 CIFAR-10, the file size) gives the number of data bytes, which is checked
 against :data:`MAX_DATA_BYTES` and against the file before exactly that many
-bytes are read; a ``.gz`` file is decompressed as a stream, never past the
-declared size plus one byte, so a small file that inflates to gigabytes is an
-error, not an allocation.
+bytes are read; a ``.gz`` file, whose decompressed size is only known once
+read, is first checked against the most its compressed size can inflate to
+(:data:`DEFLATE_MAX_RATIO`), then decompressed as a stream in chunks of
+:data:`READ_CHUNK` bytes, never past the declared size plus one byte, so
+neither a header that declares more than the stream holds nor a small file
+that inflates to gigabytes makes an allocation larger than the data read.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 
 from .._args import check_int
 
-__all__ = ["MAX_DATA_BYTES", "DatasetError", "read_idx"]
+__all__ = ["DEFLATE_MAX_RATIO", "MAX_DATA_BYTES", "READ_CHUNK", "DatasetError", "read_idx"]
 
 PathLike = str | os.PathLike
 
@@ -34,6 +37,13 @@ PathLike = str | os.PathLike
 #: float32, four times as large, so this keeps one file's share of memory near 4 GiB. MNIST's
 #: largest file holds 47 MB, CIFAR-10's 31 MB. Raise it here or per call (``max_bytes=``).
 MAX_DATA_BYTES = 2**30
+#: Most bytes a DEFLATE stream inflates to per compressed byte (zlib's documented limit,
+#: 1032:1, reached by long runs of one byte), so a ``.gz`` file of ``S`` bytes holds at most
+#: ``DEFLATE_MAX_RATIO * S`` bytes, whatever its members.
+DEFLATE_MAX_RATIO = 1032
+#: Bytes decompressed at a time from a ``.gz`` file: its data grows by at most this much
+#: beyond what the stream really held.
+READ_CHUNK = 16 * 2**20
 
 
 class DatasetError(ValueError):
@@ -68,6 +78,21 @@ def _over_limit(path: Path, what: str, declared: int, limit: int) -> DatasetErro
         f"{path}: {what} declares {_size(declared)} of data, over the limit of {_size(limit)} "
         f"(cnnarray.data.formats.MAX_DATA_BYTES, or max_bytes=)"
     )
+
+
+def _read_chunked(f: BinaryIO, count: int) -> np.ndarray:
+    """Read up to ``count`` bytes of a stream of unknown length, ``READ_CHUNK`` at a time.
+
+    Memory grows with what the stream yields, not with ``count``: a header that declares
+    a gigabyte over a stream of a kilobyte allocates a kilobyte.
+    """
+    data = bytearray()
+    while len(data) < count:
+        chunk = f.read(min(READ_CHUNK, count - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    return np.frombuffer(data, dtype=np.uint8)  # writable: a bytearray's memory
 
 
 def _read_into(f: BinaryIO, count: int) -> np.ndarray:
@@ -134,15 +159,21 @@ def read_idx(
             return _read_idx_stream(f, path, ndim, limit, path.stat().st_size)
     try:
         with gzip.open(path, "rb") as f:
-            return _read_idx_stream(f, path, ndim, limit, None)
+            return _read_idx_stream(f, path, ndim, limit, None, path.stat().st_size)
     except (OSError, EOFError, zlib.error) as exc:
         raise DatasetError(f"{path}: not a valid gzip file ({exc})") from exc
 
 
 def _read_idx_stream(
-    f: BinaryIO, path: Path, ndim: int | None, limit: int, file_size: int | None
+    f: BinaryIO,
+    path: Path,
+    ndim: int | None,
+    limit: int,
+    file_size: int | None,
+    gz_size: int | None = None,
 ) -> np.ndarray:
-    """Parse an IDX stream; ``file_size`` is the byte count of an uncompressed file, else None."""
+    """Parse an IDX stream; ``file_size`` is the byte count of an uncompressed file, else None;
+    ``gz_size`` that of a compressed one."""
     head = f.read(4)
     if len(head) < 4:
         raise DatasetError(f"{path}: file too short for an IDX header ({len(head)} bytes)")
@@ -174,7 +205,13 @@ def _read_idx_stream(
             f"{path}: truncated data: header says shape {shape} ({_size(expected)}) "
             f"but only {_size(file_size - header_size)} follow"
         )
-    data = _read_into(f, expected)
+    if gz_size is not None and header_size + expected > DEFLATE_MAX_RATIO * gz_size:
+        raise DatasetError(
+            f"{path}: truncated data: header says shape {shape} ({_size(expected)}) but a "
+            f"gzip file of {_size(gz_size)} inflates to at most "
+            f"{_size(DEFLATE_MAX_RATIO * gz_size)}"
+        )
+    data = _read_into(f, expected) if file_size is not None else _read_chunked(f, expected)
     if len(data) < expected:
         raise DatasetError(
             f"{path}: truncated data: header says shape {shape} ({_size(expected)}) "

@@ -26,6 +26,7 @@ from .images import read_image
 
 __all__ = [
     "MIN_CONFIDENCE",
+    "RECORD_FIELDS",
     "describe_inputs",
     "histogram_distance",
     "input_png",
@@ -36,6 +37,9 @@ __all__ = [
 ]
 
 VERSION = 1
+# The fields of a record that prepare() reads: every record describe_inputs writes has them,
+# so a record without one is damaged, not old (a checkpoint from before records has none).
+RECORD_FIELDS = ("size", "channels", "layout", "ink", "fill", "centre")
 BINS = 10
 # below this top-class probability a prediction is reported as a guess
 MIN_CONFIDENCE = 0.5

@@ -8,14 +8,15 @@ The thresholds come from timings on a 2-core Xeon with OpenBLAS, made by
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import _args
 from . import _conv_fft
 from ._conv_geometry import ROW_PAD, Geometry, guard_width
 
-__all__ = ["check_limit", "chunks", "default_limit", "set_default_limit", "use_fft",
-           "use_per_image"]  # fmt: skip
+__all__ = ["PADDING_MIN_REFUSED", "check_limit", "check_padded_maps", "check_padding", "chunks",
+           "default_limit", "set_default_limit", "use_fft", "use_per_image"]  # fmt: skip
 
 _workspace_limit = 256 * 2**20
 # Column layout rule (use_per_image), measured by benchmarks/layout_rule.py (table in
@@ -31,6 +32,9 @@ PER_IMAGE_MAX_OUTPUT = 2**19
 # ... and, for a training step (a ColumnCache, or the backward), below this
 # N * K * C_out/groups: the backward's per-image GEMMs fall behind sooner.
 PER_IMAGE_MAX_STEP = 2**17
+# check_padding never refuses a padding that adds less than this, whatever the limit: a small
+# limit chunks the batch, it does not forbid a valid padding of a small image.
+PADDING_MIN_REFUSED = 2**24
 
 
 def check_limit(nbytes: Any) -> int:
@@ -47,6 +51,88 @@ def set_default_limit(nbytes: int) -> None:
 def default_limit() -> int:
     """The limit of calls that give none."""
     return _workspace_limit
+
+
+def _call_bytes(geo: Geometry, pads: tuple[int, int, int, int], itemsize: int) -> int:
+    """Bytes of a call's buffers with paddings ``pads`` (top, bottom, left, right) that no
+    chunking splits: one image's padded input and columns (with the row of ones), and the
+    output of the whole batch."""
+    pt, pb, pl, pr = pads
+    out_h = max(0, _args.conv_out_size(geo.h, pt + pb, geo.kh, geo.sh, geo.dh))
+    out_w = max(0, _args.conv_out_size(geo.w, pl + pr, geo.kw, geo.sw, geo.dw))
+    k = geo.c_in // geo.groups * geo.kh * geo.kw + 1
+    image = geo.c_in * (geo.h + pt + pb) * (geo.w + pl + pr)
+    return (image + (k + geo.n * geo.c_out) * out_h * out_w) * itemsize
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
+
+
+def _bound(limit: int | None) -> int:
+    """The bytes of zeros a padding may add: the workspace limit, at least PADDING_MIN_REFUSED."""
+    return max(_workspace_limit if limit is None else check_limit(limit), PADDING_MIN_REFUSED)
+
+
+def _limit_text(bound: int) -> str:
+    return (f"over the limit of {bound} bytes (the workspace limit: cnnarray.set_workspace_limit "
+            f"or conv2d's workspace_limit=, at least {PADDING_MIN_REFUSED})")  # fmt: skip
+
+
+def check_padding(geo: Geometry, itemsize: int, limit: int | None) -> None:
+    """Refuse a conv2d padding that makes one image's buffers mostly zeros, and large.
+
+    The batch is chunked to fit the workspace limit, but a single image runs
+    whatever its size, so an 8x8 image with padding 12000 would ask for
+    gigabytes. A ValueError, before anything is allocated, when the padding
+    past the kernel's reach ``d * (k - 1)`` (outputs computed from zeros
+    alone) adds more than ``limit`` bytes to one image's padded input and
+    columns and the batch's output, or when the padding adds more than ``limit`` bytes to the
+    image itself and more than the image holds (a huge dilation's padding,
+    see :func:`check_padded_maps`); never under :data:`PADDING_MIN_REFUSED`
+    bytes. "same" padding, or any padding of an image that is not tiny beside
+    it, passes.
+    """
+    bound = _bound(limit)
+    if not geo.padded:
+        return
+    pads = (geo.pt, geo.pb, geo.pl, geo.pr)
+    reach_h, reach_w = geo.dh * (geo.kh - 1), geo.dw * (geo.kw - 1)
+    within = (min(geo.pt, reach_h), min(geo.pb, reach_h), min(geo.pl, reach_w),
+              min(geo.pr, reach_w))  # fmt: skip
+    needed = _call_bytes(geo, pads, itemsize)
+    beyond = needed - _call_bytes(geo, within, itemsize)
+    if beyond > bound:
+        raise ValueError(
+            f"padding (top, bottom, left, right) = {pads} goes past the kernel's reach "
+            f"{(reach_h, reach_w)}: its outputs computed from zeros alone add {beyond} bytes "
+            f"to the call's buffers (the output of {geo.n} image(s), one image's padded input "
+            f"and columns: {needed} bytes, {_mib(needed)}), {_limit_text(bound)}; give a "
+            f"smaller padding"
+        )
+    padded = (geo.h + geo.pt + geo.pb, geo.w + geo.pl + geo.pr)
+    check_padded_maps(f"padding (top, bottom, left, right) = {pads}", (geo.h, geo.w), padded,
+                      geo.c_in, itemsize, limit)  # fmt: skip
+
+
+def check_padded_maps(what: str, size: tuple[int, ...], padded: tuple[int, ...], maps: int,
+                      itemsize: int, limit: int | None = None) -> None:  # fmt: skip
+    """Refuse padding that adds more than the limit to an image of ``maps`` maps, and more
+    than the image holds: ``what`` (the padding, as given) names the culprit.
+
+    conv2d's and pooling's padded copy of their input is one image's (or
+    map's) at least, whatever the chunking; a padding a few pixels wide
+    around an image of any useful size passes.
+    """
+    bound = _bound(limit)
+    image = maps * math.prod(size) * itemsize
+    grown = maps * math.prod(padded) * itemsize - image
+    if grown <= max(bound, image):
+        return
+    raise ValueError(
+        f"{what} pads maps of size {size} to {padded}: {grown} bytes ({_mib(grown)}) of "
+        f"padding per image of {maps} map(s), more than the image holds and {_limit_text(bound)}"
+    )
 
 
 def use_per_image(geo: Geometry, training: bool = False) -> bool:

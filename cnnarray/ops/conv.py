@@ -257,7 +257,11 @@ def conv2d(
     workspace_limit : int, optional
         Byte budget for the im2col buffer; the batch is processed in chunks to
         stay under it (default :func:`get_workspace_limit`, 256 MiB). A single
-        image whose buffer is larger still runs.
+        image whose buffer is larger still runs, unless padding is what makes it
+        large: padding that only adds zeros (past the kernel's reach, or more
+        than doubling a tiny input) and more than this limit (at least 16 MiB)
+        to one image's buffers is a ValueError, raised before any allocation
+        (an 8x8 image with padding 12000 would ask for gigabytes).
     cache : ColumnCache, optional
         Keeps the column buffer for a following :func:`conv2d_backward` given
         the same cache and the same ``x`` (when the batch fits the workspace
@@ -292,6 +296,7 @@ def conv2d(
     x_in = x
     xp, x, weight, bias, geo = prepare(x, weight, bias, stride, padding, dilation, groups)
     g, itemsize = geo.groups, x.dtype.itemsize
+    _conv_plan.check_padding(geo, itemsize, workspace_limit)
     w2 = weight.reshape(g, geo.c_out // g, -1)  # (g, C_out/g, C_in/g*kh*kw)
     out = xp.empty((geo.n, geo.c_out, geo.out_h, geo.out_w), dtype=x.dtype)
     if cache is not None:
@@ -371,6 +376,7 @@ def conv2d_backward(
     xp, x, weight, bias, geo = prepare(x, weight, bias, stride, padding, dilation, groups, grad_out)
     grad_out = grad_out.astype(x.dtype, copy=False).reshape(geo.n, geo.c_out, geo.out_h, geo.out_w)
     g, itemsize = geo.groups, x.dtype.itemsize
+    _conv_plan.check_padding(geo, itemsize, workspace_limit)
     w2 = weight.reshape(g, geo.c_out // g, -1)
     # C-contiguous whatever x's layout: col2im writes through reshaped views of it
     grad_x = xp.empty(x.shape, dtype=x.dtype) if input_grad else None

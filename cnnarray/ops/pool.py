@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import _args
 from ..backend import Workspace, array_namespace, dispatch, parallel_for
+from . import _conv_plan
 
 __all__ = [
     "avg_pool2d",
@@ -155,6 +156,10 @@ def _new_geometry(
             f"{what}: pooling loops over them), got kernel_size={kernel} "
             f"({math.prod(kernel)} elements) for x of shape {tuple(x.shape)}"
         )
+    # each map is padded whole (_pad): a kernel far larger than x must not pad it to gigabytes
+    itemsize = x.dtype.itemsize if x.dtype.kind == "f" else 4
+    _conv_plan.check_padded_maps(f"padding={pad} with kernel_size={kernel}", tuple(size),
+                                 padded, 1, itemsize)  # fmt: skip
     return _PoolGeometry(n, c, tuple(size), kernel, step, pad, dil, out, unbatched)
 
 
