@@ -278,26 +278,6 @@ def _pair(value: Any, name: str, *, minimum: int, maximum: int = MAX_SIZE) -> tu
     return pair[0], pair[1]
 
 
-def _ntuple(
-    value: Any, name: str, n: int, *, minimum: int, maximum: int = MAX_SIZE
-) -> tuple[int, ...]:
-    """Normalise ``int | (int, ...)`` to ``n`` ints from ``minimum`` to ``maximum``:
-    :func:`_pair` for any number of axes (``n = 1`` for 1-D, ``3`` for 3-D)."""
-    if n == 2:
-        return _pair(value, name, minimum=minimum, maximum=maximum)
-    is_sequence = isinstance(value, Sequence) and not isinstance(value, str | bytes)
-    items = tuple(value) if is_sequence else (value,) * n
-    what = f"an int or a tuple of {n} int{'s' if n > 1 else ''}"
-    if len(items) != n or any(
-        isinstance(item, bool) or not isinstance(item, numbers.Integral) for item in items
-    ):
-        raise ArgumentTypeError(f"{name} must be {what}, got {value!r}")
-    result = tuple(operator.index(item) for item in items)
-    if min(result) < minimum or max(result) > maximum:
-        raise ValueError(f"{name} must be {what} from {minimum} to {maximum}, got {value!r}")
-    return result
-
-
 def conv_padding_nd(
     padding: Any,
     kernel: tuple[int, ...],
@@ -446,7 +426,7 @@ def _ntuple(
         return _pair(value, name, minimum=minimum, maximum=maximum)
     is_sequence = isinstance(value, Sequence) and not isinstance(value, str | bytes)
     items = tuple(value) if is_sequence else (value,) * n
-    what = f"an int or a tuple of {n} ints"
+    what = f"an int or a tuple of {n} int{'s' if n > 1 else ''}"
     if len(items) != n or any(
         isinstance(i, bool) or not isinstance(i, numbers.Integral) for i in items
     ):
