@@ -85,7 +85,7 @@ SIGNALS_MIN_ACCURACY = 0.90
 
 
 def test_cnn1d_small_learns_to_tell_the_synthetic_waveforms_apart():
-    # 1024 signals of length 128, 15 epochs: ~4 s on one core. Held-out: 256 signals from
+    # 1024 signals of length 128, 15 epochs: ~2 s on one core. Held-out: 256 signals from
     # another seed. Measured: accuracy 0.945 (chance: 0.25).
     x, y = make_signals(1024, 128, seed=0)
     x_test, y_test = make_signals(256, 128, seed=1)

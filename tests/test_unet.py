@@ -146,12 +146,12 @@ def test_unet_loss_and_gradients_match_torch(backend, up):
 
 
 #: What the training test reaches, with margin (measured: see the test).
-SHAPES_MIN_IOU, SHAPES_MIN_PIXEL_ACCURACY = 0.65, 0.95
+SHAPES_MIN_IOU, SHAPES_MIN_PIXEL_ACCURACY = 0.75, 0.96
 
 
 def test_unet_small_learns_to_segment_the_synthetic_shapes():
-    # 384 training images of 32x32, 12 epochs: ~20 s on one core. Held-out: 64 images from
-    # another seed. Measured: mean IoU 0.80, pixel accuracy 0.976.
+    # 384 training images of 32x32, 12 epochs: ~11 s on one core. Held-out: 64 images from
+    # another seed. Measured: mean IoU 0.90, pixel accuracy 0.990 (all background: 0.22, 0.87).
     x, masks = make_shapes(384, 32, seed=0)
     x_test, masks_test = make_shapes(64, 32, seed=1)
     model = nn.unet_small(1, len(SHAPE_CLASSES), 32, seed=0)
