@@ -160,3 +160,15 @@ def test_unet_small_learns_to_segment_the_synthetic_shapes():
     iou, accuracy = segmentation_scores(masks_test, pred, len(SHAPE_CLASSES))
     assert iou >= SHAPES_MIN_IOU, (iou, accuracy)
     assert accuracy >= SHAPES_MIN_PIXEL_ACCURACY, (iou, accuracy)
+
+
+def test_segmentation_scores_by_hand():
+    true = np.array([[[0, 0, 1], [1, 2, 2]]])
+    pred = np.array([[[0, 1, 1], [1, 2, 0]]])
+    # class 0: 1 hit / union 3; class 1: 2 / 3; class 2: 1 / 2; class 3 occurs nowhere: left out
+    iou, accuracy = segmentation_scores(true, pred, 4)
+    assert iou == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+    assert accuracy == pytest.approx(4 / 6)
+    assert segmentation_scores(true, true, 3) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="y_pred must have the shape of y_true"):
+        segmentation_scores(true, pred[:, :1], 4)
