@@ -231,8 +231,14 @@ def _normact_cases(rng: np.random.Generator) -> Iterator[Case]:
                reference.instance_norm_backward, [g, x, *stats],
                {"use_input_stats": use})  # fmt: skip
     mask = (rng.random((2, 6, 1, 1)) >= 0.5) * 2.0
-    yield ("dropout2d", "given mask", lambda x, m, **k: ops.dropout2d(x, mask=m, **k),
-           lambda x, m: reference.dropout(x, mask=m), [x, mask], {})  # fmt: skip
+    # an element mask for dropout, a channel mask for the others: (N, C, 1, ...)
+    for name, shape in (("dropout", (3, 4)), ("dropout1d", (2, 3, 4)), ("dropout2d", x.shape),
+                        ("dropout3d", (2, 3, 2, 2, 2))):  # fmt: skip
+        mask_shape = shape if name == "dropout" else (*shape[:2], *[1] * (len(shape) - 2))
+        xd = x if name == "dropout2d" else rng.standard_normal(shape)
+        md = mask if name == "dropout2d" else (rng.random(mask_shape) >= 0.5) * 2.0
+        yield (name, "given mask", lambda x, m, op=getattr(ops, name), **k: op(x, mask=m, **k),
+               lambda x, m: reference.dropout(x, mask=m), [xd, md], {})  # fmt: skip
     yield ("dropout_backward", "channel mask", ops.dropout_backward, reference.dropout_backward,
            [g, mask], {})  # fmt: skip
 

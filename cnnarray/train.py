@@ -328,6 +328,36 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     return confusion
 
 
+def segmentation_scores(
+    y_true: np.ndarray, y_pred: np.ndarray, num_classes: int
+) -> tuple[float, float]:
+    """Return the mean intersection over union and the pixel accuracy of predicted masks.
+
+    ``IoU_k = |true_k & pred_k| / |true_k | pred_k|`` for each class ``k``
+    that occurs in ``y_true`` or ``y_pred`` (the others have no union and are
+    left out of the mean); pixel accuracy is the fraction of pixels predicted
+    right.
+
+    Parameters
+    ----------
+    y_true, y_pred : numpy.ndarray, shape (N, H, W) or any equal shapes, integer
+        True and predicted class of every pixel, each in ``0 .. num_classes - 1``.
+    num_classes : int
+
+    Examples
+    --------
+    >>> segmentation_scores(np.array([[0, 0, 1, 1]]), np.array([[0, 1, 1, 1]]), 2)
+    (0.5833333333333333, 0.75)
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    _args.check_same_shape(y_pred, "y_pred", y_true, "y_true")
+    counts = confusion_matrix(y_true.ravel(), y_pred.ravel(), num_classes)
+    hits = np.diag(counts)
+    union = counts.sum(axis=0) + counts.sum(axis=1) - hits
+    present = union > 0
+    return float(np.mean(hits[present] / union[present])), float(hits.sum() / counts.sum())
+
+
 def split_validation(
     data: Split, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

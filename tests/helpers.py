@@ -7,6 +7,7 @@ Every test compares a fast operation with the float64 oracle in
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -135,6 +136,32 @@ def vjp_objective(out: Any, grad_out: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------- backends
+
+
+def train_adam(model: Any, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int,
+               lr: float) -> None:  # fmt: skip
+    """Train ``model`` with cross-entropy, Adam and a cosine schedule over ``epochs`` (seeded
+    shuffling), BLAS limited to one thread where threadpoolctl is installed: on a busy 2-core
+    CI machine a second thread only waits, for matrices this small."""
+    from cnnarray import optim
+    from cnnarray.data import DataLoader
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        limit: Any = contextlib.nullcontext()
+    else:
+        limit = threadpool_limits(1, user_api="blas")
+    optimizer = optim.Adam(model.parameters(), lr=lr)
+    schedule = optim.CosineAnnealingLR(optimizer, T_max=epochs)
+    with limit:
+        for epoch in range(epochs):
+            model.train()
+            for xb, yb in DataLoader(x, y, batch_size=batch_size, shuffle=True, seed=epoch):
+                optimizer.zero_grad()
+                cnnarray.cross_entropy(model(cnnarray.tensor(xb)), yb).backward()
+                optimizer.step()
+            schedule.step()
 
 
 def to_backend(value: Any, backend: Backend) -> Any:

@@ -84,10 +84,13 @@ def assert_rel(actual, desired, name, rtol=1e-9):
     assert err <= rtol * scale, f"{name}: max error {err:.3g} > {rtol:g} * {scale:.3g}"
 
 
-def compare_with_torch(torch, model, x, y, backend):
-    """One training step's loss, gradients (parameters and input) and buffers against torch."""
+def compare_with_torch(torch, model, x, y, backend, twin=None):
+    """One training step's loss, gradients (parameters and input) and buffers against torch.
+
+    ``twin``: the torch model with ``model``'s weights, by default :func:`torch_twin`'s.
+    """
     model.to(backend).train()
-    twin = torch_twin(torch, model)
+    twin = torch_twin(torch, model) if twin is None else twin.train()
     xt = cnnarray.tensor(x, requires_grad=True, backend=backend)
     loss = cnnarray.cross_entropy(model(xt), cnnarray.asarray(y, backend))
     loss.backward()

@@ -16,8 +16,9 @@ UpsamplingBilinear2d, PixelShuffle, PixelUnshuffle), ``dropout`` (Dropout,
 Dropout1d/2d/3d) and ``loss`` (CrossEntropyLoss, NLLLoss, BCELoss,
 BCEWithLogitsLoss, MSELoss, L1Loss, SmoothL1Loss, HuberLoss, KLDivLoss);
 ``module`` holds Module and Parameter, ``init`` the initialisation, ``resnet``
-(BasicBlock, Bottleneck, ResNet) and ``mobilenet`` (DepthwiseSeparable,
-MobileNet) the model classes, ``models`` the ready-made networks.
+(BasicBlock, Bottleneck, ResNet), ``mobilenet`` (DepthwiseSeparable,
+MobileNet), ``unet`` (UNet) and ``cnn1d`` (CNN1d) the model classes,
+``models`` the ready-made networks.
 
 Examples
 --------
@@ -51,6 +52,7 @@ from .activation import (
     Softplus,
     Tanh,
 )
+from .cnn1d import CNN1d
 from .container import Sequential
 from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
@@ -69,13 +71,17 @@ from .loss import (
 from .mobilenet import DepthwiseSeparable, MobileNet
 from .models import (
     MODELS,
+    SEGMENTATION_MODELS,
+    SIGNAL_MODELS,
     build_model,
+    cnn1d_small,
     lenet5,
     mobilenet_small,
     resnet8,
     resnet18,
     resnet20,
     small_cnn,
+    unet_small,
     vgg_small,
 )
 from .module import IncompatibleKeys, Module, Parameter, check_spec, from_spec, register
@@ -110,6 +116,7 @@ from .pooling import (
     MaxUnpool3d,
 )
 from .resnet import BasicBlock, Bottleneck, ResNet
+from .unet import UNet
 from .upsampling import (
     PixelShuffle,
     PixelUnshuffle,
@@ -123,7 +130,9 @@ __all__ = [
     "ELU",
     "GELU",
     "MODELS",
+    "SEGMENTATION_MODELS",
     "SELU",
+    "SIGNAL_MODELS",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
     "AdaptiveAvgPool3d",
@@ -139,6 +148,7 @@ __all__ = [
     "BatchNorm1d",
     "BatchNorm2d",
     "BatchNorm3d",
+    "CNN1d",
     "Bottleneck",
     "Conv1d",
     "Conv2d",
@@ -193,11 +203,13 @@ __all__ = [
     "Sigmoid",
     "Softplus",
     "Tanh",
+    "UNet",
     "SmoothL1Loss",
     "Upsample",
     "UpsamplingBilinear2d",
     "UpsamplingNearest2d",
     "build_model",
+    "cnn1d_small",
     "check_spec",
     "from_spec",
     "init",
@@ -208,5 +220,6 @@ __all__ = [
     "resnet20",
     "resnet8",
     "small_cnn",
+    "unet_small",
     "vgg_small",
 ]

@@ -1,11 +1,15 @@
-"""Ready-made networks: LeNet-5, a small CNN for 8x8 digits, a small VGG, ResNets, a MobileNet.
+"""Ready-made networks: LeNet-5, a small CNN for 8x8 digits, a small VGG, ResNets, a MobileNet;
+a small U-Net for segmentation and a small 1-D CNN for signals.
 
 Every builder takes ``in_channels``, ``num_classes``, ``input_size``,
 ``backend``, ``dtype`` and ``seed`` (one generator feeds all layers in order,
 so a seed fixes the whole model) and returns a :class:`~cnnarray.nn.Sequential`
 or a registered model class (:class:`~cnnarray.nn.ResNet`,
 :class:`~cnnarray.nn.MobileNet`), whose :meth:`~cnnarray.nn.Module.spec`
-rebuilds it without the builder.
+rebuilds it without the builder. :data:`MODELS` lists the image classifiers,
+:data:`SEGMENTATION_MODELS` the per-pixel ones (logits (N, K, H, W)) and
+:data:`SIGNAL_MODELS` those of 1-D signals (N, C, L); :func:`build_model`
+builds any of them by name.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 from .. import _args
 from .activation import ReLU
+from .cnn1d import CNN1d
 from .container import Sequential
 from .conv import Conv2d
 from .dropout import Dropout
@@ -26,16 +31,21 @@ from .module import Module
 from .normalization import BatchNorm2d
 from .pooling import MaxPool2d
 from .resnet import ResNet
+from .unet import UNet
 
 __all__ = [
     "MODELS",
+    "SEGMENTATION_MODELS",
+    "SIGNAL_MODELS",
     "build_model",
+    "cnn1d_small",
     "lenet5",
     "mobilenet_small",
     "resnet8",
     "resnet18",
     "resnet20",
     "small_cnn",
+    "unet_small",
     "vgg_small",
 ]
 
@@ -347,8 +357,94 @@ MODELS: dict[str, Callable[..., Module]] = {
 }
 
 
+def unet_small(
+    in_channels: int = 1,
+    num_classes: int = 2,
+    input_size: int | None = None,
+    *,
+    base: int = 8,
+    depth: int = 2,
+    up: str = "transpose",
+    backend: Any = None,
+    dtype: Any = "float32",
+    seed: int | None = None,
+) -> UNet:
+    """Build a small :class:`~cnnarray.nn.UNet` for segmentation: logits (N, num_classes, H, W).
+
+    With the defaults: levels of 8, 16 and 32 channels (two poolings), transposed
+    convolutions up, about 30k parameters (4 classes).
+
+    Parameters
+    ----------
+    in_channels : int, default 1
+    num_classes : int, default 2
+        Classes of each pixel, background included.
+    input_size : int, optional
+        Height and width of the inputs, if known: checked to be a multiple of
+        ``2**depth`` (the model refuses other sizes when it sees them).
+    base, depth, up
+        As in :class:`~cnnarray.nn.UNet`.
+    backend, dtype, seed
+        As in :func:`lenet5`.
+    """
+    _args.check_int(depth, "depth", minimum=1, maximum=8)
+    if input_size is not None:
+        _check_sizes(in_channels, num_classes, input_size)
+        if input_size % 2**depth:
+            raise ValueError(
+                f"unet_small with depth {depth} needs input_size a multiple of {2**depth}, "
+                f"got {input_size}"
+            )
+    return UNet(in_channels, num_classes, base, depth, up, backend=backend, dtype=dtype,
+                seed=seed)  # fmt: skip
+
+
+def cnn1d_small(
+    in_channels: int = 1,
+    num_classes: int = 4,
+    input_size: int = 128,
+    *,
+    widths: Sequence[int] = (16, 32, 32),
+    kernel_size: int = 5,
+    backend: Any = None,
+    dtype: Any = "float32",
+    seed: int | None = None,
+) -> CNN1d:
+    """Build a small :class:`~cnnarray.nn.CNN1d` for signals (N, in_channels, input_size).
+
+    Three blocks of 16, 32 and 32 channels (kernel 5, each halving the length),
+    global average pooling and a Linear layer: about 8k parameters.
+
+    Parameters
+    ----------
+    in_channels, num_classes : int
+    input_size : int, default 128
+        Length L of the signals; at least ``2**len(widths)``.
+    widths, kernel_size
+        As in :class:`~cnnarray.nn.CNN1d`.
+    backend, dtype, seed
+        As in :func:`lenet5`.
+    """
+    _check_sizes(in_channels, num_classes, input_size)
+    if isinstance(widths, Sequence) and input_size < 2 ** len(widths):
+        raise ValueError(
+            f"cnn1d_small with {len(widths)} blocks halves the length {len(widths)} times and "
+            f"needs input_size of at least {2 ** len(widths)}, got {input_size}"
+        )
+    return CNN1d(widths, kernel_size, in_channels, num_classes, backend=backend, dtype=dtype,
+                 seed=seed)  # fmt: skip
+
+
+#: Per-pixel classifiers: logits (N, num_classes, H, W) for images (N, C, H, W).
+SEGMENTATION_MODELS: dict[str, Callable[..., Module]] = {"unet_small": unet_small}
+
+#: Classifiers of 1-D signals (N, C, L).
+SIGNAL_MODELS: dict[str, Callable[..., Module]] = {"cnn1d_small": cnn1d_small}
+
+
 def build_model(name: str, **kwargs: Any) -> Module:
-    """Build the model registered in :data:`MODELS` as ``name`` with keyword arguments.
+    """Build the model listed as ``name`` in :data:`MODELS`, :data:`SEGMENTATION_MODELS` or
+    :data:`SIGNAL_MODELS`, with keyword arguments.
 
     Examples
     --------
@@ -358,6 +454,7 @@ def build_model(name: str, **kwargs: Any) -> Module:
     >>> model(np.zeros((2, 1, 8, 8), "float32")).shape
     (2, 10)
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    return MODELS[name](**kwargs)
+    every = {**MODELS, **SEGMENTATION_MODELS, **SIGNAL_MODELS}
+    if name not in every:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(every)}")
+    return every[name](**kwargs)

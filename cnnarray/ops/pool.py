@@ -1,10 +1,9 @@
 """Max and average pooling over windows, forward and backward: the N-d code and its
 2-D entry points (1-D and 3-D ones are in :mod:`cnnarray.ops.pool_nd`).
 
-Both are computed as a reduction over the ``kh * kw`` (``prod(kernel)`` in N-d)
-strided slices of the padded input, one slice per kernel offset: an elementwise
-maximum (or sum) of as many arrays of the output's shape, never a loop over
-pixels. The backward passes add into the same slices.
+Both reduce the ``prod(kernel)`` strided slices of the padded input, one per kernel
+offset: an elementwise maximum (or sum) of as many arrays of the output's shape,
+never a loop over pixels. The backward passes add into the same slices.
 """
 
 from __future__ import annotations
@@ -150,17 +149,15 @@ def _new_geometry(
     _args.check_window_fits(out, kernel, dil, padded, x.shape)
     limit = max(_MAX_TAPS, math.prod(size))
     if math.prod(kernel) > limit:
-        what = "H * W" if dims == 2 else "the size of a map"
         raise ValueError(
             f"kernel_size must have at most {limit} elements (the larger of {_MAX_TAPS} and "
-            f"{what}: pooling loops over them), got kernel_size={kernel} "
-            f"({math.prod(kernel)} elements) for x of shape {tuple(x.shape)}"
+            f"{'H * W' if dims == 2 else 'the size of a map'}: pooling loops over them), got "
+            f"kernel_size={kernel} ({math.prod(kernel)} elements) for x of shape {tuple(x.shape)}"
         )
     # each map is padded whole (_pad): a kernel far larger than x must not pad it to gigabytes
-    itemsize = x.dtype.itemsize if x.dtype.kind == "f" else 4
-    _conv_plan.check_padded_maps(f"padding={pad} with kernel_size={kernel}", tuple(size),
-                                 padded, 1, itemsize)  # fmt: skip
-    return _PoolGeometry(n, c, tuple(size), kernel, step, pad, dil, out, unbatched)
+    size, item = tuple(size), x.dtype.itemsize if x.dtype.kind == "f" else 4
+    _conv_plan.check_padded_maps(f"padding={pad} with kernel_size={kernel}", size, padded, 1, item)
+    return _PoolGeometry(n, c, size, kernel, step, pad, dil, out, unbatched)
 
 
 class _PoolWorkspace(Workspace):
