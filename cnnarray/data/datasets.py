@@ -109,16 +109,15 @@ class Split:
         return len(self.classes)
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """Shape ``(C, H, W)`` of one image."""
-        c, h, w = self.x_train.shape[1:]
-        return (c, h, w)
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape ``(C, H, W)`` of one image, or ``(C, L)`` of one 1-D signal."""
+        return tuple(int(v) for v in self.x_train.shape[1:])
 
     def __repr__(self) -> str:
-        c, h, w = self.input_shape
+        kind = "image" if len(self.input_shape) == 3 else "signal"
         return (
             f"Split(name={self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
-            f"image=({c}, {h}, {w}), classes={self.num_classes})"
+            f"{kind}={self.input_shape}, classes={self.num_classes})"
         )
 
 
@@ -516,7 +515,31 @@ def load_image_folder(
 # ---------------------------------------------------------------------------
 # Choosing a dataset by name
 
-_SPEC_FORMS = "'digits', 'mnist:DIR', 'fashion-mnist:DIR', 'cifar10:DIR' or 'folder:DIR'"
+_SPEC_FORMS = (
+    "'digits', 'shapes[:N]', 'signals[:N]', 'mnist:DIR', 'fashion-mnist:DIR', 'cifar10:DIR' "
+    "or 'folder:DIR'"
+)
+#: Training samples of the synthetic data sets when the spec gives no N (test: a quarter).
+SYNTHETIC_SIZES = {"shapes": 512, "signals": 1024}
+
+
+def _load_synthetic(key: str, count: str | None) -> Split:
+    """The seeded synthetic data set ``key`` with ``count`` training samples (a quarter to test)."""
+    from . import synthetic  # it imports Split from here
+
+    n = SYNTHETIC_SIZES[key]
+    if count is not None:
+        try:
+            n = int(count)
+        except ValueError:
+            n = 0
+        if n < 4:
+            raise ValueError(
+                f"dataset spec '{key}:N' needs N, the number of training samples, an integer "
+                f">= 4, got {count!r}"
+            )
+    loader = synthetic.load_shapes if key == "shapes" else synthetic.load_signals
+    return loader(n, max(1, n // 4))
 
 
 def load_dataset(spec: str, *, image_size: int | tuple[int, int] | None = None) -> Split:
@@ -527,7 +550,11 @@ def load_dataset(spec: str, *, image_size: int | tuple[int, int] | None = None) 
     spec : str
         One of ``"digits"``, ``"mnist:DIR"``, ``"fashion-mnist:DIR"``,
         ``"cifar10:DIR"`` or ``"folder:DIR"``, where ``DIR`` is the folder
-        holding the files. Only the first ``:`` separates the name.
+        holding the files, or the seeded synthetic ``"shapes"`` (segmentation
+        masks, :func:`~cnnarray.data.synthetic.load_shapes`) and ``"signals"``
+        (1-D, :func:`~cnnarray.data.synthetic.load_signals`), optionally
+        ``"shapes:N"`` for N training samples (default :data:`SYNTHETIC_SIZES`;
+        the test set has N // 4). Only the first ``:`` separates the name.
     image_size : int or (int, int), optional
         ``(height, width)`` that the images of a ``folder:DIR`` dataset are
         resized to (an int means a square; default
@@ -558,6 +585,8 @@ def load_dataset(spec: str, *, image_size: int | tuple[int, int] | None = None) 
         if sep:
             raise ValueError(f"dataset spec 'digits' takes no directory, got {spec!r}")
         return load_digits()
+    if key in SYNTHETIC_SIZES:
+        return _load_synthetic(key, directory if sep else None)
     loaders = {
         "mnist": load_mnist,
         "fashion-mnist": load_fashion_mnist,
