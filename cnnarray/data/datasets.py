@@ -519,27 +519,6 @@ _SPEC_FORMS = (
     "'digits', 'shapes[:N]', 'signals[:N]', 'mnist:DIR', 'fashion-mnist:DIR', 'cifar10:DIR' "
     "or 'folder:DIR'"
 )
-#: Training samples of the synthetic data sets when the spec gives no N (test: a quarter).
-SYNTHETIC_SIZES = {"shapes": 512, "signals": 1024}
-
-
-def _load_synthetic(key: str, count: str | None) -> Split:
-    """The seeded synthetic data set ``key`` with ``count`` training samples (a quarter to test)."""
-    from . import synthetic  # it imports Split from here
-
-    n = SYNTHETIC_SIZES[key]
-    if count is not None:
-        try:
-            n = int(count)
-        except ValueError:
-            n = 0
-        if n < 4:
-            raise ValueError(
-                f"dataset spec '{key}:N' needs N, the number of training samples, an integer "
-                f">= 4, got {count!r}"
-            )
-    loader = synthetic.load_shapes if key == "shapes" else synthetic.load_signals
-    return loader(n, max(1, n // 4))
 
 
 def load_dataset(spec: str, *, image_size: int | tuple[int, int] | None = None) -> Split:
@@ -553,8 +532,9 @@ def load_dataset(spec: str, *, image_size: int | tuple[int, int] | None = None) 
         holding the files, or the seeded synthetic ``"shapes"`` (segmentation
         masks, :func:`~cnnarray.data.synthetic.load_shapes`) and ``"signals"``
         (1-D, :func:`~cnnarray.data.synthetic.load_signals`), optionally
-        ``"shapes:N"`` for N training samples (default :data:`SYNTHETIC_SIZES`;
-        the test set has N // 4). Only the first ``:`` separates the name.
+        ``"shapes:N"`` for N training samples (default
+        :data:`~cnnarray.data.synthetic.SYNTHETIC_SIZES`; the test set has N // 4).
+        Only the first ``:`` separates the name.
     image_size : int or (int, int), optional
         ``(height, width)`` that the images of a ``folder:DIR`` dataset are
         resized to (an int means a square; default
@@ -585,8 +565,10 @@ def load_dataset(spec: str, *, image_size: int | tuple[int, int] | None = None) 
         if sep:
             raise ValueError(f"dataset spec 'digits' takes no directory, got {spec!r}")
         return load_digits()
-    if key in SYNTHETIC_SIZES:
-        return _load_synthetic(key, directory if sep else None)
+    if key in ("shapes", "signals"):
+        from .synthetic import load_synthetic  # it imports Split from here
+
+        return load_synthetic(key, directory if sep else None)
     loaders = {
         "mnist": load_mnist,
         "fashion-mnist": load_fashion_mnist,
