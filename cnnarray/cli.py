@@ -887,7 +887,8 @@ def _predict_dask(model_path: Path, images: list[Path], device: str, top: int,
 
     from .distributed import predict_dask, write_predictions
 
-    _load_model(model_path, _backend(device))  # a bad checkpoint: its one-line error, here
+    _, spec, _ = _load_model(model_path, _backend(device))  # a bad checkpoint: one line, here
+    _refuse_non_classifier(model_path, spec, "predict")
     try:
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("partitions", total=None)

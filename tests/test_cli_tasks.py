@@ -74,9 +74,10 @@ def test_predict_refuses_them_in_one_line(trained, model, tmp_path):
     from PIL import Image
 
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
-    result, text = invoke("predict", str(out), str(image), "-d", "cpu")
-    assert result.exit_code == 2
-    assert f"predict takes image classifiers; {out} holds {model}" in text
+    for dask in ([], ["--dask"]):
+        result, text = invoke("predict", str(out), str(image), "-d", "cpu", *dask)
+        assert result.exit_code == 2, result.output
+        assert f"predict takes image classifiers; {out} holds {model}" in text
 
 
 @pytest.mark.parametrize(
