@@ -92,15 +92,19 @@ def _kind(value: Any) -> str:
 def _input_shape(path: str | Path, shape: Any) -> list[int]:
     if shape is None:
         raise _fail(path, "the spec has no 'input_shape' (channels, height, width)")
-    if not isinstance(shape, list) or len(shape) != 3:
+    if not isinstance(shape, list) or len(shape) not in (2, 3):
         raise _fail(
-            path, f"input_shape must be a list [channels, height, width], got {_kind(shape)}"
+            path,
+            "input_shape must be a list [channels, height, width] (images) or [channels, "
+            f"length] (signals), got {_kind(shape)}",
         )
     limits = (
         ("channels", MAX_INPUT_CHANNELS),
         ("height", MAX_INPUT_SIDE),
         ("width", MAX_INPUT_SIDE),
     )
+    if len(shape) == 2:
+        limits = (("channels", MAX_INPUT_CHANNELS), ("length", MAX_INPUT_SIDE**2))
     try:
         return [_args.check_int(v, f"input_shape {name}", minimum=1, maximum=top)
                 for v, (name, top) in zip(shape, limits, strict=True)]  # fmt: skip
@@ -125,6 +129,8 @@ def _check_preprocess(path: str | Path, record: Any, input_shape: list[int]) -> 
     if missing:  # every record cnnarray writes has them all: this one was edited
         raise _fail(path, f"preprocess record has no {missing[0]!r} (a record holds "
                           f"{', '.join(RECORD_FIELDS)})")  # fmt: skip
+    if len(input_shape) != 3:
+        raise _fail(path, f"a preprocess record is for images, but input_shape is {input_shape}")
     channels, height, width = input_shape
     if record.get("size") != [height, width] or record.get("channels") != channels:
         raise _fail(path, f"preprocess record of size {_kind(record.get('size'))} and channels "
@@ -212,10 +218,14 @@ def saved_config(path: str | Path, metadata: dict[str, Any], names: Any) -> dict
 
 
 def saved_dataset(spec: Mapping[str, Any], metadata: Mapping[str, Any]) -> str | None:
-    """Return ``"digits"`` when the checkpoint says it was trained on the bundled digits.
+    """Return the saved data set spec when it is the bundled digits or a synthetic one.
 
-    Else None: any other data set is a path on disk, which a checkpoint may
-    not choose for the user (the caller asks for the data set instead).
+    ``"digits"``, ``"shapes[:N]"`` or ``"signals[:N]"``; else None: any other
+    data set is a path on disk, which a checkpoint may not choose for the user
+    (the caller asks for the data set instead).
     """
     named = metadata.get("config", {}).get("dataset") or spec.get("dataset") or "digits"
-    return "digits" if named.strip().lower() == "digits" else None
+    named = named.strip().lower()
+    if named == "digits" or named.partition(":")[0] in ("shapes", "signals"):
+        return named
+    return None

@@ -34,7 +34,7 @@ from .backend import (
     parse_device,
 )
 from .bench.cases import cases_help
-from .nn import MODELS
+from .nn import MODELS, SEGMENTATION_MODELS, SIGNAL_MODELS
 
 # Paths, file names, class names and dataset specs come from the user or from a
 # checkpoint: printed as markup, "[/]" in one would crash and "[bold]" vanish. So
@@ -267,12 +267,17 @@ def train(
     dataset: Annotated[
         str | None,
         typer.Option(
-            help="digits | mnist:DIR | fashion-mnist:DIR | cifar10:DIR | folder:DIR "
-            "(default: digits, or as saved with --resume)."
+            help="digits | mnist:DIR | fashion-mnist:DIR | cifar10:DIR | folder:DIR | "
+            "shapes[:N] (masks, for unet_small) | signals[:N] (1-D, for cnn1d_small): N "
+            "training samples (default: digits, or as saved with --resume)."
         ),
     ] = None,
     model: Annotated[
-        str | None, typer.Option(help=" | ".join(MODELS) + " (default: small_cnn).")
+        str | None,
+        typer.Option(
+            help=" | ".join([*MODELS, *SEGMENTATION_MODELS, *SIGNAL_MODELS])
+            + " (default: small_cnn)."
+        ),
     ] = None,
     epochs: Annotated[
         int | None,
@@ -301,7 +306,10 @@ def train(
     ] = None,
     augment: Annotated[
         str | None,
-        typer.Option(help="Comma-separated: none, shift (default), crop, flip, noise."),
+        typer.Option(
+            help="Comma-separated: none, shift (default), crop, flip, noise; "
+            "only none (the default) for segmentation and signal models."
+        ),
     ] = None,
     weight_decay: Annotated[
         float | None,
@@ -435,6 +443,8 @@ def train(
              "schedule": schedule, "augment": augment, "label_smoothing": label_smoothing,
              "seed": seed, "val_split": val_split, "patience": patience}  # fmt: skip
     given = {name: value for name, value in given.items() if value is not None}
+    if given.get("model") in {**SEGMENTATION_MODELS, **SIGNAL_MODELS} and augment is None:
+        given["augment"] = "none"  # the image augmentations would move images but not masks
     try:
         # Every value as given, checked before any work (with --resume too).
         training.TrainConfig(**given).validate()
@@ -581,9 +591,10 @@ def _lead(backend: Backend, data, state, parallel, *, out: Path, save_every: int
     if state.epoch:
         say(f"resuming at epoch {state.epoch} of {config.epochs}, writing to {out}")
     _, y_train, _, y_val = training.split_validation(data, config.val_split, config.seed)
+    what = "signals" if data.x_train.ndim == 3 else "images"
     say(
         f"training {config.model} on {data.name} on {backend}: {len(y_train)} training and "
-        f"{len(y_val)} validation images; the {len(data.y_test)} test images wait for the end"
+        f"{len(y_val)} validation {what}; the {len(data.y_test)} test {what} wait for the end"
     )
     reporter = progress.TrainingProgress(console, state, log_every, logger, quiet)
 
@@ -629,9 +640,15 @@ def _report(state, test: dict, device: str, *, out: Path, best: Path | None, plo
         say(f"stopped early: no lower validation loss for {state.config.patience} epochs")
     total = sum(h.seconds for h in state.history)
     after = _plural(state.epoch, "epoch")
-    console.print(f"test accuracy {100 * test['accuracy']:.2f}% (loss {test['loss']:.4f}) on the "
-                  f"{test['samples']} test images, measured once after {after} "
-                  f"({total:.1f} s of training); saved {out}")  # fmt: skip
+    score = f"test accuracy {100 * test['accuracy']:.2f}%"
+    if "mean_iou" in test:
+        score = (
+            f"test mean IoU {test['mean_iou']:.4f}, pixel accuracy {100 * test['accuracy']:.2f}%"
+        )
+    what = "signals" if len(state.spec["input_shape"]) == 2 else "images"
+    console.print(f"{score} (loss {test['loss']:.4f}) on the {test['samples']} test {what}, "
+                  f"measured once after {after} ({total:.1f} s of training); "
+                  f"saved {out}")  # fmt: skip
     if best is not None:
         say(f"best epoch {state.best.epoch} (val loss {state.best.val_loss:.4f}) saved to {best}")
     if plot is not None:
@@ -644,6 +661,8 @@ def _report(state, test: dict, device: str, *, out: Path, best: Path | None, plo
                "best_epoch": None if state.best is None else state.best.epoch,
                "train_seconds": total, "device": device, "config": asdict(state.config),
                "history": [asdict(h) for h in state.history]}  # fmt: skip
+        if "mean_iou" in test:
+            doc["test_mean_iou"] = test["mean_iou"]
         atomic_write_bytes(json_path, json.dumps(doc, indent=2).encode())
         say(f"wrote {json_path}")
 
@@ -697,17 +716,24 @@ def evaluate(
     if spec_dataset is None:
         raise _exit_with(f"{model_path} was not trained on the bundled digits: pass --dataset "
                          f"to say which data set to evaluate it on")  # fmt: skip
-    data = _dataset(spec_dataset, spec["input_shape"][1:])
+    data = _dataset(
+        spec_dataset, spec["input_shape"][1:] if len(spec["input_shape"]) == 3 else None
+    )
     if list(data.input_shape) != spec["input_shape"]:
         raise typer.BadParameter(
             f"the model takes inputs of shape {spec['input_shape']}, "
             f"{spec_dataset} has {list(data.input_shape)}", param_hint="'--dataset'")  # fmt: skip
     loss, accuracy, pred = training.evaluate(model, data.x_test, data.y_test, backend,
                                              batch_size=batch_size)  # fmt: skip
-    confusion = training.confusion_matrix(data.y_test, pred, len(spec["classes"]))
-    correct = int(np.trace(confusion))
+    try:  # per pixel for segmentation masks
+        confusion = training.confusion_matrix(
+            data.y_test.ravel(), pred.ravel(), len(spec["classes"])
+        )
+    except ValueError as exc:
+        raise _exit_with(f"{model_path} does not fit {spec_dataset}: {exc}") from None
+    correct, total = int(np.trace(confusion)), int(pred.size)
     title = (f"{model_path.name} on {spec_dataset} (test set): accuracy {100 * accuracy:.2f}% "
-             f"({correct}/{len(pred)})")  # fmt: skip
+             f"({correct}/{total})")  # fmt: skip
     table = Table(title=f"{title}\nconfusion matrix, rows: true, columns: predicted")
     table.add_column("")
     for name in spec["classes"]:
@@ -715,19 +741,34 @@ def evaluate(
     for name, row in zip(spec["classes"], confusion, strict=True):
         table.add_row(str(name), *[str(v) for v in row])
     console.print(table)
-    console.print(f"test accuracy {100 * accuracy:.2f}% ({correct}/{len(pred)}), "
-                  f"mean loss {loss:.4f}")  # fmt: skip
+    mean_iou = None
+    if pred.ndim > 1:
+        mean_iou = training.segmentation_scores(data.y_test, pred, len(spec["classes"]))[0]
+        console.print(f"test mean IoU {mean_iou:.4f}, pixel accuracy {100 * accuracy:.2f}% "
+                      f"({correct}/{total} pixels), mean loss {loss:.4f}")  # fmt: skip
+    else:
+        console.print(f"test accuracy {100 * accuracy:.2f}% ({correct}/{total}), "
+                      f"mean loss {loss:.4f}")  # fmt: skip
     if plot is not None:
         figure = plots.confusion_matrix(confusion, spec["classes"], title=title)
         atomic_write_bytes(plot, plots.figure_bytes(figure, plots.figure_format(plot)))
         console.print(f"wrote {plot}")
     if json_path is not None:
         doc = {"model": str(model_path), "dataset": spec_dataset, "split": "test",
-               "test_accuracy": accuracy, "test_loss": loss, "correct": correct, "total": len(pred),
+               "test_accuracy": accuracy, "test_loss": loss, "correct": correct, "total": total,
+               **({} if mean_iou is None else {"test_mean_iou": mean_iou}),
                "classes": [str(c) for c in spec["classes"]], "confusion": confusion.tolist(),
                "device": str(backend)}  # fmt: skip
         atomic_write_bytes(json_path, json.dumps(doc, indent=2).encode())
         console.print(f"wrote {json_path}")
+
+
+def _refuse_non_classifier(model_path: Path, spec: dict, command: str) -> None:
+    """One-line error unless the checkpoint holds an image classifier (not U-Net, not 1-D)."""
+    name = spec.get("model_name")
+    if name in SEGMENTATION_MODELS or name in SIGNAL_MODELS or len(spec["input_shape"]) != 3:
+        raise _exit_with(f"{command} takes image classifiers; {model_path} holds {name} "
+                         f"(inputs {spec['input_shape']}): use cnnarray evaluate")  # fmt: skip
 
 
 def _load_images(paths: list[Path], input_shape: list[int]):
@@ -805,6 +846,7 @@ def predict(
         return _predict_dask(model_path, images, device, top, scheduler, workers, out)
     backend = _backend(device)
     model, spec, _ = _load_model(model_path, backend)
+    _refuse_non_classifier(model_path, spec, "predict")
     record = spec.get("preprocess")
     c, h, w = spec["input_shape"]
     if record is None:
@@ -845,7 +887,8 @@ def _predict_dask(model_path: Path, images: list[Path], device: str, top: int,
 
     from .distributed import predict_dask, write_predictions
 
-    _load_model(model_path, _backend(device))  # a bad checkpoint: its one-line error, here
+    _, spec, _ = _load_model(model_path, _backend(device))  # a bad checkpoint: one line, here
+    _refuse_non_classifier(model_path, spec, "predict")
     try:
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("partitions", total=None)
@@ -930,8 +973,9 @@ def visualize(
 
     backend = _backend(device)
     model, spec, metadata = _load_model(model_path, backend)
+    _refuse_non_classifier(model_path, spec, "visualize")
     if image is None:
-        if saved_dataset(spec, metadata) is None:  # a path the checkpoint may not choose
+        if saved_dataset(spec, metadata) != "digits":  # a path the checkpoint may not choose
             raise _exit_with(f"{model_path} was not trained on the bundled digits: give an IMAGE")
         data = _dataset("digits", spec["input_shape"][1:])
         x, title = data.x_test[:1], f"first test image of {data.name}"

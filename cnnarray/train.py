@@ -50,6 +50,8 @@ AUGMENTATIONS = ("none", "shift", "crop", "flip", "noise")
 LEARNING_RATES = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3}
 #: Fields of :class:`TrainConfig` that ``resume`` may change; the others must match the run.
 RESUME_CHANGES = ("dataset", "epochs", "lr", "patience")
+#: Every model ``train`` builds: image classifiers, segmentation and 1-D signal models.
+ALL_MODELS = {**nn.MODELS, **nn.SEGMENTATION_MODELS, **nn.SIGNAL_MODELS}
 
 
 @dataclass
@@ -99,14 +101,18 @@ class TrainConfig:
         self.seed = _args.check_int(self.seed, "seed", minimum=0)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.model not in nn.MODELS:
-            raise ValueError(f"model must be one of {sorted(nn.MODELS)}, got {self.model!r}")
-        for part in self.augment.split(","):
-            if part.strip() not in AUGMENTATIONS:
-                raise ValueError(
-                    f"augment must be a comma-separated list of {AUGMENTATIONS}, "
-                    f"got {self.augment!r}"
-                )
+        if self.model not in ALL_MODELS:
+            raise ValueError(f"model must be one of {sorted(ALL_MODELS)}, got {self.model!r}")
+        parts = {part.strip() for part in self.augment.split(",")}
+        if not parts <= set(AUGMENTATIONS):
+            raise ValueError(
+                f"augment must be a comma-separated list of {AUGMENTATIONS}, got {self.augment!r}"
+            )
+        if self.model not in nn.MODELS and parts != {"none"}:
+            raise ValueError(
+                f"augment must be 'none' for {self.model}: the augmentations move or scale "
+                f"images, not masks or signals; got {self.augment!r}"
+            )
 
 
 @dataclass
@@ -200,9 +206,38 @@ class TrainState:
         )
 
 
+def task(model: str) -> str:
+    """What ``model`` does: ``"classify"`` images, ``"segment"`` them, or classify ``"signals"``."""
+    if model in nn.SEGMENTATION_MODELS:
+        return "segment"
+    return "signals" if model in nn.SIGNAL_MODELS else "classify"
+
+
+def check_task(model: str, data: Split) -> None:
+    """Raise ValueError unless ``data`` is what ``model`` trains on (inputs and targets)."""
+    kind = task(model)
+    masks = data.y_train.ndim == 3 and data.y_train.shape[1:] == data.x_train.shape[2:]
+    fits = {
+        "classify": data.x_train.ndim == 4 and data.y_train.ndim == 1,
+        "segment": data.x_train.ndim == 4 and masks,
+        "signals": data.x_train.ndim == 3 and data.y_train.ndim == 1,
+    }
+    if not fits[kind]:
+        needs = {
+            "classify": "images (N, C, H, W) with one class label each",
+            "segment": "images (N, C, H, W) with a class mask (N, H, W) each, e.g. 'shapes'",
+            "signals": "1-D signals (N, C, L) with one class label each, e.g. 'signals'",
+        }
+        raise ValueError(
+            f"model {model} needs {needs[kind]}; dataset {data.name} has inputs of shape "
+            f"{tuple(data.x_train.shape)} and targets of shape {tuple(data.y_train.shape)}"
+        )
+
+
 def build_model(config: TrainConfig, data: Split, backend: Backend) -> tuple[nn.Module, dict]:
     """Build ``config.model`` for the data's input shape; return it and its file spec."""
-    channels, height, _ = data.input_shape
+    check_task(config.model, data)
+    channels, height = data.input_shape[:2]
     kwargs = {"in_channels": channels, "num_classes": data.num_classes}
     if config.model != "vgg_small":
         kwargs["input_size"] = height
@@ -214,7 +249,7 @@ def build_model(config: TrainConfig, data: Split, backend: Backend) -> tuple[nn.
         "classes": list(data.classes),
         "dataset": data.name,
         # how predict makes a user's image look like these training images
-        "preprocess": describe_inputs(data.x_train),
+        "preprocess": describe_inputs(data.x_train) if data.x_train.ndim == 4 else None,
     }
     return model, spec
 
@@ -239,8 +274,10 @@ def build_scheduler(config: TrainConfig, optimizer: optim.Optimizer) -> optim.LR
     return None
 
 
-def build_augment(spec: str, input_shape: tuple[int, int, int]) -> augment.Compose | None:
+def build_augment(spec: str, input_shape: tuple[int, ...]) -> augment.Compose | None:
     """Turn ``"shift,flip"`` into a transform; shifts scale with the image (1 px per 8)."""
+    if spec.strip() == "none":
+        return None
     _, h, w = input_shape
     shift = max(1, min(h, w) // 8)
     parts = {
@@ -264,7 +301,11 @@ def new_state(config: TrainConfig, data: Split, backend: Backend) -> TrainState:
 def evaluate(
     model: nn.Module, x: np.ndarray, y: np.ndarray, backend: Backend, batch_size: int = 256
 ) -> tuple[float, float, np.ndarray]:
-    """Return mean loss, accuracy and the predicted classes of ``model`` on ``(x, y)``."""
+    """Return mean loss, accuracy and the predicted classes of ``model`` on ``(x, y)``.
+
+    For a segmentation model ``y`` and the predictions are masks (N, H, W), and
+    loss and accuracy are means over the pixels.
+    """
     model.eval()
     losses, predictions = [], []
     for xb, yb in DataLoader(x, y, batch_size=batch_size, backend=backend):
@@ -272,7 +313,7 @@ def evaluate(
         losses.append(float(ops.cross_entropy(logits, yb, reduction="sum")))
         predictions.append(to_numpy(logits.argmax(axis=1)))
     pred = np.concatenate(predictions)
-    return sum(losses) / len(y), float(np.mean(pred == y)), pred
+    return sum(losses) / y.size, float(np.mean(pred == y)), pred
 
 
 def predict_proba(
@@ -423,7 +464,7 @@ def fit(state: TrainState, data: Split, backend: Backend, callbacks: Callbacks |
             callbacks.on_epoch_start(state.epoch, len(loader))
         model.train()
         start = time.perf_counter()
-        total_loss, correct, seen = 0.0, 0, 0
+        total_loss, correct, seen, targets = 0.0, 0, 0, 0  # targets: labels or mask pixels
         lr = state.optimizer.param_groups[0]["lr"]
         for i, (xb, yb) in enumerate(loader):
             state.optimizer.zero_grad()
@@ -434,22 +475,23 @@ def fit(state: TrainState, data: Split, backend: Backend, callbacks: Callbacks |
                 total_loss += float(loss.data) * len(yb)
                 correct += int((logits.data.argmax(axis=1) == yb).sum())
                 seen += len(yb)
+                targets += yb.size
             if parallel is not None:
                 parallel.after_backward(len(yb), loader.batch_length(i))
             state.optimizer.step()
             if callbacks.on_batch and seen:
-                callbacks.on_batch(i, total_loss / seen, correct / seen)
+                callbacks.on_batch(i, total_loss / seen, correct / targets)
         backend.synchronize()
         seconds = time.perf_counter() - start
         if state.scheduler is not None:
             state.scheduler.step()
         if parallel is not None:
-            total_loss, correct, seen = parallel.sum([total_loss, correct, seen])
+            total_loss, correct, seen, targets = parallel.sum([total_loss, correct, seen, targets])
             parallel.sync_buffers()
         val_loss = val_acc = None
         if len(y_val):
             val_loss, val_acc = _validate(model, x_val, y_val, backend, parallel)
-        stats = EpochStats(state.epoch + 1, total_loss / seen, correct / seen, val_loss,
+        stats = EpochStats(state.epoch + 1, total_loss / seen, correct / targets, val_loss,
                            val_acc, seconds, seen / seconds, lr)  # fmt: skip
         state.history.append(stats)
         if callbacks.on_epoch_end:
@@ -471,10 +513,16 @@ def _validate(model: nn.Module, x: np.ndarray, y: np.ndarray, backend: Backend,
 
 
 def test(state: TrainState, data: Split, backend: Backend) -> dict[str, Any]:
-    """Evaluate the model once on the test set; store and return loss, accuracy, samples."""
-    loss, accuracy, _ = evaluate(state.model, data.x_test, data.y_test, backend)
+    """Evaluate the model once on the test set; store and return loss, accuracy, samples.
+
+    A segmentation model's accuracy is per pixel, and ``mean_iou`` is added
+    (:func:`segmentation_scores`).
+    """
+    loss, accuracy, pred = evaluate(state.model, data.x_test, data.y_test, backend)
     state.test = {"epoch": state.epoch, "loss": loss, "accuracy": accuracy,
                   "samples": len(data.y_test)}  # fmt: skip
+    if pred.ndim > 1:
+        state.test["mean_iou"] = segmentation_scores(data.y_test, pred, data.num_classes)[0]
     return state.test
 
 

@@ -274,7 +274,8 @@ def test_item7_a_sequential_nested_450_deep_is_refused(parts, tmp_path):
     [
         (lambda s, m: s.pop("input_shape"), "the spec has no 'input_shape'"),
         (lambda s, m: s.pop("model"), "the spec has no 'model' entry"),
-        (lambda s, m: s.update(input_shape=[1, 8]), r"input_shape must be a list \[channels"),
+        (lambda s, m: s.update(input_shape=[1, 8, 8, 8]), r"input_shape must be a list \[channels"),
+        (lambda s, m: s.update(input_shape=[1, 8]), r"a preprocess record is for images"),
         (lambda s, m: s.update(input_shape=[1, 10**6, 10**6]),
          "input_shape height must be an int from 1 to 4096, got 1000000"),
         (lambda s, m: s.update(input_shape=[1, "8", 8]), "input_shape height must be an int"),

@@ -109,16 +109,15 @@ class Split:
         return len(self.classes)
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """Shape ``(C, H, W)`` of one image."""
-        c, h, w = self.x_train.shape[1:]
-        return (c, h, w)
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape ``(C, H, W)`` of one image, or ``(C, L)`` of one 1-D signal."""
+        return tuple(int(v) for v in self.x_train.shape[1:])
 
     def __repr__(self) -> str:
-        c, h, w = self.input_shape
+        kind = "image" if len(self.input_shape) == 3 else "signal"
         return (
             f"Split(name={self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
-            f"image=({c}, {h}, {w}), classes={self.num_classes})"
+            f"{kind}={self.input_shape}, classes={self.num_classes})"
         )
 
 
@@ -516,7 +515,10 @@ def load_image_folder(
 # ---------------------------------------------------------------------------
 # Choosing a dataset by name
 
-_SPEC_FORMS = "'digits', 'mnist:DIR', 'fashion-mnist:DIR', 'cifar10:DIR' or 'folder:DIR'"
+_SPEC_FORMS = (
+    "'digits', 'shapes[:N]', 'signals[:N]', 'mnist:DIR', 'fashion-mnist:DIR', 'cifar10:DIR' "
+    "or 'folder:DIR'"
+)
 
 
 def load_dataset(spec: str, *, image_size: int | tuple[int, int] | None = None) -> Split:
@@ -527,7 +529,12 @@ def load_dataset(spec: str, *, image_size: int | tuple[int, int] | None = None) 
     spec : str
         One of ``"digits"``, ``"mnist:DIR"``, ``"fashion-mnist:DIR"``,
         ``"cifar10:DIR"`` or ``"folder:DIR"``, where ``DIR`` is the folder
-        holding the files. Only the first ``:`` separates the name.
+        holding the files, or the seeded synthetic ``"shapes"`` (segmentation
+        masks, :func:`~cnnarray.data.synthetic.load_shapes`) and ``"signals"``
+        (1-D, :func:`~cnnarray.data.synthetic.load_signals`), optionally
+        ``"shapes:N"`` for N training samples (default
+        :data:`~cnnarray.data.synthetic.SYNTHETIC_SIZES`; the test set has N // 4).
+        Only the first ``:`` separates the name.
     image_size : int or (int, int), optional
         ``(height, width)`` that the images of a ``folder:DIR`` dataset are
         resized to (an int means a square; default
@@ -558,6 +565,10 @@ def load_dataset(spec: str, *, image_size: int | tuple[int, int] | None = None) 
         if sep:
             raise ValueError(f"dataset spec 'digits' takes no directory, got {spec!r}")
         return load_digits()
+    if key in ("shapes", "signals"):
+        from .synthetic import load_synthetic  # it imports Split from here
+
+        return load_synthetic(key, directory if sep else None)
     loaders = {
         "mnist": load_mnist,
         "fashion-mnist": load_fashion_mnist,

@@ -19,8 +19,10 @@ from .datasets import Split
 __all__ = [
     "SHAPE_CLASSES",
     "SIGNAL_CLASSES",
+    "SYNTHETIC_SIZES",
     "load_shapes",
     "load_signals",
+    "load_synthetic",
     "make_shapes",
     "make_signals",
 ]
@@ -30,6 +32,9 @@ SHAPE_CLASSES = ["background", "circle", "rectangle", "triangle"]
 
 #: Classes of :func:`make_signals`: index = label.
 SIGNAL_CLASSES = ["sine", "square", "sawtooth", "chirp"]
+
+#: Training samples of the data set specs "shapes" and "signals" without N (test: a quarter).
+SYNTHETIC_SIZES = {"shapes": 512, "signals": 1024}
 
 
 def _shape_mask(kind: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -177,3 +182,28 @@ def load_signals(
     x_train, y_train = make_signals(n_train, length, seed=seed)
     x_test, y_test = make_signals(n_test, length, seed=seed + 1)
     return Split(x_train, y_train, x_test, y_test, list(SIGNAL_CLASSES), "signals")
+
+
+def load_synthetic(name: str, count: str | None = None) -> Split:
+    """Return the data set spec ``"shapes[:N]"`` or ``"signals[:N]"`` (see ``load_dataset``).
+
+    Parameters
+    ----------
+    name : {"shapes", "signals"}
+    count : str, optional
+        N, the number of training samples as written in the spec, at least 4
+        (default :data:`SYNTHETIC_SIZES`); the test set has N // 4.
+    """
+    n = SYNTHETIC_SIZES[name]
+    if count is not None:
+        try:
+            n = int(count)
+        except ValueError:
+            n = 0
+        if n < 4:
+            raise ValueError(
+                f"dataset spec '{name}:N' needs N, the number of training samples, an integer "
+                f">= 4, got {count!r}"
+            )
+    loader = load_shapes if name == "shapes" else load_signals
+    return loader(n, n // 4)
