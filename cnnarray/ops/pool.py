@@ -104,12 +104,10 @@ def _geometry(
     ceil_mode: Any,
 ) -> _PoolGeometry:
     """Validate x's shape and the window arguments; return the geometry of the call."""
-    # repr, not the values: True == 1 and (2, 2) == [2, 2] must not find each other's entry
-    key = (
-        dims,
-        getattr(x, "shape", None),
-        repr((kernel_size, stride, padding, dilation, ceil_mode)),
-    )
+    # repr, not the values: True == 1 and (2, 2) == [2, 2] must not find each other's entry;
+    # the workspace limit too, as it bounds the padding (check_padded_maps)
+    args = repr((kernel_size, stride, padding, dilation, ceil_mode))
+    key = (dims, getattr(x, "shape", None), args, _conv_plan.default_limit())
     geo = _GEOMETRIES.get(key)
     if geo is None:
         geo = _new_geometry(x, dims, kernel_size, stride, padding, dilation, ceil_mode)
