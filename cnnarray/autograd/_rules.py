@@ -185,6 +185,8 @@ def _log_softmax(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -
 @differentiable(ops.batch_norm2d, "x", "weight", "bias")
 def _batch_norm2d(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
     # In training mode the forward updated the running statistics in place, but
-    # normalised with the batch's, which the backward recomputes from x.
+    # normalised with the batch's: returned with return_stats (as the layers ask),
+    # else the backward computes them again from x.
+    stats = {"mean": out[1], "inv_std": out[2]} if a["return_stats"] else {}
     return ops.batch_norm2d_backward(g, a["x"], a["running_mean"], a["running_var"], a["weight"],
-                                     a["bias"], a["training"], a["eps"])  # fmt: skip
+                                     a["bias"], a["training"], a["eps"], **stats)  # fmt: skip
