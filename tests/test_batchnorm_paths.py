@@ -89,3 +89,134 @@ def test_layer_backward_reuses_the_forward_statistics(monkeypatch, layer, shape)
     np.testing.assert_allclose(x.grad, gx, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(bn.weight.grad, gw, rtol=1e-10)
     np.testing.assert_allclose(bn.bias.grad, gb, rtol=1e-10)
+
+
+# -- BatchNorm folded into the convolution before it, at inference ----------------------------
+
+
+def _randomise_batchnorms(model, rng):
+    """Running statistics and affine parameters away from their initial 0 / 1."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            m.running_mean[...] = rng.standard_normal(c)
+            m.running_var[...] = rng.random(c) + 0.5
+            if m.affine:
+                m.weight.data[...] = rng.standard_normal(c)
+                m.bias.data[...] = rng.standard_normal(c)
+    return model.eval()
+
+
+@pytest.fixture
+def bn_calls(monkeypatch):
+    """How many times a BatchNorm2d ran its own forward."""
+    calls = []
+    forward = nn.BatchNorm2d.forward
+    monkeypatch.setattr(
+        nn.BatchNorm2d, "forward", lambda self, x: calls.append(1) or forward(self, x)
+    )
+    return calls
+
+
+def _unfolded(monkeypatch, model, x):
+    import cnnarray.nn._fold as fold
+    import cnnarray.nn.container as container
+
+    with monkeypatch.context() as m:
+        m.setattr(fold, "foldable", lambda *a: False)
+        m.setattr(container, "foldable", lambda *a: False)
+        return model(x)
+
+
+def _models():
+    return {
+        "vgg_small": (
+            lambda: nn.models.vgg_small(1, 10, 8, widths=(4, 8), hidden=16, seed=0),
+            (5, 1, 8, 8),
+        ),
+        "resnet20": (
+            lambda: nn.models.resnet20(seed=0),
+            (10, 3, 32, 32),
+        ),  # all large enough to fold
+        "bottleneck-imagenet-stem": (
+            lambda: nn.ResNet("bottleneck", [1, 1], [4, 8], stem="imagenet", seed=0),
+            (6, 3, 32, 32),
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", list(_models()))
+def test_folded_inference_equals_the_unfolded_layers(monkeypatch, bn_calls, name):
+    make, shape = _models()[name]
+    model = _randomise_batchnorms(make(), np.random.default_rng(7))
+    x = np.random.default_rng(8).standard_normal(shape).astype(np.float32)
+    want = _unfolded(monkeypatch, model, x)
+    bn_calls.clear()
+    got = model(x)
+    assert not bn_calls  # every BatchNorm2d was folded into its convolution
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize(
+    "conv_kw",
+    [{"bias": True, "stride": 2, "padding": 1}, {"groups": 2, "dilation": 2, "padding": "same"},
+     {"padding": 1, "padding_mode": "reflect", "bias": True}],
+    ids=["bias-stride", "groups-dilation", "reflect"],
+)  # fmt: skip
+@pytest.mark.parametrize("affine", [True, False])
+def test_folding_covers_the_convolution_and_batchnorm_options(
+    monkeypatch, bn_calls, conv_kw, affine
+):
+    model = nn.Sequential(nn.Conv2d(4, 6, 3, seed=1, dtype="float64", **conv_kw),
+                          nn.BatchNorm2d(6, affine=affine, dtype="float64"))  # fmt: skip
+    _randomise_batchnorms(model, np.random.default_rng(9))
+    x = np.random.default_rng(10).standard_normal((3, 4, 9, 9))
+    want = _unfolded(monkeypatch, model, x)
+    bn_calls.clear()
+    np.testing.assert_allclose(model(x), want, rtol=1e-12, atol=1e-12)
+    assert not bn_calls
+
+
+def test_folded_weights_follow_parameter_and_statistics_changes(monkeypatch):
+    model = _randomise_batchnorms(
+        nn.Sequential(
+            nn.Conv2d(2, 3, 3, seed=0, dtype="float64"), nn.BatchNorm2d(3, dtype="float64")
+        ),
+        np.random.default_rng(11),
+    )
+    x = np.random.default_rng(12).standard_normal((4, 2, 6, 6))
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    first = model(x)
+    assert sorted(model.state_dict()) == sorted(before)  # nothing folded is kept or saved
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+    model[1].running_mean += 1.5  # in place, as training and load_state_dict do
+    model[0].weight.data *= 2
+    model[1].bias.data -= 1
+    second = model(x)
+    np.testing.assert_allclose(second, _unfolded(monkeypatch, model, x), rtol=1e-12, atol=1e-12)
+    assert not np.allclose(second, first)
+
+
+def test_no_folding_in_training_or_when_gradients_are_recorded(bn_calls):
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, seed=0), nn.BatchNorm2d(3))
+    x = np.random.default_rng(13).standard_normal((4, 2, 6, 6)).astype(np.float32)
+    model(x)  # training mode: batch statistics
+    assert len(bn_calls) == 1
+    model.eval()
+    xt = cnnarray.tensor(x, requires_grad=True)
+    model(xt).sum().backward()  # eval mode, but recorded: the layers' own ops
+    assert len(bn_calls) == 2 and xt.grad is not None and model[0].weight.grad is not None
+    with cnnarray.no_grad():
+        model(xt)
+    assert len(bn_calls) == 2
+
+
+def test_no_folding_where_the_unfolded_layers_would_refuse_or_it_costs_more(bn_calls):
+    wrong = nn.Sequential(nn.Conv2d(2, 3, 3, seed=0), nn.BatchNorm2d(4)).eval()
+    with pytest.raises(ValueError, match=r"BatchNorm2d\(4\) expected x with 4 channels"):
+        wrong(np.zeros((2, 2, 5, 5), np.float32))
+    model = nn.Sequential(nn.Conv2d(64, 3, 3, seed=0), nn.BatchNorm2d(3)).eval()
+    model(np.zeros((1, 64, 5, 5), np.float32))  # 9 outputs per filter of 576 weights
+    assert len(bn_calls) == 2
