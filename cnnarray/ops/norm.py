@@ -38,14 +38,17 @@ def _channel_sum(xp: Any, a: Any, b: Any = None) -> Any:
     """Per-channel sum over (N, L) of ``a`` (N, C, L), or of ``a * b`` without a
     temporary: each (image, channel) row first, then the N row sums.
 
-    The rows go to BLAS, which sums with SIMD partial sums as accurately as
-    NumPy's pairwise ``sum``: a matrix-vector product with ones is 3-5x faster
-    than ``sum(axis=2)`` on float32, and the batched (1, L) @ (L, 1) products
-    1.6x faster than ``einsum`` for rows of 128 or more (slower below).
+    In float32 the rows go to BLAS, which sums with SIMD partial sums about as
+    accurately as NumPy's pairwise ``sum``: a matrix-vector product with ones
+    is 3-5x faster than ``sum(axis=2)``, and the batched (1, L) @ (L, 1)
+    products 1.6x faster than ``einsum`` for rows of 128 or more (slower
+    below). Float64, the precision of the comparisons with PyTorch to 1e-9
+    (one of which amplifies rounding a millionfold), keeps NumPy's order.
     """
+    fast = a.dtype == xp.float32
     if b is None:
-        rows = a @ xp.ones(a.shape[2], dtype=a.dtype)
-    elif a.shape[2] >= 128:
+        rows = a @ xp.ones(a.shape[2], dtype=a.dtype) if fast else a.sum(axis=2)
+    elif fast and a.shape[2] >= 128:
         rows = (a[:, :, None, :] @ b[:, :, :, None])[:, :, 0, 0]  # (N, C, 1, 1) -> (N, C)
     else:
         rows = xp.einsum("ncl,ncl->nc", a, b)
