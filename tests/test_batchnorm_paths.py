@@ -220,3 +220,19 @@ def test_no_folding_where_the_unfolded_layers_would_refuse_or_it_costs_more(bn_c
     model = nn.Sequential(nn.Conv2d(64, 3, 3, seed=0), nn.BatchNorm2d(3)).eval()
     model(np.zeros((1, 64, 5, 5), np.float32))  # 9 outputs per filter of 576 weights
     assert len(bn_calls) == 2
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 16, 16), (3, 2, 5, 7)], ids=["rows-of-256", "rows-of-35"])
+def test_float32_channel_sums_by_blas_match_the_oracle(shape):
+    # float32 sums rows by BLAS: (1, L) @ (L, 1) products from L = 128, einsum below.
+    from cnnarray import reference as ref
+
+    x, rm, rv, w, b = _inputs(np.random.default_rng(14), shape, np.float32)
+    x += 50  # a mean well away from 0
+    g = np.random.default_rng(15).standard_normal(shape).astype(np.float32)
+    y, mean, inv_std = cnnarray.batch_norm2d(x, rm, rv, w, b, training=True, return_stats=True)
+    assert_close(y, ref.batch_norm2d(x, None, None, w, b, True), dtype=np.float32)
+    got = cnnarray.batch_norm2d_backward(g, x, None, None, w, b, training=True, mean=mean,
+                                         inv_std=inv_std)  # fmt: skip
+    for a, d in zip(got, ref.batch_norm2d_backward(g, x, None, None, w, b, True), strict=True):
+        assert_close(a, d, dtype=np.float32)
