@@ -1,22 +1,52 @@
-"""Train the same network with cnnarray and with PyTorch, side by side.
+"""Train the same networks with cnnarray and with PyTorch, side by side: issue 16's ratios.
 
-Same architecture (``--model``: LeNet-5 by default, or the VGG-style
-``vgg_small`` with batch normalisation), same initial weights (PyTorch's
-copied from cnnarray's, names and all), same data, same order of
-mini-batches, same optimiser (Adam) and epochs, no augmentation. Each
-framework trains in its own process with ``OPENBLAS_THREAD_TIMEOUT=4`` (see
-benchmarks/README.md) and the same number of threads; reported are the test
-accuracy after the last epoch and the median time per epoch.
+One run measures each part below with both frameworks, prints a table per
+part and, at the end, issue 16's targets (measured ratio, limit, met or not),
+and writes everything to ``--json`` (after each part, so a cut run keeps what
+it measured). Both frameworks use the same models (PyTorch's twins in
+``twins.py``, loaded with cnnarray's initial weights by name), data, batch,
+optimiser (Adam, lr 2e-3) and number of threads; each runs in worker
+processes of its own with ``OPENBLAS_THREAD_TIMEOUT=4`` (see
+benchmarks/README.md), ``--rounds`` processes per framework taking turns, their
+timed calls pooled (median and interquartile range). The timing parts run on
+seeded random images of each case's shape (``speed.py`` says how each is
+measured):
 
-Datasets: ``digits`` (scikit-learn's 8x8 digits), ``digits28`` (the same
-images upsampled to 28x28 with bilinear interpolation: a stand-in for MNIST
-on a machine that cannot download it), or any ``cnnarray train --dataset``
-spec such as ``mnist:DIR``.
+``steps``
+    Time per training step: LeNet-5 28x28x1 at batch 32 and 128, vgg_small at
+    32x32x3 and 28x28x1, resnet20 at 32x32x3, batch 32.
+``inference``
+    The three models in eval mode without gradients, batch 128.
+``memory``
+    Peak memory of a training step above what is live at its start: cnnarray
+    by tracemalloc, PyTorch by ``torch.profiler``'s allocation events (the
+    ratio compared); both by the rise of the peak resident set, beside it.
+``batches``
+    Images/s of LeNet-5 and vgg_small (28x28x1) training steps at batch sizes 8 to 256.
+``layers``
+    Cases a-c of ``python -m cnnarray bench --device cpu --compare torch``
+    (a subprocess), forward and forward+backward.
+``accuracy``
+    Test accuracy after training on ``--dataset`` (digits28) from the same
+    weights, same order of mini-batches, no augmentation, ``--seeds`` seeds
+    (``--accuracy``: LeNet-5 15 epochs, vgg_small 4); the mean gap in points.
+
+    python benchmarks/train_compare.py --json benchmarks/results/train-compare-16.json
+    python benchmarks/train_compare.py --quick --only steps --models lenet5
+
+``--model``, ``--epochs`` or ``--dataset`` without ``--only`` run the accuracy
+part alone, as this script did before (one model; epoch times reported too):
 
     python benchmarks/train_compare.py --dataset digits --dataset digits28 \\
         --epochs 15 --json benchmarks/results/train-compare.json
     python benchmarks/train_compare.py --model vgg_small --dataset digits28 \\
         --epochs 10 --json benchmarks/results/train-compare-vgg.json
+
+Datasets: ``digits`` (scikit-learn's 8x8 digits), ``digits28`` (the same
+images upsampled to 28x28 with bilinear interpolation: a stand-in for MNIST
+on a machine that cannot download it), or any ``cnnarray train --dataset``
+spec such as ``mnist:DIR``. ``python benchmarks/targets.py RESULTS.json``
+prints a saved run's tables again.
 """
 
 from __future__ import annotations
@@ -334,9 +364,13 @@ def run(args, parser) -> None:
     if unknown := set(models) - set(TORCH_MODELS):
         parser.error(f"--models must name models of {sorted(TORCH_MODELS)}, got {sorted(unknown)}")
     args.dataset = args.dataset or ["digits28"]
-    runs = [(m, int(e)) for m, e in (spec.split(":") for spec in args.accuracy.split(","))]
+    try:
+        runs = [(m, int(e)) for m, e in (spec.split(":") for spec in args.accuracy.split(","))]
+    except ValueError:
+        parser.error(f"--accuracy must read MODEL:EPOCHS,..., got {args.accuracy!r}")
     if args.model or args.epochs:
         runs = [(args.model or "lenet5", args.epochs or 15)]
+    runs = [r for r in runs if r[0] in models]
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     if args.quick:
         args.steps, args.warmup, args.rounds, args.seeds = 5, 2, 1, 1
@@ -355,7 +389,12 @@ def run(args, parser) -> None:
           f"({mach['cpu_affinity']} usable), {args.threads} threads per framework, "
           f"torch {mach['versions']['torch']}, numpy {mach['versions']['numpy']}; "
           f"parts: {','.join(parts)}{' (quick)' if args.quick else ''}", flush=True)  # fmt: skip
-    print(f"timing data: {doc['settings']['timing_data']}\n", flush=True)
+    print(f"timing data: {doc['settings']['timing_data']}", flush=True)
+    load = mach["load_average"]["start"]
+    if load and load[0] > 0.5:
+        print(f"warning: load average {load[0]} before the run: other work on this machine "
+              "skews the timings", flush=True)  # fmt: skip
+    print(flush=True)
     start = time.perf_counter()
     timed = {"steps": args.steps, "warmup": args.warmup}
     chosen = {
@@ -365,23 +404,25 @@ def run(args, parser) -> None:
         "batches": [(m, c, s, b) for m, c, s in BATCH_MODELS if m in models for b in sizes],
     }
     for part in parts:
+        part_start = time.perf_counter()
         if part in chosen and chosen[part]:
             kind = "steps" if part == "batches" else part
             task = {"warmup": args.warmup} if part == "memory" else dict(timed)
             if part == "batches":
                 task = {"steps": 20, "warmup": min(args.warmup, 3),
                         "budget_s": args.batch_budget}  # fmt: skip
-            rounds = 1 if part == "memory" else args.rounds
+            rounds = {"memory": 1, "batches": min(args.rounds, 2)}.get(part, args.rounds)
             doc[part], threads = compare(kind, chosen[part], args, rounds, **task)
             mach.setdefault("worker_threads", {}).update(threads)
         elif part == "layers":
             doc["layers"] = layers_part(args)
         elif part == "accuracy":
-            doc["accuracy"] = accuracy_rows(args, [r for r in runs if r[0] in models])
+            doc["accuracy"] = accuracy_rows(args, runs)
         else:
             continue
         print(*tables({part: doc[part]}), "", sep="\n", flush=True)
         mach["load_average"]["end"] = machine(args)["load_average"]["start"]
+        doc.setdefault("part_seconds", {})[part] = time.perf_counter() - part_start
         doc["wall_s"] = time.perf_counter() - start
         doc["targets"] = targets(doc)
         if args.json:
