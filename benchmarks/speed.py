@@ -163,15 +163,16 @@ class TorchRunner(CnnarrayRunner):
         events = prof.profiler.kineto_results.events()
         (marker,) = [e for e in events if e.name() == "measured"]
         memory = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
-        live = base = peak = 0
+        live, base, peak = 0, None, 0
         for t, nbytes in memory:
             if t > marker.end_ns():
                 break
-            if t < marker.start_ns():
-                base = live + nbytes
+            if base is None and t >= marker.start_ns():
+                base = peak = live
             live += nbytes
-            peak = max(peak, live)
-        return peak - base
+            if base is not None:
+                peak = max(peak, live)
+        return 0 if base is None else peak - base
 
 
 def rss_step_bytes(step, idx) -> int | None:
