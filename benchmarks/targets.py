@@ -60,8 +60,15 @@ def targets(doc: dict) -> list[dict]:
     return rows
 
 
+NOISY = 0.25  # an IQR above this fraction of the median marks a timing as noisy
+
+
+def _noisy(s: dict) -> bool:
+    return s["iqr_ms"] > NOISY * s["median_ms"]
+
+
 def _ms(s: dict) -> str:
-    return f"{s['median_ms']:.2f} ({s['iqr_ms']:.2f})"
+    return f"{s['median_ms']:.2f} ({s['iqr_ms']:.2f}){' *' if _noisy(s) else ''}"
 
 
 def timing_table(rows: list[dict], title: str) -> str:
@@ -70,6 +77,9 @@ def timing_table(rows: list[dict], title: str) -> str:
              "", "| case | cnnarray | PyTorch | ratio |", "|---|---|---|---|"]  # fmt: skip
     lines += [f"| {label(r)} | {_ms(r['cnnarray'])} | {_ms(r['torch'])} | {r['ratio']:.2f} |"
               for r in rows]  # fmt: skip
+    if any(_noisy(r[fw]) for r in rows for fw in ("cnnarray", "torch")):
+        lines += ["", f"* noisy: the IQR is above {NOISY:.0%} of the median (other work on "
+                  "the machine?); rerun those on a quiet machine"]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -79,8 +89,9 @@ def memory_table(rows: list[dict]) -> str:
     def fmt(value):
         return "n/a" if value is None else f"{value / mib:.1f}"
 
-    lines = ["Peak memory of one training step above what is live at its start, MiB "
-             "(cnnarray: tracemalloc; PyTorch: torch.profiler allocations; both: peak RSS rise)",
+    lines = ["Peak memory of one training step above what is live at its start, MiB: "
+             "cnnarray by tracemalloc, PyTorch by torch.profiler's allocations (their ratio is "
+             "the target's); both by the rise of the peak RSS, beside it",
              "", "| case | cnnarray | PyTorch | ratio | RSS cnnarray | RSS PyTorch | RSS ratio |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:

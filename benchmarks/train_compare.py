@@ -306,11 +306,12 @@ def layers_part(args) -> dict:
 
 def machine(args) -> dict:
     """The CPU, threads, load and versions, for the header and the JSON."""
+    from cnnarray.backend import blas_info
     from cnnarray.bench import machine as m
 
     return {"cpu": m.cpu_model(), "cpu_count": os.cpu_count(), "cpu_affinity": m.cpu_affinity(),
             "threads": args.threads, "load_average": {"start": m.load_average()},
-            "versions": m.versions(), "worker_env": WORKER_ENV}  # fmt: skip
+            "versions": m.versions(), "blas": blas_info(), "worker_env": WORKER_ENV}  # fmt: skip
 
 
 def main() -> None:

@@ -123,3 +123,12 @@ def test_quick_run_prints_the_ratios_and_writes_the_json(tmp_path) -> None:
         "training step lenet5 28x28x1 b128",
     ]
     assert "Targets of issue 16:" in run.stdout and "| lenet5 28x28x1 b128 |" in run.stdout
+
+
+def test_timing_table_marks_a_noisy_timing(bench_modules) -> None:
+    _, targets, _ = bench_modules
+    quiet, noisy = targets.summary([0.010, 0.010, 0.011]), targets.summary([0.01, 0.02, 0.04])
+    table = targets.timing_table([_row("lenet5", 1, 28, 32, 0.5, cnnarray=quiet, torch=noisy)],
+                                 "Time per training step")  # fmt: skip
+    assert "| lenet5 28x28x1 b32 | 10.00 (0.50) | 20.00 (15.00) * | 0.50 |" in table
+    assert "* noisy" in table
