@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import assert_close, run_op
 
 import cnnarray
 from cnnarray import reference as ref
 from cnnarray.backend import debug_workspace
-from helpers import assert_close, run_op
 
 CASES = [
     ((3, 4, 9, 8), (6, 4, 3, 3), {}),  # "valid"
