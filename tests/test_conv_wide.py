@@ -68,3 +68,34 @@ def test_wide_path_in_float32_and_chunks(backend):
     want = ref.conv2d_backward(g, x, w, None)
     assert_close(got[0], want[0], dtype=np.float32, backend=backend)
     assert_close(got[1], want[1], dtype=np.float32, backend=backend)
+
+
+@pytest.mark.parametrize("layout", ["per_image", "channel_major"])
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+@pytest.mark.parametrize("bad", ["x-inf", "x-nan", "w-nan", "w-inf"])
+def test_wide_rows_keep_inf_and_nan_where_ieee_puts_them(monkeypatch, backend, layout, bad):
+    # The grad columns' entries past each output row are weights times dY's zeros:
+    # an inf or NaN weight (or pixel) must not reach sums it is no part of, so the
+    # gradients equal the loops' entry for entry.
+    from cnnarray.ops import _conv_plan
+
+    per_image = layout == "per_image"
+    monkeypatch.setattr(_conv_plan, "use_per_image", lambda geo, training=False: per_image)
+    monkeypatch.setattr(_conv_plan, "use_fft", lambda *args: False)
+    rng = np.random.default_rng(9)
+    x, w = rng.standard_normal((2, 2, 6, 7)), rng.standard_normal((3, 2, 3, 3))
+    value = np.inf if bad.endswith("inf") else np.nan
+    if bad.startswith("x"):
+        x[0, 1, 2, 6] = value  # right edge: tap columns 0 and 1 never read it
+    else:
+        w[1, 0, 2, 0] = value
+    params = {"padding": (1, 0)} if per_image else {}  # both smaller than "same"
+    g = rng.standard_normal(ref.conv2d(x, w, None, **params).shape)
+    got = run_op(cnnarray.conv2d_backward, g, x, w, None, backend=backend, **params)
+    want = ref.conv2d_backward(g, x, w, None, **params)
+    for a, d, name in zip(got[:2], want[:2], "xw", strict=True):
+        a = cnnarray.to_numpy(a)
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(d), err_msg=f"NaN of grad_{name}")
+        np.testing.assert_array_equal(np.isinf(a), np.isinf(d), err_msg=f"inf of grad_{name}")
+        ok = np.isfinite(d)
+        assert_close(a[ok], d[ok], dtype=np.float64, backend=backend)

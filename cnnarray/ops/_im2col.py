@@ -51,6 +51,7 @@ __all__ = [
     "store_nchw",
     "wide_dy",
     "windows",
+    "zero_outside",
 ]
 
 
@@ -281,6 +282,24 @@ def wide_dy(ws: Workspace, dy: Any, geo: Geometry, per_image: bool) -> Any:
     out[:, :, : geo.out_h, geo.out_w :] = 0
     out[:, :, : geo.out_h, : geo.out_w] = dy
     return out
+
+
+def zero_outside(cols: Any, geo: Geometry, per_image: bool) -> None:
+    """Zero the entries of wide grad-columns rows (``grad_layout``) that are not outputs.
+
+    ``cols`` is (rows, width), per image (width ``out_h * Wp``) or over the
+    batch (``n * Hp * Wp``). There the GEMM multiplied the weights by dY's
+    zeros (:func:`wide_dy`): zero while the weights are finite. An inf or NaN
+    weight makes them NaN, which :func:`col2im_wide` would add into pixels
+    whose gradient that tap is no part of; the backward zeroes them then.
+    """
+    hp, wp = geo.h + geo.pt + geo.pb, geo.w + geo.pl + geo.pr
+    if per_image:
+        cols.reshape(cols.shape[0], geo.out_h, wp)[:, :, geo.out_w :] = 0
+        return
+    grid = cols.reshape(cols.shape[0], -1, hp, wp)
+    grid[:, :, geo.out_h :] = 0
+    grid[:, :, : geo.out_h, geo.out_w :] = 0
 
 
 def col2im_rows(ws: Workspace, rows: Any, geo: Geometry, out: Any, per_image: bool) -> None:

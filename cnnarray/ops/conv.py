@@ -472,6 +472,8 @@ def _backward_per_image(ws: Workspace, w2: Any, mat: Any, grad_out: Any, grad_w:
     if wide(geo):
         dy = _im2col.wide_dy(ws, grad_out, geo, per_image=True).reshape(nb, g, geo.c_out // g, -1)
     xp.matmul(w2.transpose(0, 2, 1), dy, out=grad_cols.reshape(nb, g, k, -1))
+    if wide(geo) and not bool(xp.isfinite(w2).all()):
+        _im2col.zero_outside(grad_cols, geo, per_image=True)
     _im2col.col2im_rows(ws, rows, geo, grad_x, per_image=True)
 
 
@@ -498,4 +500,6 @@ def _backward_channel_major(ws: Workspace, w2: Any, mat: Any, grad_out: Any, gra
     if wide(geo):
         dy = _im2col.wide_dy(ws, dy4, geo, per_image=False).reshape(g, geo.c_out // g, -1)
     xp.matmul(w2.transpose(0, 2, 1), dy, out=grad_cols.reshape(g, k, -1))  # (g, K, m)
+    if wide(geo) and not bool(xp.isfinite(w2).all()):
+        _im2col.zero_outside(grad_cols, geo, per_image=False)
     _im2col.col2im_rows(ws, rows, geo, grad_x, per_image=False)
