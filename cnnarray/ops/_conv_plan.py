@@ -79,7 +79,24 @@ def _limit_text(bound: int) -> str:
             f"or conv2d's workspace_limit=, at least {PADDING_MIN_REFUSED})")  # fmt: skip
 
 
+# the (geometry, itemsize, limit, default limit) that check_padding passed
+_PASSED: set[tuple[Any, ...]] = set()
+_PASSED_MAX = 1024
+
+
 def check_padding(geo: Geometry, itemsize: int, limit: int | None) -> None:
+    """:func:`_check_padding`, remembered per call that passed it (a layer makes the same
+    call every step)."""
+    key = (geo, itemsize, limit, _workspace_limit)
+    if key in _PASSED:
+        return
+    _check_padding(geo, itemsize, limit)
+    if len(_PASSED) >= _PASSED_MAX:
+        _PASSED.clear()
+    _PASSED.add(key)
+
+
+def _check_padding(geo: Geometry, itemsize: int, limit: int | None) -> None:
     """Refuse a conv2d padding that makes one image's buffers mostly zeros, and large.
 
     The batch is chunked to fit the workspace limit, but a single image runs

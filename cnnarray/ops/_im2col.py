@@ -98,19 +98,31 @@ def zero_invalid(cols: Any, geo: Geometry, per_image: bool) -> None:
     ``cols`` is (c, kh, kw, N, oh, ow), or (n, C, kh, kw, oh, ow) when ``per_image``.
     One slice per kernel row and column that reaches past an edge.
     """
+    for index in _invalid_slices(geo, per_image):
+        cols[index] = 0
+
+
+@functools.lru_cache(maxsize=256)
+def _invalid_slices(geo: Geometry, per_image: bool) -> tuple[tuple[Any, ...], ...]:
+    """The index tuples of :func:`zero_invalid` (cached per geometry: a layer zeroes
+    the same slices every step)."""
     lead = (slice(None),) * (2 if per_image else 1)
+    out = []
     for i in range(geo.kh):
         valid = clipped(i * geo.dh, geo.pt, geo.h, geo.out_h, 1)
         valid = valid[0] if valid else slice(0, 0)
         for part in (slice(0, valid.start), slice(valid.stop, geo.out_h)):
             if part.stop > part.start:  # kernel row axis, then (N,) output rows
-                cols[(*lead, i, slice(None)) + ((part,) if per_image else (slice(None), part))] = 0
+                out.append(
+                    (*lead, i, slice(None)) + ((part,) if per_image else (slice(None), part))
+                )
     for j in range(geo.kw):
         valid = clipped(j * geo.dw, geo.pl, geo.w, geo.out_w, 1)
         valid = valid[0] if valid else slice(0, 0)
         for part in (slice(0, valid.start), slice(valid.stop, geo.out_w)):
             if part.stop > part.start:
-                cols[(*lead, slice(None), j, Ellipsis, part)] = 0
+                out.append((*lead, slice(None), j, Ellipsis, part))
+    return tuple(out)
 
 
 def operand(ws: Workspace, x: Any, geo: Geometry, per_image: bool, ones: bool) -> Any:
