@@ -4,8 +4,9 @@ The loop of ``train_compare.py`` (same model, weights, data, mini-batches,
 Adam), one process per framework with ``OPENBLAS_THREAD_TIMEOUT=4``. The first
 ``--warmup`` epochs are not measured; over the next ``--epochs`` it reports
 milliseconds per step for each kind of layer, forward and backward, and for
-the optimiser step. cnnarray's figures time each layer's ``forward`` call
-and each recorded op's backward (``cnnarray.autograd.backward_times``);
+the optimiser step. cnnarray's figures time each recorded op's forward (the
+tape's ``call_op``) and backward (``cnnarray.autograd.backward_times``), by
+the kind of layer that calls it;
 PyTorch's are the self CPU time of its operators under ``torch.profiler``
 (which adds a little overhead of its own), summed per kind; operators outside
 :data:`TORCH_OPS` (fills, copies, the loss) are left out, so PyTorch's rows
@@ -41,6 +42,9 @@ TORCH_OPS = {
     "aten::threshold_backward": ("ReLU", "backward"),
     "aten::addmm": ("Linear", "forward"),
     "aten::mm": ("Linear", "backward"),
+    "aten::adaptive_avg_pool2d": ("AdaptiveAvgPool2d", "forward"),
+    "aten::_adaptive_avg_pool2d": ("AdaptiveAvgPool2d", "forward"),
+    "aten::_adaptive_avg_pool2d_backward": ("AdaptiveAvgPool2d", "backward"),
 }
 
 # cnnarray op recorded by autograd -> the kind of layer that calls it
@@ -52,6 +56,8 @@ OP_KINDS = {
     "flatten": "Flatten",
     "linear": "Linear",
     "mul": "Dropout",
+    "add": "Add",
+    "adaptive_avg_pool2d": "AdaptiveAvgPool2d",
 }
 
 
@@ -72,6 +78,7 @@ def _per_step(args, data, timing: Timing, kinds_s: dict[str, float]) -> dict:
 
 def profile_cnnarray(args, data, weights) -> dict:
     from cnnarray import autograd, optim
+    from cnnarray.autograd import _rules
 
     model = tc.build(args.model, data, args.seed)
     model.load_state_dict(weights)
@@ -87,10 +94,18 @@ def profile_cnnarray(args, data, weights) -> dict:
 
         return call
 
-    for module in model.modules():
-        if next(module.children(), None) is None:  # a leaf layer
-            kind = f"{type(module).__name__} forward"
-            module.forward = timed(module.forward, kind)
+    # every recorded op's forward, by op: functional calls (resnet's relu) count too
+    call_op = _rules.call_op
+
+    def timed_op(op, args, kwargs):
+        start = time.perf_counter()
+        out = call_op(op, args, kwargs)
+        kind = OP_KINDS.get(op.__name__)
+        if kind is not None:  # the loss is left out, as PyTorch's is
+            totals[f"{kind} forward"] += time.perf_counter() - start
+        return out
+
+    _rules.call_op = timed_op
     opt.step = timed(opt.step, "Adam step")
     # the warm-up's layer times are dropped when the measured epochs start
     with autograd.backward_times() as backward:
@@ -137,7 +152,7 @@ def worker(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="digits28", help="digits, digits28 or a train spec")
-    parser.add_argument("--model", default="vgg_small", choices=["lenet5", "vgg_small"])
+    parser.add_argument("--model", default="vgg_small", choices=sorted(tc.TORCH_MODELS))
     parser.add_argument("--epochs", type=int, default=2, help="measured epochs")
     parser.add_argument("--warmup", type=int, default=1, help="epochs before measuring")
     parser.add_argument("--batch-size", type=int, default=32)

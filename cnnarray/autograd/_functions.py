@@ -86,18 +86,23 @@ def _binary(
     b: Any,
     forward: Callable[[Any, Any, Any], Any],
     grads: Callable[[Any, Any, Any, Any, Any, tuple[bool, ...]], tuple[Any, Any]],
+    saves: bool = True,
 ) -> Any:
     """An elementwise binary op with broadcasting; ``grads(xp, g, x, y, out, needs)``
-    returns the gradients before they are summed back to each operand's shape."""
+    returns the gradients before they are summed back to each operand's shape.
+    ``saves=False``: the gradients need none of x, y and out (they get None), so
+    the tape keeps only their shapes (a residual sum frees its operands)."""
     x, y = _operands(name, a, b)
     xp = array_namespace(x, y)
     out = forward(xp, x, y)
+    shapes = _shape(x), _shape(y)
+    kept = (x, y, out) if saves else (None, None, None)
 
     def backward(g: Any, needs: tuple[bool, ...]) -> tuple[Any, Any]:
-        gx, gy = grads(xp, g, x, y, out, needs)
+        gx, gy = grads(xp, g, *kept, needs)
         return (
-            None if gx is None else _unbroadcast(xp, gx, _shape(x)),
-            None if gy is None else _unbroadcast(xp, gy, _shape(y)),
+            None if gx is None else _unbroadcast(xp, gx, shapes[0]),
+            None if gy is None else _unbroadcast(xp, gy, shapes[1]),
         )
 
     return _record(out, name, (a, b), backward)
@@ -105,12 +110,13 @@ def _binary(
 
 def add(a: Any, b: Any) -> _t.Tensor:
     return _binary("add", a, b, lambda xp, x, y: xp.add(x, y),
-                   lambda xp, g, x, y, out, needs: (g, g))  # fmt: skip
+                   lambda xp, g, x, y, out, needs: (g, g), saves=False)  # fmt: skip
 
 
 def sub(a: Any, b: Any) -> _t.Tensor:
     return _binary("sub", a, b, lambda xp, x, y: xp.subtract(x, y),
-                   lambda xp, g, x, y, out, needs: (g, -g if needs[1] else None))  # fmt: skip
+                   lambda xp, g, x, y, out, needs: (g, -g if needs[1] else None),
+                   saves=False)  # fmt: skip
 
 
 def mul(a: Any, b: Any) -> _t.Tensor:

@@ -1,10 +1,17 @@
 """The recorded graph and the engine that walks it backwards.
 
-A :class:`Node` is one recorded op: its input Tensors and how to map the output's
+A :class:`Node` is one recorded op: its inputs and how to map the output's
 gradient to theirs. :func:`run_backward` orders the nodes reachable from the output
 so that each runs after every node that uses its output, sums the gradients that
 reach each node, and adds those reaching a leaf (a Tensor made by the user, such
 as a parameter) into its ``.grad``.
+
+An input is held as the :class:`Node` that made it when it was recorded (see
+:func:`edge`), not as its Tensor: the graph needs only where the gradient goes,
+and the Tensor's array may then be freed as soon as the forward drops it,
+unless the op's rule keeps it for its backward (PyTorch's saved tensors). A
+ReLU that saves its output lets the batch norm output before it go, a third
+of a ResNet step's peak memory.
 """
 
 from __future__ import annotations
@@ -19,18 +26,27 @@ from ..backend import backend_of
 if TYPE_CHECKING:
     from ._tensor import Tensor
 
-__all__ = ["CallNode", "Node", "accumulate", "backward_times", "run_backward"]
+__all__ = ["CallNode", "Node", "accumulate", "backward_times", "edge", "run_backward"]
 
 _state = threading.local()  # the backward_times in effect in this thread
+
+
+def edge(t: Tensor | None) -> Node | Tensor | None:
+    """How a node holds an input: the Node that made ``t`` when ``t`` was recorded, else
+    ``t`` itself (a leaf, whose ``.grad`` the backward fills, or a constant), or None."""
+    if t is None or t._node is None:
+        return t
+    return t._node
 
 
 class Node:
     """One recorded op: its inputs and the closure that maps the output's gradient to theirs.
 
-    ``backward(grad, needs)`` returns one gradient (or None) per input, where
-    ``needs[i]`` says whether input ``i`` wants one. ``owns`` is True when
-    those gradients are fresh arrays nobody else holds, so a leaf may keep
-    one as its ``.grad`` without a copy.
+    ``inputs`` holds one :func:`edge` per input. ``backward(grad, needs)``
+    returns one gradient (or None) per input, where ``needs[i]`` says whether
+    input ``i`` wants one. ``owns`` is True when those gradients are fresh
+    arrays nobody else holds, so a leaf may keep one as its ``.grad`` without
+    a copy.
     """
 
     __slots__ = ("backward", "inputs", "name", "owns")
@@ -44,7 +60,7 @@ class Node:
     ) -> None:
         self.name = name
         self.backward: Callable[[Any, tuple[bool, ...]], Sequence[Any]] | None = backward
-        self.inputs: tuple[Tensor | None, ...] | None = inputs
+        self.inputs: tuple[Node | Tensor | None, ...] | None = tuple([edge(t) for t in inputs])
         self.owns = owns
 
     def run(self, grad: Any, needs: tuple[bool, ...]) -> Sequence[Any]:
@@ -75,7 +91,8 @@ class CallNode(Node):
         arguments: dict[str, Any],
         out: Any,
     ) -> None:
-        self.name, self.backward, self.inputs, self.owns = name, backward, inputs, owns
+        self.name, self.backward, self.owns = name, backward, owns
+        self.inputs = tuple([edge(t) for t in inputs])
         self.arguments: dict[str, Any] | None = arguments
         self.out = out
 
@@ -123,10 +140,15 @@ def _graph_order(root: Node) -> list[Node]:
                 "the first backward; pass retain_graph=True to the first one to keep it"
             )
         stack.append((node, True))
-        for t in node.inputs:
-            if t is not None and t._node is not None and t._node not in seen:
-                stack.append((t._node, False))
+        for e in node.inputs:
+            if isinstance(e, Node) and e not in seen:
+                stack.append((e, False))
     return order
+
+
+def _wants(e: Node | Tensor | None) -> bool:
+    """Whether an input wants a gradient: a recorded one always, a leaf if it requires grad."""
+    return e is not None and (isinstance(e, Node) or e.requires_grad)
 
 
 def run_backward(root: Node, grad: Any, retain_graph: bool) -> None:
@@ -141,7 +163,7 @@ def run_backward(root: Node, grad: Any, retain_graph: bool) -> None:
             if not retain_graph:
                 node.release()
             continue
-        needs = tuple([t is not None and t.requires_grad for t in inputs])
+        needs = tuple([_wants(e) for e in inputs])
         if timer is None:
             grads = node.run(g, needs)
         else:
@@ -152,15 +174,14 @@ def run_backward(root: Node, grad: Any, retain_graph: bool) -> None:
             )
         if not retain_graph:
             node.release()
-        for t, need, gi in zip(inputs, needs, grads, strict=True):
+        for e, need, gi in zip(inputs, needs, grads, strict=True):
             if not need or gi is None:
                 continue
-            source = t._node
-            if source is None:
-                accumulate(t, gi, node.owns)
+            if isinstance(e, Node):
+                previous = pending.get(e)
+                pending[e] = gi if previous is None else previous + gi
             else:
-                previous = pending.get(source)
-                pending[source] = gi if previous is None else previous + gi
+                accumulate(e, gi, node.owns)
 
 
 class backward_times:  # noqa: N801 - a context manager, named like no_grad

@@ -32,6 +32,9 @@ class _Rule(NamedTuple):
     # fills in, before the op runs, an argument the backward needs and the op would
     # otherwise make and drop (dropout's random mask); None for most ops
     prepare: Prepare | None = None
+    # the array arguments the backward reads (None: all); the others are not kept
+    saves: tuple[str, ...] | None = None
+    keeps_out: bool = True  # whether the backward reads the op's output
 
 
 class _Signature:
@@ -67,17 +70,28 @@ _SIGNATURES: dict[Callable[..., Any], _Signature] = {}
 
 
 def differentiable(
-    op: Callable[..., Any], *names: str, owns: bool = True, prepare: Prepare | None = None
+    op: Callable[..., Any],
+    *names: str,
+    owns: bool = True,
+    prepare: Prepare | None = None,
+    saves: tuple[str, ...] | None = None,
+    keeps_out: bool = True,
 ) -> Callable[[Backward], Backward]:
     """Decorator: register the backward rule of ``op`` over its arguments ``names``.
 
     ``prepare(arguments)``, if given, runs on the bound arguments (arrays, not
     Tensors) before every call of the op through a Tensor, and may set some of
     them: what the op would draw at random, so that the backward sees it too.
+
+    ``saves`` names the array arguments the backward reads (None: all of
+    them), and ``keeps_out`` whether it reads the output: the tape keeps only
+    those, and its rule sees None for the others, so an activation the forward
+    no longer holds is freed before the backward (as PyTorch saves only the
+    tensors a backward needs).
     """
 
     def decorate(backward: Backward) -> Backward:
-        _RULES[op] = _Rule(names, backward, owns, prepare)
+        _RULES[op] = _Rule(names, backward, owns, prepare, saves, keeps_out)
         return backward
 
     return decorate
@@ -128,13 +142,18 @@ def call_op(
         return _t.Tensor(out)
     assert rule is not None
     inputs = tuple([given.get(n) for n in rule.names])
-    node = CallNode(signature.name, rule.backward, inputs, rule.owns, arguments, out)
+    if rule.saves is not None:
+        for name in signature.arrays:
+            if name not in rule.saves:
+                arguments[name] = None
+    kept = out if rule.keeps_out else None
+    node = CallNode(signature.name, rule.backward, inputs, rule.owns, arguments, kept)
     if isinstance(out, tuple):  # (values, indices, ...): only the values carry a gradient
         return (_t.Tensor._recorded(out[0], node), *(_t.Tensor(o) for o in out[1:]))
     return _t.Tensor._recorded(out, node)
 
 
-@differentiable(ops.conv2d, "x", "weight", "bias")
+@differentiable(ops.conv2d, "x", "weight", "bias", keeps_out=False)
 def _conv2d(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
     return ops.conv2d_backward(
         g, a["x"], a["weight"], a["bias"], a["stride"], a["padding"], a["dilation"], a["groups"],
@@ -142,7 +161,7 @@ def _conv2d(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tup
     )  # fmt: skip
 
 
-@differentiable(ops.linear, "x", "weight", "bias")
+@differentiable(ops.linear, "x", "weight", "bias", keeps_out=False)
 def _linear(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
     return ops.linear_backward(g, a["x"], a["weight"], a["bias"])
 
@@ -152,9 +171,11 @@ def _flatten(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tu
     return (ops.flatten_backward(g, a["x"], a["start_axis"], a["end_axis"]),)
 
 
-@differentiable(ops.relu, "x")
+# out > 0 exactly where x > 0 (NaN in both or neither): the output is what the backward
+# keeps, as it is the next layer's input anyway, and x (a batch norm's output) is freed
+@differentiable(ops.relu, "x", saves=())
 def _relu(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
-    return (ops.relu_backward(g, a["x"]),)
+    return (ops.relu_backward(g, out),)
 
 
 @differentiable(ops.leaky_relu, "x")
@@ -182,7 +203,7 @@ def _log_softmax(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -
     return (ops.log_softmax_backward(g, a["x"], a["axis"]),)
 
 
-@differentiable(ops.batch_norm2d, "x", "weight", "bias")
+@differentiable(ops.batch_norm2d, "x", "weight", "bias", keeps_out=False)
 def _batch_norm2d(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
     # In training mode the forward updated the running statistics in place, but
     # normalised with the batch's: returned with return_stats (as the layers ask),

@@ -21,11 +21,13 @@ __all__ = [
     "flat_guard",
     "flat_shifts",
     "geometry",
-    "guard_width",
+    "grad_image_width",
+    "grad_layout",
     "operand_shape",
     "prepare",
     "same_size",
     "unpadded",
+    "wide",
     "workspace_bytes",
 ]
 
@@ -65,10 +67,36 @@ class Geometry:
         return any((self.pt, self.pb, self.pl, self.pr))
 
 
+# geometry's results by call: a layer makes the same call every step, and the checks
+# cost 40 us of a small layer's 150 us forward
+_GEOMETRIES: dict[str, Geometry] = {}
+_GEOMETRIES_MAX = 1024
+
+
 def geometry(
     x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any
 ) -> Geometry:
-    """Validate a conv2d call and return its sizes (no array is touched)."""
+    """Validate a conv2d call and return its sizes (no array is touched).
+
+    Remembered per call (the shapes and the other arguments' ``repr``, which
+    tells ``True`` from ``1``): only a call that passed every check is kept,
+    so an invalid one raises every time.
+    """
+    key = repr((tuple(getattr(x, "shape", ())), tuple(getattr(weight, "shape", ())),
+                None if bias is None else tuple(getattr(bias, "shape", ())), stride, padding,
+                dilation, groups))  # fmt: skip
+    geo = _GEOMETRIES.get(key)
+    if geo is None:
+        geo = _geometry(x, weight, bias, stride, padding, dilation, groups)
+        if len(_GEOMETRIES) >= _GEOMETRIES_MAX:
+            _GEOMETRIES.clear()
+        _GEOMETRIES[key] = geo
+    return geo
+
+
+def _geometry(
+    x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any
+) -> Geometry:
     _args.check_ndim(weight, "weight", (2, 4), "(C_out, C_in/groups, kh, kw)")
     if weight.ndim == 2:
         _args.check_ndim(x, "x", (2,), "(H, W) to go with a 2-D weight (kh, kw)")
@@ -162,9 +190,37 @@ def flat_guard(geo: Geometry) -> int:
     return -(-shift // 16) * 16
 
 
-def guard_width(geo: Geometry) -> int:
-    """Extra values per grad-columns row: both guards on the flat path, else none."""
-    return 2 * flat_guard(geo) if same_size(geo) else 0
+def wide(geo: Geometry) -> bool:
+    """Stride 1 and an output smaller than the input (a "valid" conv, or padding short of
+    "same"): the backward lays its grad columns on the padded input's row pitch and adds
+    them back with ``col2im_wide`` (:mod:`cnnarray.ops._im2col`)."""
+    return geo.sh == geo.sw == 1 and not same_size(geo)
+
+
+def grad_layout(geo: Geometry, per_image: bool) -> tuple[int, int]:
+    """Values per image in a grad-columns row, and the guard on each side of the row.
+
+    Same-size outputs: ``H*W`` values, :func:`flat_guard`. :func:`wide` ones:
+    the output rows on the padded input's pitch ``Wp``, ``out_h * Wp`` per
+    image (per-image rows) or the whole padded image ``Hp * Wp`` (channel-major
+    rows, so the zero rows past ``out_h`` separate the images), and a guard of
+    the largest tap shift ``(kh - 1) * dh * Wp + (kw - 1) * dw``, rounded up to
+    16 values. Otherwise ``out_h * out_w`` values and no guard.
+    """
+    if same_size(geo):
+        return geo.h * geo.w, flat_guard(geo)
+    if not wide(geo):
+        return geo.out_h * geo.out_w, 0
+    wp = geo.w + geo.pl + geo.pr
+    rows = geo.out_h if per_image else geo.h + geo.pt + geo.pb
+    shift = (geo.kh - 1) * geo.dh * wp + (geo.kw - 1) * geo.dw
+    return rows * wp, -(-shift // 16) * 16
+
+
+def grad_image_width(geo: Geometry) -> int:
+    """The most values one image adds to a grad-columns row, guards included (either layout)."""
+    image, guard = grad_layout(geo, per_image=False)
+    return image + 2 * guard
 
 
 def flat_shifts(geo: Geometry) -> tuple[int, int, int]:
@@ -202,7 +258,7 @@ def unpadded(mat: Any, geo: Geometry, n: int, per_image: bool) -> Any:
 
 def workspace_bytes(geo: Geometry, n: int, per_image: bool, ones: bool, itemsize: int) -> int:
     """Bytes of column memory for ``n`` images: the operand or the grad columns."""
-    rows, width = geo.c_in * geo.kh * geo.kw, geo.out_h * geo.out_w
-    guard = guard_width(geo)
-    grad = rows * (n * (width + guard) if per_image else n * width + guard)
+    rows = geo.c_in * geo.kh * geo.kw
+    width, guard = grad_layout(geo, per_image)
+    grad = rows * (n * (width + 2 * guard) if per_image else n * width + 2 * guard)
     return max(math.prod(operand_shape(geo, n, per_image, ones)), grad) * itemsize

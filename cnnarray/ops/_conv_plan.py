@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import _args
 from . import _conv_fft
-from ._conv_geometry import ROW_PAD, Geometry, guard_width
+from ._conv_geometry import ROW_PAD, Geometry, grad_image_width
 
 __all__ = ["PADDING_MIN_REFUSED", "check_limit", "check_padded_maps", "check_padding", "chunks",
            "default_limit", "set_default_limit", "use_fft", "use_per_image"]  # fmt: skip
@@ -79,7 +79,24 @@ def _limit_text(bound: int) -> str:
             f"or conv2d's workspace_limit=, at least {PADDING_MIN_REFUSED})")  # fmt: skip
 
 
+# the (geometry, itemsize, limit, default limit) that check_padding passed
+_PASSED: set[tuple[Any, ...]] = set()
+_PASSED_MAX = 1024
+
+
 def check_padding(geo: Geometry, itemsize: int, limit: int | None) -> None:
+    """:func:`_check_padding`, remembered per call that passed it (a layer makes the same
+    call every step)."""
+    key = (geo, itemsize, limit, _workspace_limit)
+    if key in _PASSED:
+        return
+    _check_padding(geo, itemsize, limit)
+    if len(_PASSED) >= _PASSED_MAX:
+        _PASSED.clear()
+    _PASSED.add(key)
+
+
+def _check_padding(geo: Geometry, itemsize: int, limit: int | None) -> None:
     """Refuse a conv2d padding that makes one image's buffers mostly zeros, and large.
 
     The batch is chunked to fit the workspace limit, but a single image runs
@@ -158,10 +175,11 @@ def chunks(geo: Geometry, itemsize: int, buffers: int, limit: int | None) -> lis
     """Split the batch so ``buffers`` column buffers fit in the workspace limit."""
     limit = _workspace_limit if limit is None else check_limit(limit)
     # one row more than im2col needs: the row of ones of a folded bias; the
-    # grad columns' rows carry guards (col2im_flat), counted for every image,
-    # and each chunk's rows ROW_PAD spare values
+    # grad columns' rows carry guards (col2im_flat, col2im_wide) and may be wider than
+    # the columns (col2im_wide), counted for every image, and each chunk's rows
+    # ROW_PAD spare values
     rows = buffers * (geo.c_in * geo.kh * geo.kw + 1)
-    width = geo.out_h * geo.out_w + guard_width(geo)
+    width = max(geo.out_h * geo.out_w, grad_image_width(geo))
     per_image = rows * width * itemsize
     step = max(1, min(geo.n, (limit - rows * ROW_PAD * itemsize) // max(per_image, 1)))
     return [slice(s, min(s + step, geo.n)) for s in range(0, geo.n, step)]

@@ -6,8 +6,9 @@
   out_h, out_w); for stride 1 and same-size outputs, the channel-major one in
   one masked pass (:func:`im2col_flat`, :func:`tap_mask`).
 * :func:`col2im_rows` adds the grad columns back into the input: kh * kw
-  clipped slice adds (:func:`col2im`) or, for same-size outputs, one sum of
-  shifted views (:func:`col2im_flat`).
+  clipped slice adds (:func:`col2im`) or, for stride 1, one sum of shifted
+  views (:func:`col2im_flat` for same-size outputs, :func:`col2im_wide` with
+  the grad columns on the padded row pitch, :func:`wide_dy`, for the others).
 * :func:`store_nchw` copies the channel-major GEMM result into NCHW.
 
 Every temporary is a view of the call's workspace (``ConvWorkspace`` in
@@ -27,9 +28,11 @@ from ._conv_geometry import (
     cols_shape,
     flat_guard,
     flat_shifts,
+    grad_layout,
     operand_shape,
     same_size,
     unpadded,
+    wide,
 )
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "col2im",
     "col2im_flat",
     "col2im_rows",
+    "col2im_wide",
     "grad_columns",
     "im2col",
     "im2col_flat",
@@ -45,7 +49,9 @@ __all__ = [
     "pad_input",
     "padded_rows",
     "store_nchw",
+    "wide_dy",
     "windows",
+    "zero_outside",
 ]
 
 
@@ -92,19 +98,31 @@ def zero_invalid(cols: Any, geo: Geometry, per_image: bool) -> None:
     ``cols`` is (c, kh, kw, N, oh, ow), or (n, C, kh, kw, oh, ow) when ``per_image``.
     One slice per kernel row and column that reaches past an edge.
     """
+    for index in _invalid_slices(geo, per_image):
+        cols[index] = 0
+
+
+@functools.lru_cache(maxsize=256)
+def _invalid_slices(geo: Geometry, per_image: bool) -> tuple[tuple[Any, ...], ...]:
+    """The index tuples of :func:`zero_invalid` (cached per geometry: a layer zeroes
+    the same slices every step)."""
     lead = (slice(None),) * (2 if per_image else 1)
+    out = []
     for i in range(geo.kh):
         valid = clipped(i * geo.dh, geo.pt, geo.h, geo.out_h, 1)
         valid = valid[0] if valid else slice(0, 0)
         for part in (slice(0, valid.start), slice(valid.stop, geo.out_h)):
             if part.stop > part.start:  # kernel row axis, then (N,) output rows
-                cols[(*lead, i, slice(None)) + ((part,) if per_image else (slice(None), part))] = 0
+                out.append(
+                    (*lead, i, slice(None)) + ((part,) if per_image else (slice(None), part))
+                )
     for j in range(geo.kw):
         valid = clipped(j * geo.dw, geo.pl, geo.w, geo.out_w, 1)
         valid = valid[0] if valid else slice(0, 0)
         for part in (slice(0, valid.start), slice(valid.stop, geo.out_w)):
             if part.stop > part.start:
-                cols[(*lead, slice(None), j, Ellipsis, part)] = 0
+                out.append((*lead, slice(None), j, Ellipsis, part))
+    return tuple(out)
 
 
 def operand(ws: Workspace, x: Any, geo: Geometry, per_image: bool, ones: bool) -> Any:
@@ -244,25 +262,122 @@ def store_nchw(xp: Any, y: Any, bias: Any, out: Any) -> None:
     parallel_for(xp, out.shape[0], store, work=out.size)
 
 
-def grad_columns(ws: Workspace, count: int, width: int, geo: Geometry, dtype: Any
-                 ) -> tuple[Any, Any]:  # fmt: skip
+def grad_columns(ws: Workspace, count: int, images: int, geo: Geometry, per_image: bool,
+                 dtype: Any) -> tuple[Any, Any]:  # fmt: skip
     """Rows of ``guard + width + guard`` values for the grad columns, in the memory
     the columns used (the view "grad_cols": the grad_weight GEMM has read them by
     then): one column-sized buffer per call instead of two, 1 ms less per step on
-    benchmark case c. Returns the ``count`` rows, for :func:`col2im_rows`, and the
-    (count, width) grad columns inside them; guards only for :func:`col2im_flat`."""
-    guard = flat_guard(geo) if same_size(geo) else 0
+    benchmark case c. ``count`` rows of ``images`` images each (1 per row when
+    ``per_image``), laid out as :func:`~cnnarray.ops._conv_geometry.grad_layout`
+    says. Returns the rows, for :func:`col2im_rows`, and the (count, width) grad
+    columns inside them."""
+    image, guard = grad_layout(geo, per_image)
+    width = image * images
     rows = ws.take("grad_cols", (count, width + 2 * guard), dtype)
     return rows, rows[:, guard : guard + width]
 
 
+def wide_dy(ws: Workspace, dy: Any, geo: Geometry, per_image: bool) -> Any:
+    """dY on the padded input's row pitch, for the grad-columns GEMM of :func:`col2im_wide`.
+
+    ``dy`` is grad_out (n, C_out, oh, ow), or for channel-major rows its
+    transposed copy (C_out, n, oh, ow). Returns (n, C_out, oh, Wp) or (C_out,
+    n, Hp, Wp), zero outside the outputs: the GEMM then gives grad columns
+    that are zero there too, which is what lets col2im_wide add shifted rows
+    with no mask. In the view "dy_wide".
+    """
+    wp = geo.w + geo.pl + geo.pr
+    lead = dy.shape[:2]
+    rows = geo.out_h if per_image else geo.h + geo.pt + geo.pb
+    out = ws.take("dy_wide", (*lead, rows, wp), dy.dtype)
+    out[:, :, geo.out_h :] = 0
+    out[:, :, : geo.out_h, geo.out_w :] = 0
+    out[:, :, : geo.out_h, : geo.out_w] = dy
+    return out
+
+
+def zero_outside(cols: Any, geo: Geometry, per_image: bool) -> None:
+    """Zero the entries of wide grad-columns rows (``grad_layout``) that are not outputs.
+
+    ``cols`` is (rows, width), per image (width ``out_h * Wp``) or over the
+    batch (``n * Hp * Wp``). There the GEMM multiplied the weights by dY's
+    zeros (:func:`wide_dy`): zero while the weights are finite. An inf or NaN
+    weight makes them NaN, which :func:`col2im_wide` would add into pixels
+    whose gradient that tap is no part of; the backward zeroes them then.
+    """
+    hp, wp = geo.h + geo.pt + geo.pb, geo.w + geo.pl + geo.pr
+    if per_image:
+        cols.reshape(cols.shape[0], geo.out_h, wp)[:, :, geo.out_w :] = 0
+        return
+    grid = cols.reshape(cols.shape[0], -1, hp, wp)
+    grid[:, :, geo.out_h :] = 0
+    grid[:, :, : geo.out_h, geo.out_w :] = 0
+
+
 def col2im_rows(ws: Workspace, rows: Any, geo: Geometry, out: Any, per_image: bool) -> None:
     """Write into out (N, C, H, W) the sum of the grad columns in ``rows`` (from
-    :func:`grad_columns`): :func:`col2im_flat` for same-size outputs, else :func:`col2im`."""
+    :func:`grad_columns`): :func:`col2im_flat` for same-size outputs,
+    :func:`col2im_wide` for other stride-1 ones, else :func:`col2im`."""
     if same_size(geo):
         col2im_flat(ws, rows, flat_guard(geo), geo, out, per_image)
+    elif wide(geo):
+        col2im_wide(ws, rows, geo, out, per_image)
     else:
         col2im(ws.xp, rows.reshape(cols_shape(geo, out.shape[0], per_image)), geo, out, per_image)
+
+
+def col2im_wide(ws: Workspace, rows: Any, geo: Geometry, out: Any, per_image: bool) -> None:
+    """:func:`col2im` for stride 1, from grad columns on the padded input's row pitch.
+
+    Each row (c, i, j) (per image, or over the batch) holds the tap's grad
+    columns at the output positions of a ``Wp``-wide grid (``grad_layout``),
+    zero at the positions past the outputs (:func:`wide_dy`). Tap (i, j) of
+    output (p, q) reads padded pixel (p + i*dh, q + j*dw): the flat position
+    plus ``i*dh*Wp + j*dw``, the same shift for every output. So the padded
+    gradient is one sum over (i, j) of a strided view of the rows, with rows
+    as long as the image (not ``ow``-long slice adds, 3-5x slower on LeNet's
+    5x5 "valid" layer): every read that falls before a row, after it or past
+    an output row's end lands on a zero (guards, zero rows, zero columns).
+    Then the padding is cropped off. Overwrites the guards of ``rows``.
+    """
+    xp, (n, c) = ws.xp, out.shape[:2]
+    image, guard = grad_layout(geo, per_image)
+    taps, pitch, item = geo.kh * geo.kw, rows.shape[1], rows.itemsize
+    hp, wp = geo.h + geo.pt + geo.pb, geo.w + geo.pl + geo.pr
+    rows[:, :guard] = 0
+    rows[:, pitch - guard :] = 0
+    s_i, s_j = geo.dh * wp, geo.dw
+    flat = rows.reshape(-1)
+    padded = (hp, wp) != (geo.h, geo.w)
+
+    def add(part: slice) -> None:
+        count = part.stop - part.start
+        if per_image:
+            first = part.start * c * taps
+            shape = (count, c, geo.kh, geo.kw, hp * wp)
+            strides = (c * taps * pitch, taps * pitch, geo.kw * pitch - s_i, pitch - s_j, 1)
+            lead = (count, c)
+        else:
+            first = part.start * taps
+            shape = (count, geo.kh, geo.kw, n, hp * wp)
+            strides = (taps * pitch, geo.kw * pitch - s_i, pitch - s_j, image, 1)
+            lead = (count, n)
+        if per_image and not padded:
+            target = out[part]
+        else:
+            target = ws.take("image", (*lead, hp, wp), rows.dtype)
+        view = xp.lib.stride_tricks.as_strided(
+            flat[first * pitch + guard :], shape=shape, strides=tuple(item * s for s in strides)
+        )
+        view.sum(axis=(2, 3) if per_image else (1, 2), out=target.reshape(*lead, hp * wp))
+        crop = target[:, :, geo.pt : geo.pt + geo.h, geo.pl : geo.pl + geo.w]
+        if per_image:
+            if padded:
+                out[part] = crop
+        else:
+            out[:, part] = crop.transpose(1, 0, 2, 3)
+
+    parallel_for(xp, n if per_image else c, add, work=rows.size)
 
 
 @functools.lru_cache(maxsize=256)

@@ -53,7 +53,15 @@ from typing import Any
 from .. import _args
 from ..backend import Workspace, array_namespace, dispatch
 from . import _conv_fft, _conv_plan, _im2col
-from ._conv_geometry import Geometry, geometry, operand_shape, prepare, unpadded, workspace_bytes
+from ._conv_geometry import (
+    Geometry,
+    geometry,
+    operand_shape,
+    prepare,
+    unpadded,
+    wide,
+    workspace_bytes,
+)
 
 __all__ = [
     "ColumnCache",
@@ -181,6 +189,10 @@ class _ConvWorkspace(Workspace):
         ``im2col_flat``, or the channel-major ``col2im_flat``'s sum before it
         is copied into grad_x; one at a time in a thread. The FFT path's padded
         batch, live through the transforms.
+    ``dy_wide``
+        The backward's dY on the padded input's row pitch (``wide_dy``, stride-1
+        convs whose output is smaller than the input), read by the grad-columns
+        GEMM; its own memory, as the channel-major ``dy`` is live beside it.
     ``mask``
         ``im2col_flat``'s tap mask, taken in the calling thread and read by
         every worker until the columns are filled: never in the memory of
@@ -189,7 +201,7 @@ class _ConvWorkspace(Workspace):
 
     NAME = "conv"
     VIEWS = {"cols": "cols", "grad_cols": "cols", "gemm": "gemm", "dy": "gemm",
-             "image": "image", "mask": "mask"}  # fmt: skip
+             "dy_wide": "wide", "image": "image", "mask": "mask"}  # fmt: skip
 
 
 def conv2d_output_shape(
@@ -456,8 +468,12 @@ def _backward_per_image(ws: Workspace, w2: Any, mat: Any, grad_out: Any, grad_w:
     if grad_x is None:
         return
     k = geo.c_in // g * geo.kh * geo.kw
-    rows, grad_cols = _im2col.grad_columns(ws, nb * g * k, spatial, geo, mat.dtype)
-    xp.matmul(w2.transpose(0, 2, 1), dy, out=grad_cols.reshape(nb, g, k, spatial))
+    rows, grad_cols = _im2col.grad_columns(ws, nb * g * k, 1, geo, True, mat.dtype)
+    if wide(geo):
+        dy = _im2col.wide_dy(ws, grad_out, geo, per_image=True).reshape(nb, g, geo.c_out // g, -1)
+    xp.matmul(w2.transpose(0, 2, 1), dy, out=grad_cols.reshape(nb, g, k, -1))
+    if wide(geo) and not bool(xp.isfinite(w2).all()):
+        _im2col.zero_outside(grad_cols, geo, per_image=True)
     _im2col.col2im_rows(ws, rows, geo, grad_x, per_image=True)
 
 
@@ -479,6 +495,11 @@ def _backward_channel_major(ws: Workspace, w2: Any, mat: Any, grad_out: Any, gra
     if grad_x is None:
         return
     k = geo.c_in // g * geo.kh * geo.kw
-    rows, grad_cols = _im2col.grad_columns(ws, g * k, m, geo, mat.dtype)
-    xp.matmul(w2.transpose(0, 2, 1), dy, out=grad_cols.reshape(g, k, m))  # (g, K, m)
+    images = m // (geo.out_h * geo.out_w)
+    rows, grad_cols = _im2col.grad_columns(ws, g * k, images, geo, False, mat.dtype)
+    if wide(geo):
+        dy = _im2col.wide_dy(ws, dy4, geo, per_image=False).reshape(g, geo.c_out // g, -1)
+    xp.matmul(w2.transpose(0, 2, 1), dy, out=grad_cols.reshape(g, k, -1))  # (g, K, m)
+    if wide(geo) and not bool(xp.isfinite(w2).all()):
+        _im2col.zero_outside(grad_cols, geo, per_image=False)
     _im2col.col2im_rows(ws, rows, geo, grad_x, per_image=False)
