@@ -91,6 +91,19 @@ def test_layer_backward_reuses_the_forward_statistics(monkeypatch, layer, shape)
     np.testing.assert_allclose(bn.bias.grad, gb, rtol=1e-10)
 
 
+@pytest.mark.parametrize(
+    "layer, shape",
+    [(nn.BatchNorm2d, (4, 3, 5, 5)), (nn.BatchNorm3d, (2, 3, 2, 2, 2))],
+    ids=["2d", "3d"],
+)
+def test_the_tape_keeps_the_statistics_not_the_output(layer, shape):
+    # The output is the next layer's input, freed once that layer is done with it.
+    x = cnnarray.tensor(np.random.default_rng(16).standard_normal(shape).astype(np.float32),
+                        requires_grad=True)  # fmt: skip
+    kept = layer(3)(x)._node.out
+    assert kept[0] is None and [a.shape for a in kept[1:]] == [(3,), (3,)]
+
+
 # -- BatchNorm folded into the convolution before it, at inference ----------------------------
 
 

@@ -84,7 +84,8 @@ def differentiable(
     them: what the op would draw at random, so that the backward sees it too.
 
     ``saves`` names the array arguments the backward reads (None: all of
-    them), and ``keeps_out`` whether it reads the output: the tape keeps only
+    them), and ``keeps_out`` whether it reads the output (False keeps only the
+    side outputs of a tuple, its values None): the tape keeps only
     those, and its rule sees None for the others, so an activation the forward
     no longer holds is freed before the backward (as PyTorch saves only the
     tensors a backward needs).
@@ -146,7 +147,8 @@ def call_op(
         for name in signature.arrays:
             if name not in rule.saves:
                 arguments[name] = None
-    kept = out if rule.keeps_out else None
+    # without the output, a tuple's side outputs (batch norm's statistics) are still kept
+    kept = out if rule.keeps_out else (None, *out[1:]) if isinstance(out, tuple) else None
     node = CallNode(signature.name, rule.backward, inputs, rule.owns, arguments, kept)
     if isinstance(out, tuple):  # (values, indices, ...): only the values carry a gradient
         return (_t.Tensor._recorded(out[0], node), *(_t.Tensor(o) for o in out[1:]))
