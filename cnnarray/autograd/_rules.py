@@ -84,7 +84,8 @@ def differentiable(
     them: what the op would draw at random, so that the backward sees it too.
 
     ``saves`` names the array arguments the backward reads (None: all of
-    them), and ``keeps_out`` whether it reads the output: the tape keeps only
+    them), and ``keeps_out`` whether it reads the output (False keeps only the
+    side outputs of a tuple, its values None): the tape keeps only
     those, and its rule sees None for the others, so an activation the forward
     no longer holds is freed before the backward (as PyTorch saves only the
     tensors a backward needs).
@@ -146,7 +147,8 @@ def call_op(
         for name in signature.arrays:
             if name not in rule.saves:
                 arguments[name] = None
-    kept = out if rule.keeps_out else None
+    # without the output, a tuple's side outputs (batch norm's statistics) are still kept
+    kept = out if rule.keeps_out else (None, *out[1:]) if isinstance(out, tuple) else None
     node = CallNode(signature.name, rule.backward, inputs, rule.owns, arguments, kept)
     if isinstance(out, tuple):  # (values, indices, ...): only the values carry a gradient
         return (_t.Tensor._recorded(out[0], node), *(_t.Tensor(o) for o in out[1:]))
@@ -206,6 +208,8 @@ def _log_softmax(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -
 @differentiable(ops.batch_norm2d, "x", "weight", "bias", keeps_out=False)
 def _batch_norm2d(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
     # In training mode the forward updated the running statistics in place, but
-    # normalised with the batch's, which the backward recomputes from x.
+    # normalised with the batch's: returned with return_stats (as the layers ask),
+    # else the backward computes them again from x.
+    stats = {"mean": out[1], "inv_std": out[2]} if a["return_stats"] else {}
     return ops.batch_norm2d_backward(g, a["x"], a["running_mean"], a["running_var"], a["weight"],
-                                     a["bias"], a["training"], a["eps"])  # fmt: skip
+                                     a["bias"], a["training"], a["eps"], **stats)  # fmt: skip

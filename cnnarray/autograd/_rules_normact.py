@@ -41,12 +41,12 @@ def _prelu(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tupl
     return ops.prelu_backward(g, a["x"], a["weight"])
 
 
-@differentiable(ops.batch_norm, "x", "weight", "bias")
+@differentiable(ops.batch_norm, "x", "weight", "bias", keeps_out=False)
 def _batch_norm(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any, ...]:
-    # As batch_norm2d's rule: the training-mode forward normalised with the batch's
-    # statistics, which the backward recomputes from x.
+    # As batch_norm2d's rule: the statistics the forward normalised with, if it returned them.
+    stats = {"mean": out[1], "inv_std": out[2]} if a["return_stats"] else {}
     return ops.batch_norm_backward(g, a["x"], a["running_mean"], a["running_var"], a["weight"],
-                                   a["bias"], a["training"], a["eps"])  # fmt: skip
+                                   a["bias"], a["training"], a["eps"], **stats)  # fmt: skip
 
 
 @differentiable(ops.group_norm, "x", "weight", "bias")

@@ -6,6 +6,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from ._fold import conv_bn_forward, foldable
 from .module import Module, _check_node, build, register
 
 __all__ = ["Sequential"]
@@ -14,6 +15,10 @@ __all__ = ["Sequential"]
 @register
 class Sequential(Module):
     """Chain modules: ``forward`` runs them in order.
+
+    At inference (evaluation mode, no gradient recorded) a Conv2d followed by a
+    BatchNorm2d runs as one convolution with the BatchNorm folded into its
+    weights (see :func:`cnnarray.nn._fold.conv_bn_forward`): the same result, one pass less.
 
     Parameters
     ----------
@@ -65,8 +70,16 @@ class Sequential(Module):
         return items[index][1]
 
     def forward(self, x: Any) -> Any:
-        for layer in self:
-            x = layer(x)
+        layers = list(self)
+        i = 0
+        while i < len(layers):
+            # at inference a Conv2d - BatchNorm2d pair runs as one folded convolution
+            if i + 1 < len(layers) and foldable(layers[i], layers[i + 1], x):
+                x = conv_bn_forward(layers[i], layers[i + 1], x)
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
         return x
 
     def spec(self) -> dict[str, Any]:

@@ -124,8 +124,10 @@ class _BatchNorm(_NormBase):
                 factor = 1.0 / float(self.num_batches_tracked)
         running = (self.running_mean, self.running_var) if self.track_running_stats else (None,) * 2
         # Running statistics are updated in place, so state_dict() arrays handed out stay live.
+        # The statistics returned are kept by the tape for the backward, which then
+        # does not compute them again.
         return self._op(x, *running, self.weight, self.bias, training=batch_stats,
-                        momentum=factor or 0.0, eps=self.eps)  # fmt: skip
+                        momentum=factor or 0.0, eps=self.eps, return_stats=True)[0]  # fmt: skip
 
 
 @register

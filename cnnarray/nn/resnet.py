@@ -20,6 +20,7 @@ from typing import Any
 
 from .. import _args
 from ..ops import relu
+from ._fold import conv_bn_forward
 from .container import Sequential
 from .conv import Conv2d
 from .init import make_rng
@@ -141,8 +142,8 @@ class BasicBlock(Block):
         self.downsample = _shortcut(in_channels, out_channels, stride, kw)
 
     def forward(self, x: Any) -> Any:
-        out = relu(self.bn1(self.conv1(x)))
-        return _residual(self.bn2(self.conv2(out)), x, self.downsample)
+        out = relu(conv_bn_forward(self.conv1, self.bn1, x))
+        return _residual(conv_bn_forward(self.conv2, self.bn2, out), x, self.downsample)
 
 
 @register
@@ -192,9 +193,9 @@ class Bottleneck(Block):
         self.downsample = _shortcut(in_channels, out_channels, stride, kw)
 
     def forward(self, x: Any) -> Any:
-        out = relu(self.bn1(self.conv1(x)))
-        out = relu(self.bn2(self.conv2(out)))
-        return _residual(self.bn3(self.conv3(out)), x, self.downsample)
+        out = relu(conv_bn_forward(self.conv1, self.bn1, x))
+        out = relu(conv_bn_forward(self.conv2, self.bn2, out))
+        return _residual(conv_bn_forward(self.conv3, self.bn3, out), x, self.downsample)
 
 
 BLOCKS: dict[str, type[Block]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
@@ -306,7 +307,7 @@ class ResNet(Net):
         return [getattr(self, f"layer{k + 1}") for k in range(len(self.layers))]
 
     def forward(self, x: Any) -> Any:
-        x = relu(self.bn1(self.conv1(x)))
+        x = relu(conv_bn_forward(self.conv1, self.bn1, x))
         if self.maxpool is not None:
             x = self.maxpool(x)
         for stage in self.stages():
