@@ -8,6 +8,7 @@ never a loop over pixels. The backward passes add into the same slices.
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 from dataclasses import dataclass
@@ -166,11 +167,15 @@ class _PoolWorkspace(Workspace):
     :func:`_pad`, read by every tap; max_pool2d_backward's ``best`` (the window
     maxima, when not given), ``grad`` (the padded gradient, cropped into grad_x
     at the end) and ``pending`` and ``hit`` (the windows whose maximum is not
-    found yet, and those found at the current tap).
+    found yet, and those found at the current tap); with ``return_indices``, the
+    forward's ``patch`` (each tap's slice, copied), ``take`` (the windows whose
+    maximum it is so far) and ``at`` (the offset of each window's maximum).
     """
 
     NAME = "pool"
-    VIEWS = {name: name for name in ("pad", "best", "grad", "pending", "hit")}
+    VIEWS = {
+        name: name for name in ("pad", "best", "grad", "pending", "hit", "at", "patch", "take")
+    }
 
 
 def _pad(ws: Workspace, x: Any, geo: _PoolGeometry, fill: float) -> Any:
@@ -215,6 +220,36 @@ def _plane_indices(xp: Any, geo: _PoolGeometry) -> Any:
     return plane
 
 
+# (base, offsets) of _tap_offsets by geometry and device: building them costs more than
+# pooling a small batch of late-layer maps.
+_TAP_OFFSETS: dict[tuple[Any, ...], tuple[Any, list[int]]] = {}
+
+
+def _tap_offsets(xp: Any, geo: _PoolGeometry, device: Any) -> tuple[Any, list[int]]:
+    """Flat indices for ``return_indices``: ``(base, offsets)``, on ``device``.
+
+    ``base``, int64 of shape (1, *out), is the flat index in its map of each
+    window's first element (outside the map where that is padding), and
+    ``offsets[t]`` what kernel offset ``t`` (row-major, as ``geo.taps``) adds.
+    """
+    key = (geo, xp.__name__, str(device))
+    cached = _TAP_OFFSETS.get(key)
+    if cached is not None:
+        return cached
+    dims = len(geo.size)
+    pitch = [math.prod(geo.size[axis + 1 :]) for axis in range(dims)]
+    base = xp.zeros((1, *geo.out), dtype=xp.int64)
+    for axis, (out, stride, pad) in enumerate(zip(geo.out, geo.stride, geo.padding, strict=True)):
+        start = (xp.arange(out, dtype=xp.int64) * stride - pad) * pitch[axis]
+        base += start.reshape((out,) + (1,) * (dims - axis - 1))
+    taps = itertools.product(*(range(k) for k in geo.kernel))
+    offsets = [sum(i * d * q for i, d, q in zip(tap, geo.dilation, pitch, strict=True))
+               for tap in taps]  # fmt: skip
+    if len(_TAP_OFFSETS) < _MAX_GEOMETRIES:
+        _TAP_OFFSETS[key] = base, offsets
+    return base, offsets
+
+
 def _max_pool(
     x: Any,
     dims: int,
@@ -231,8 +266,10 @@ def _max_pool(
     xp, x = _prepare(x, geo)
     windows, ws = geo.taps, _PoolWorkspace(xp)
     if return_indices:
-        plane = _plane_indices(xp, geo)
         indices = xp.empty((x.shape[0], *geo.out), dtype=xp.int64)
+        base, offsets = _tap_offsets(xp, geo, getattr(x, "device", None))
+        padded = geo.padded_shape != geo.size
+        at_dtype = xp.int32 if math.prod(geo.size) < 2**31 else xp.int64
 
     def body(part: slice, out: Any) -> None:
         xpad = _pad(ws, x[part], geo, -float("inf"))
@@ -241,18 +278,83 @@ def _max_pool(
             for window in windows[1:]:
                 xp.maximum(out, xpad[window], out=out)
             return
-        index = indices[part]
-        index[...] = plane[windows[0]]
-        for window in windows[1:]:
-            patch, at = xpad[window], plane[window]
-            # strictly greater keeps the first maximum; the first NaN wins over numbers;
-            # a window whose first taps are padding takes its first element even at -inf
-            take = (patch > out) | ((patch != patch) & (out == out)) | ((index < 0) & (at >= 0))
-            out[...] = xp.where(take, patch, out)
-            index[...] = xp.where(take, at, index)
+        # Where each window's maximum is, as an offset from its first element: strictly
+        # greater keeps the first maximum. A copied patch costs less than reading the
+        # strided slice twice, and arithmetic less than NumPy's masked copyto or take.
+        at = ws.take("at", out.shape, at_dtype)
+        patch = ws.take("patch", out.shape, x.dtype)
+        take = ws.take("take", out.shape, bool)
+        at[...] = 0
+        for offset, window in zip(offsets[1:], windows[1:], strict=True):
+            patch[...] = xpad[window]
+            xp.greater(patch, out, out=take)
+            xp.maximum(out, patch, out=out)
+            at += take * (offset - at)  # offset where take, else unchanged
+        # A NaN (the first NaN wins) or a maximum of -inf where the first taps may be
+        # padding (the first element of the input wins) take the exact, slower loop.
+        if bool(xp.isnan(out).any()) or (padded and bool((out == -float("inf")).any())):
+            _first_max_offsets(xp, xpad, geo, base, offsets, out, at)
+        xp.add(at, base, out=indices[part])
 
     out = _unflatten(_run(xp, x, geo.out, geo, body), geo)
     return (out, _unflatten(indices, geo)) if return_indices else out
+
+
+def _first_max_offsets(
+    xp: Any, xpad: Any, geo: _PoolGeometry, base: Any, offsets: list[int], out: Any, at: Any
+) -> None:
+    """Fill ``out`` and ``at`` with each window's maximum and its offset from the
+    window's first element (``base``), where a NaN beats every number (the first NaN
+    wins), a window whose first elements are padding takes its first input element
+    even at -inf, and one of padding only gets the index -1."""
+    plane = _plane_indices(xp, geo)
+    windows = geo.taps
+    out[...] = xpad[windows[0]]
+    at[...] = 0
+    where = plane[windows[0]]  # where each maximum so far is, -1 in the padding
+    for offset, window in zip(offsets[1:], windows[1:], strict=True):
+        patch, here = xpad[window], plane[window]
+        take = (patch > out) | ((patch != patch) & (out == out)) | ((where < 0) & (here >= 0))
+        out[...] = xp.where(take, patch, out)
+        at[...] = xp.where(take, offset, at)
+        where = xp.where(take, here, where)
+    at[...] = xp.where(where < 0, -1 - base, at)
+
+
+def _backward_from_indices(xp: Any, g: Any, x: Any, geo: _PoolGeometry, indices: Any) -> Any:
+    """max-pool backward given where each window's maximum is (``return_indices``): g, shape
+    (M, *out), goes to those elements of the result, shape (M, *size)."""
+    _args.check_shape(indices, "indices", geo.out_shape)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(
+            f"indices must be an integer array (max_pool's return_indices), got dtype "
+            f"{indices.dtype}"
+        )
+    indices = indices.astype(xp.int64, copy=False).reshape(g.shape)
+    size = math.prod(geo.size)
+    disjoint = all(s >= d * (k - 1) + 1 for s, d, k in zip(geo.stride, geo.dilation, geo.kernel,
+                                                          strict=True))  # fmt: skip
+    # A window of padding only has the index -1 (and no gradient): only the slower loop,
+    # which matches the indices with each tap's elements, leaves it out.
+    padded = geo.padded_shape != geo.size
+    if disjoint and padded:
+        disjoint = not bool((indices < 0).any())
+    if not disjoint:
+        plane = _plane_indices(xp, geo)
+
+    def body(part: slice, grad_x: Any) -> None:
+        index, grad_out = indices[part], g[part]
+        if disjoint:  # no element is the maximum of two windows: one scatter of g
+            grad_x[...] = 0
+            maps = xp.arange(index.shape[0], dtype=xp.int64).reshape(-1, *(1,) * len(geo.out))
+            grad_x.reshape(-1)[(index + maps * size).reshape(-1)] = grad_out.reshape(-1)
+            return
+        grad = xp.zeros((index.shape[0], *geo.padded_shape), dtype=x.dtype)
+        for window in geo.taps:  # overlapping windows add up, each at its kernel offset
+            grad[window] += xp.where(index == plane[window], grad_out, 0)
+        grad_x[...] = grad[geo.inner]
+
+    return _run(xp, x, geo.size, geo, body)
 
 
 def _max_pool_backward(
@@ -265,11 +367,14 @@ def _max_pool_backward(
     dilation: Any,
     ceil_mode: Any,
     output: Any,
+    indices: Any = None,
 ) -> Any:
     """max_pool1d/2d/3d_backward over ``dims`` spatial axes; see :func:`max_pool2d_backward`."""
     geo = _geometry(x, dims, kernel_size, stride, padding, dilation, ceil_mode)
     xp, x = _prepare(x, geo)
     grad_out = _grad_in(xp, grad_out, x, geo)
+    if indices is not None:
+        return _unflatten(_backward_from_indices(xp, grad_out, x, geo, indices), geo)
     if output is not None:
         _args.check_shape(output, "output", geo.out_shape)
         _args.float_dtype(xp, output=output, x=x)
@@ -297,6 +402,10 @@ def _max_pool_backward(
             grad[...] = 0
         pending = ws.take("pending", best.shape, bool)  # maximum not found yet
         hit = ws.take("hit", best.shape, bool)
+        # A maximum of -inf equals the padding: the gradient goes to the first input element.
+        inside = None
+        if padded and bool((best == -float("inf")).any()):
+            inside = _plane_indices(xp, geo) >= 0
         # Without a NaN maximum, the windows still pending at the last tap have
         # their maximum there: that tap's hits are the pending windows themselves.
         rest_at_last = len(windows) > 1 and not bool(xp.isnan(best).any())
@@ -304,11 +413,15 @@ def _max_pool_backward(
             found = hit
             if t == 0:  # nothing found yet: the hits are the equal elements
                 xp.equal(xpad[window], best, out=hit)
+                if inside is not None:
+                    hit &= inside[window]
                 xp.logical_not(hit, out=pending)
             elif t == len(windows) - 1 and rest_at_last:
                 found = pending
             else:
                 xp.equal(xpad[window], best, out=hit)
+                if inside is not None:
+                    hit &= inside[window]
                 hit &= pending
                 pending ^= hit  # hit is a subset of pending: this clears the windows just found
             if tiled and finite:
@@ -382,7 +495,7 @@ def max_pool2d(
     return _max_pool(x, 2, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
 
 
-@dispatch("grad_out", "x", "output")
+@dispatch("grad_out", "x", "output", "indices")
 def max_pool2d_backward(
     grad_out: Any,
     x: Any,
@@ -393,6 +506,7 @@ def max_pool2d_backward(
     ceil_mode: bool = False,
     *,
     output: Any = None,
+    indices: Any = None,
     backend: str | None = None,
 ) -> Any:
     """Return the gradient of :func:`max_pool2d` with respect to x.
@@ -408,18 +522,23 @@ def max_pool2d_backward(
     x, kernel_size, stride, padding, dilation, ceil_mode, backend
         As given to :func:`max_pool2d`.
     output : array, shape of ``max_pool2d(x, ...)``, optional
-        The result of that :func:`max_pool2d` call, when it is at hand (as
-        :class:`cnnarray.nn.MaxPool2d` keeps it): the window maxima are read
-        from it instead of computed again, a quarter of the backward's passes
-        for 2x2 windows. It must be that result; other values give wrong
-        gradients.
+        The result of that :func:`max_pool2d` call, when it is at hand: the
+        window maxima are read from it instead of computed again, a quarter of
+        the backward's passes for 2x2 windows. It must be that result; other
+        values give wrong gradients.
+    indices : int array, shape of ``max_pool2d(x, ...)``, optional
+        The indices of that call with ``return_indices=True`` (as
+        :class:`cnnarray.nn.MaxPool2d` keeps them in training): the gradient
+        goes straight to them, one scatter when no two windows overlap, and
+        the values of x are not read. Like ``output`` it must be that
+        call's; out-of-range values raise IndexError or land in another map.
 
     Returns
     -------
     array, shape of x
     """
     return _max_pool_backward(
-        grad_out, x, 2, kernel_size, stride, padding, dilation, ceil_mode, output
+        grad_out, x, 2, kernel_size, stride, padding, dilation, ceil_mode, output, indices
     )
 
 
