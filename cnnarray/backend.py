@@ -56,6 +56,7 @@ __all__ = [
     "parallel_for",
     "parse_device",
     "release_scratch",
+    "runs_parallel",
     "reserve_scratch",
     "scratch",
     "set_num_threads",
@@ -350,7 +351,7 @@ def backend_of(array: Any) -> Backend:
     TypeError
         If ``array`` is neither a NumPy nor a CuPy array.
     """
-    if isinstance(array, numpy.ndarray | numpy.generic):
+    if type(array) is numpy.ndarray or isinstance(array, numpy.ndarray | numpy.generic):
         return _CPU
     if _is_cupy_array(array):
         return _cuda_backend(sys.modules["cupy"], array.device.id)
@@ -364,6 +365,8 @@ def array_namespace(*arrays: Any) -> ModuleType:
     already on one device (see :func:`dispatch`).
     """
     for a in arrays:
+        if type(a) is numpy.ndarray:  # the common case, before the general test
+            return numpy
         if a is not None and _is_array(a):
             return backend_of(a).xp
     return numpy
@@ -454,6 +457,12 @@ def blas_info() -> dict[str, Any]:
 _PARALLEL_MIN_WORK = 1 << 21
 
 
+def runs_parallel(xp: ModuleType, total: int, work: int) -> bool:
+    """Whether :func:`parallel_for` would split ``range(total)`` over threads, rather than
+    call its body once in the calling thread: a caller can then skip making the slices."""
+    return xp is numpy and min(_num_threads, total) >= 2 and work >= _PARALLEL_MIN_WORK
+
+
 def parallel_for(xp: ModuleType, total: int, body: Callable[[slice], None], work: int) -> None:
     """Call ``body(part)`` on slices ``part`` that split ``range(total)``.
 
@@ -464,10 +473,10 @@ def parallel_for(xp: ModuleType, total: int, body: Callable[[slice], None], work
     number of elements touched; small jobs run in the calling thread.
     """
     global _pool
-    threads = min(_num_threads, total)
-    if xp is not numpy or threads < 2 or work < _PARALLEL_MIN_WORK:
+    if not runs_parallel(xp, total, work):
         body(slice(0, total))
         return
+    threads = min(_num_threads, total)
     if _pool is None:
         _pool = ThreadPoolExecutor(_num_threads, thread_name_prefix="cnnarray")
     bounds = [total * i // threads for i in range(threads + 1)]

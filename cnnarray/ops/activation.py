@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _args
-from ..backend import array_namespace, dispatch, parallel_for
+from ..backend import array_namespace, dispatch, parallel_for, runs_parallel
 
 __all__ = [
     "leaky_relu",
@@ -51,12 +51,12 @@ def _at_least_1d(*arrays: Any) -> tuple[Any, ...]:
 
 
 def _map(xp: Any, body: Any, out: Any, *arrays: Any) -> Any:
-    """``body(out_part, *array_parts)`` over slices of the first axis, on threads for
+    """``body(xp, out_part, *array_parts)`` over slices of the first axis, on threads for
     large arrays on the CPU (elementwise NumPy passes are single-threaded); returns out."""
-    if out.ndim == 0:
-        body(out, *arrays)
+    if out.ndim == 0 or not runs_parallel(xp, out.shape[0], out.size):
+        body(xp, out, *arrays)
         return out
-    parallel_for(xp, out.shape[0], lambda part: body(out[part], *(a[part] for a in arrays)),
+    parallel_for(xp, out.shape[0], lambda part: body(xp, out[part], *(a[part] for a in arrays)),
                  work=out.size)  # fmt: skip
     return out
 
@@ -68,11 +68,11 @@ def relu(x: Any, *, backend: str | None = None) -> Any:
     return _map(xp, _relu, xp.empty_like(x), x)
 
 
-def _relu(out: Any, x: Any) -> None:
+def _relu(xp: Any, out: Any, x: Any) -> None:
     # maximum with an array of zeros, not the scalar 0: NumPy's loop for a scalar
     # operand is not vectorised (2.5-3x slower on a (32, 32, 32, 32) batch); same bits.
     out[...] = 0
-    array_namespace(x).maximum(x, out, out=out)
+    xp.maximum(x, out, out=out)
 
 
 @dispatch("grad_out", "x")
@@ -86,7 +86,7 @@ def relu_backward(grad_out: Any, x: Any, *, backend: str | None = None) -> Any:
     return _map(xp, _relu_grad, xp.empty(x.shape, dtype=x.dtype), grad_out, x)
 
 
-def _relu_grad(out: Any, g: Any, x: Any) -> None:
+def _relu_grad(xp: Any, out: Any, g: Any, x: Any) -> None:
     """``out[...] = where(x > 0, g, 0)`` without a data-dependent branch per element.
 
     NumPy's ``where`` branches on every element, and on the random signs of
@@ -96,7 +96,6 @@ def _relu_grad(out: Any, g: Any, x: Any) -> None:
     with a mask of all ones (x > 0) or all zeros, as integers of g's width:
     exact for every value, and no pass to check that g is finite.
     """
-    xp = array_namespace(x)
     bits = out.view(xp.int32 if out.dtype.itemsize == 4 else xp.int64)
     # True is 1 as int8: its negative, widened, is all ones
     xp.negative(xp.greater(x, 0).view(xp.int8), out=bits, casting="unsafe")
