@@ -56,7 +56,6 @@ __all__ = [
     "parallel_for",
     "parse_device",
     "release_scratch",
-    "runs_parallel",
     "reserve_scratch",
     "scratch",
     "set_num_threads",
@@ -457,12 +456,6 @@ def blas_info() -> dict[str, Any]:
 _PARALLEL_MIN_WORK = 1 << 21
 
 
-def runs_parallel(xp: ModuleType, total: int, work: int) -> bool:
-    """Whether :func:`parallel_for` would split ``range(total)`` over threads, rather than
-    call its body once in the calling thread: a caller can then skip making the slices."""
-    return xp is numpy and min(_num_threads, total) >= 2 and work >= _PARALLEL_MIN_WORK
-
-
 def parallel_for(xp: ModuleType, total: int, body: Callable[[slice], None], work: int) -> None:
     """Call ``body(part)`` on slices ``part`` that split ``range(total)``.
 
@@ -473,10 +466,10 @@ def parallel_for(xp: ModuleType, total: int, body: Callable[[slice], None], work
     number of elements touched; small jobs run in the calling thread.
     """
     global _pool
-    if not runs_parallel(xp, total, work):
+    threads = min(_num_threads, total)
+    if xp is not numpy or threads < 2 or work < _PARALLEL_MIN_WORK:
         body(slice(0, total))
         return
-    threads = min(_num_threads, total)
     if _pool is None:
         _pool = ThreadPoolExecutor(_num_threads, thread_name_prefix="cnnarray")
     bounds = [total * i // threads for i in range(threads + 1)]

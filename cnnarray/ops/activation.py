@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _args
-from ..backend import array_namespace, dispatch, parallel_for, runs_parallel
+from ..backend import array_namespace, dispatch, parallel_for
 
 __all__ = [
     "leaky_relu",
@@ -53,7 +53,7 @@ def _at_least_1d(*arrays: Any) -> tuple[Any, ...]:
 def _map(xp: Any, body: Any, out: Any, *arrays: Any) -> Any:
     """``body(xp, out_part, *array_parts)`` over slices of the first axis, on threads for
     large arrays on the CPU (elementwise NumPy passes are single-threaded); returns out."""
-    if out.ndim == 0 or not runs_parallel(xp, out.shape[0], out.size):
+    if out.ndim == 0:
         body(xp, out, *arrays)
         return out
     parallel_for(xp, out.shape[0], lambda part: body(xp, out[part], *(a[part] for a in arrays)),
