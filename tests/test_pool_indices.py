@@ -141,7 +141,7 @@ def test_max_pool_layer_trains_through_indices_with_the_gradient_of_the_op(backe
     pool = getattr(cnnarray.nn, f"MaxPool{dims}d")(2)
     leaf = cnnarray.tensor(x, requires_grad=True, backend=backend)
     y = pool(leaf)
-    assert isinstance(y.grad_fn.out, tuple)  # (values, taps) kept for the backward
+    assert isinstance(y.grad_fn.out, tuple)  # (values, indices) kept for the backward
     g = np.random.default_rng(9).standard_normal(y.shape)
     y.backward(cnnarray.asarray(g, backend))
     want = _fns(dims)[1](g, x, 2)  # ties (zeros) included: the first maximum wins

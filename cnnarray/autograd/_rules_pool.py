@@ -4,8 +4,7 @@ Every pooling backward takes the gradient and then the op's own arguments by
 name, so one rule serves them all. With ``return_indices`` a max pool returns
 ``(values, indices)`` and only the values carry a gradient (see
 :func:`cnnarray.autograd._rules.call_op`); the backward reads the window
-maxima (``output=``) or their indices (``indices=``) from the forward's result;
-the MaxPool layers' private op keeps each maximum's kernel offset instead.
+maxima (``output=``) or their indices (``indices=``) from the forward's result.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import ops
-from ..ops import pool
 from ._rules import differentiable
 
 
@@ -49,9 +47,3 @@ for _dims in (1, 2, 3):
     _register(f"adaptive_avg_pool{_dims}d")
     _register(f"adaptive_max_pool{_dims}d", {"indices": _indices})
     _register(f"lp_pool{_dims}d")
-
-
-@differentiable(pool._max_pool_taps, "x")
-def _max_pool_taps(g: Any, needs: tuple[bool, ...], a: dict[str, Any], out: Any) -> tuple[Any]:
-    # the private op the MaxPool layers train through: its backward is the max pools' own
-    return (pool._max_pool_backward(g, a["x"], a["dims"], *a["window"], None, taps=out[1]),)

@@ -7,7 +7,6 @@ from typing import Any
 
 from .. import _args, ops
 from ..autograd import Tensor, is_grad_enabled
-from ..ops.pool import _max_pool_taps
 from ._layer import OpLayer
 from .module import Module, register
 
@@ -72,10 +71,9 @@ class _MaxPoolNd(OpLayer):
         if self.return_indices or not (isinstance(x, Tensor) and x.requires_grad
                                        and is_grad_enabled()):  # fmt: skip
             return super().forward(x)
-        # In training the forward also keeps where each maximum is (its kernel offset,
-        # a uint8), so the backward writes the gradient there instead of searching x.
-        window = (self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
-        out, _ = _max_pool_taps(x, self._dims, window)
+        # In training the indices of the maxima cost little more than the maxima, and
+        # the backward then scatters the gradient to them instead of searching x again.
+        out, _ = self._op(x, **{**self._op_args(), "return_indices": True})
         return out
 
 

@@ -4,9 +4,9 @@
 Both reduce the ``prod(kernel)`` strided slices of the padded input, one per kernel
 offset: an elementwise maximum (or sum) of as many arrays of the output's shape,
 never a loop over pixels. The backward passes add into the same slices. Where each
-window's maximum is (``return_indices``, or the kernel offset the MaxPool layers keep in
-training) is found by arithmetic in the forward's passes, so the backward need not compare
-x with the maxima again. The geometry and scratch memory are in ``_pool_geometry``.
+window's maximum is (``return_indices``, which the MaxPool layers ask for in training) is
+found by arithmetic in the forward's passes, and the backward given those indices
+scatters the gradient to them. The geometry and scratch memory are in ``_pool_geometry``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import math
 from typing import Any
 
 from .. import _args
-from ..backend import Workspace, dispatch
+from ..backend import dispatch
 from ._pool_geometry import (
     _MAX_GEOMETRIES,
     _geometry,
@@ -77,92 +77,68 @@ def _max_pool(
     dilation: Any,
     ceil_mode: Any,
     return_indices: Any,
-    taps: bool = False,
 ) -> Any:
-    """max_pool1d/2d/3d over ``dims`` spatial axes; see :func:`max_pool2d`. With ``taps``,
-    return ``(out, taps)`` instead: the kernel offset (row-major number) of each window's
-    maximum, as :func:`_max_pool_backward` takes it."""
+    """max_pool1d/2d/3d over ``dims`` spatial axes; see :func:`max_pool2d`."""
     geo = _geometry(x, dims, kernel_size, stride, padding, dilation, ceil_mode)
     _args.check_bool(return_indices, "return_indices")
     xp, x = _prepare(x, geo)
     windows, ws = geo.taps, _PoolWorkspace(xp)
-    where = return_indices or taps
     if return_indices:
-        # Where each maximum is as an offset from its window's first element, then the
-        # flat index; int32 arithmetic costs less than int64.
-        result = xp.empty((x.shape[0], *geo.out), dtype=xp.int64)
-        base, values = _tap_offsets(xp, geo, getattr(x, "device", None))
-        at_dtype, missing = xp.int32 if math.prod(geo.size) < 2**31 else xp.int64, -1 - base
-    elif taps:
-        # Tap numbers: uint8 for up to 254 taps (len(windows) marks a window of padding only)
-        values, missing = range(len(windows)), len(windows)
-        at_dtype = xp.uint8 if len(windows) < 255 else xp.int32
-        result = xp.empty((x.shape[0], *geo.out), dtype=at_dtype)
-    padded = geo.padded_shape != geo.size
+        indices = xp.empty((x.shape[0], *geo.out), dtype=xp.int64)
+        base, offsets = _tap_offsets(xp, geo, getattr(x, "device", None))
+        padded = geo.padded_shape != geo.size
+        at_dtype = xp.int32 if math.prod(geo.size) < 2**31 else xp.int64
+        base = base.astype(at_dtype, copy=False)  # int32 arithmetic, then int64 once
 
     def body(part: slice, out: Any) -> None:
         xpad = _pad(ws, x[part], geo, -float("inf"))
         out[...] = xpad[windows[0]]
-        if not where:
+        if not return_indices:
             for window in windows[1:]:
                 xp.maximum(out, xpad[window], out=out)
             return
-        # Strictly greater keeps the first maximum. A copied patch costs less than
-        # reading the strided slice twice, and arithmetic less than NumPy's masked
-        # copyto or take; a bool mask is 0 or 1 as uint8 without a cast.
+        # Where each window's maximum is, as an offset from its first element: strictly
+        # greater keeps the first maximum. A copied patch costs less than reading the
+        # strided slice twice, and arithmetic less than NumPy's masked copyto or take.
         at = ws.take("at", out.shape, at_dtype)
         patch = ws.take("patch", out.shape, x.dtype)
         take = ws.take("take", out.shape, bool)
-        mask = take.view(xp.uint8) if at_dtype == xp.uint8 else take
         at[...] = 0
-        for value, window in zip(values[1:], windows[1:], strict=True):
+        for offset, window in zip(offsets[1:], windows[1:], strict=True):
             patch[...] = xpad[window]
             xp.greater(patch, out, out=take)
             xp.maximum(out, patch, out=out)
-            at += mask * (value - at)  # value where take, else unchanged
+            at += take * (offset - at)  # offset where take, else unchanged
         # A NaN (the first NaN wins) or a maximum of -inf where the first taps may be
         # padding (the first element of the input wins) take the exact, slower loop.
         if bool(xp.isnan(out).any()) or (padded and bool((out == -float("inf")).any())):
-            _first_max(xp, xpad, geo, values, missing, out, at)
-        if return_indices:
-            xp.add(at, base, out=result[part])
-        else:
-            result[part] = at
+            _first_max_offsets(xp, xpad, geo, base, offsets, out, at)
+        at += base
+        indices[part] = at
 
     out = _unflatten(_run(xp, x, geo.out, geo, body), geo)
-    return (out, _unflatten(result, geo)) if where else out
+    return (out, _unflatten(indices, geo)) if return_indices else out
 
 
-@dispatch("x")
-def _max_pool_taps(
-    x: Any, dims: int, window: tuple[Any, ...], *, backend: str | None = None
-) -> Any:
-    """Return ``(max_pool{dims}d(x, *window), taps)``, ``window`` being ``(kernel_size,
-    stride, padding, dilation, ceil_mode)``; ``taps`` numbers the kernel offset of each
-    window's maximum row-major. Not public: the MaxPool layers train through it, as a
-    uint8 per window is cheaper to find and to route the gradient by than a flat index."""
-    return _max_pool(x, dims, *window, False, True)
-
-
-def _first_max(
-    xp: Any, xpad: Any, geo: _PoolGeometry, values: Any, missing: Any, out: Any, at: Any
+def _first_max_offsets(
+    xp: Any, xpad: Any, geo: _PoolGeometry, base: Any, offsets: list[int], out: Any, at: Any
 ) -> None:
-    """Fill ``out`` with each window's maximum and ``at`` with ``values[t]`` for the tap
-    ``t`` of its first maximum, where a NaN beats every number (the first NaN wins), a
-    window whose first elements are padding takes its first input element even at -inf,
-    and one of padding only gets ``missing``."""
+    """Fill ``out`` and ``at`` with each window's maximum and its offset from the
+    window's first element (``base``), where a NaN beats every number (the first NaN
+    wins), a window whose first elements are padding takes its first input element
+    even at -inf, and one of padding only gets the index -1."""
     plane = _plane_indices(xp, geo)
     windows = geo.taps
     out[...] = xpad[windows[0]]
-    at[...] = values[0]
+    at[...] = 0
     where = plane[windows[0]]  # where each maximum so far is, -1 in the padding
-    for value, window in zip(values[1:], windows[1:], strict=True):
+    for offset, window in zip(offsets[1:], windows[1:], strict=True):
         patch, here = xpad[window], plane[window]
         take = (patch > out) | ((patch != patch) & (out == out)) | ((where < 0) & (here >= 0))
         out[...] = xp.where(take, patch, out)
-        at[...] = xp.where(take, value, at)
+        at[...] = xp.where(take, offset, at)
         where = xp.where(take, here, where)
-    at[...] = xp.where(where < 0, missing, at)
+    at[...] = xp.where(where < 0, -1 - base, at)
 
 
 def _backward_from_indices(xp: Any, g: Any, x: Any, geo: _PoolGeometry, indices: Any) -> Any:
@@ -212,10 +188,8 @@ def _max_pool_backward(
     ceil_mode: Any,
     output: Any,
     indices: Any = None,
-    taps: Any = None,
 ) -> Any:
-    """max_pool1d/2d/3d_backward over ``dims`` spatial axes; see :func:`max_pool2d_backward`.
-    ``taps``, from :func:`_max_pool_taps`, says where the maxima are (x is not read)."""
+    """max_pool1d/2d/3d_backward over ``dims`` spatial axes; see :func:`max_pool2d_backward`."""
     geo = _geometry(x, dims, kernel_size, stride, padding, dilation, ceil_mode)
     xp, x = _prepare(x, geo)
     grad_out = _grad_in(xp, grad_out, x, geo)
@@ -225,8 +199,6 @@ def _max_pool_backward(
         _args.check_shape(output, "output", geo.out_shape)
         _args.float_dtype(xp, output=output, x=x)
         output = output.astype(x.dtype, copy=False).reshape(grad_out.shape)
-    if taps is not None:
-        taps = taps.reshape(grad_out.shape)
     windows, ws = geo.taps, _PoolWorkspace(xp)
     # When the windows tile the padded input exactly, every input element gets
     # the gradient of one window and the slices can be written, not added.
@@ -234,79 +206,59 @@ def _max_pool_backward(
     padded = geo.padded_shape != geo.size
 
     def body(part: slice, grad_x: Any) -> None:
-        g = grad_out[part]
+        xpad, g = _pad(ws, x[part], geo, -float("inf")), grad_out[part]
+        if output is not None:
+            best = output[part]
+        else:
+            best = ws.take("best", g.shape, x.dtype)
+            best[...] = xpad[windows[0]]
+            for window in windows[1:]:
+                xp.maximum(best, xpad[window], out=best)
         # g * hit is the fast way to route the gradient, but inf * False is NaN:
         # a gradient with inf or NaN takes the slower where().
         finite = bool(xp.isfinite(g).all())
-        grad = ws.take("grad", (g.shape[0], *geo.padded_shape), x.dtype) if padded else grad_x
+        grad = ws.take("grad", xpad.shape, x.dtype) if padded else grad_x
         if not (tiled and finite):  # else every element is written exactly once below
             grad[...] = 0
-
-        def route(found: Any, window: Any, add: bool = False) -> None:
-            if tiled and finite and not add:
+        pending = ws.take("pending", best.shape, bool)  # maximum not found yet
+        hit = ws.take("hit", best.shape, bool)
+        # A maximum of -inf equals the padding: the gradient goes to the first input element.
+        inside = None
+        if padded and bool((best == -float("inf")).any()):
+            inside = _plane_indices(xp, geo) >= 0
+        # Without a NaN maximum, the windows still pending at the last tap have
+        # their maximum there: that tap's hits are the pending windows themselves.
+        rest_at_last = len(windows) > 1 and not bool(xp.isnan(best).any())
+        for t, window in enumerate(windows):
+            found = hit
+            if t == 0:  # nothing found yet: the hits are the equal elements
+                xp.equal(xpad[window], best, out=hit)
+                if inside is not None:
+                    hit &= inside[window]
+                xp.logical_not(hit, out=pending)
+            elif t == len(windows) - 1 and rest_at_last:
+                found = pending
+            else:
+                xp.equal(xpad[window], best, out=hit)
+                if inside is not None:
+                    hit &= inside[window]
+                hit &= pending
+                pending ^= hit  # hit is a subset of pending: this clears the windows just found
+            if tiled and finite:
                 xp.multiply(g, found, out=grad[window])
             else:
                 grad[window] += g * found if finite else xp.where(found, g, 0)
-
-        if taps is not None:
-            hit = ws.take("hit", g.shape, bool)
-            for t, window in enumerate(windows):
-                route(xp.equal(taps[part], t, out=hit), window)
-        else:
-            _route_to_maxima(xp, ws, geo, x[part], None if output is None else output[part],
-                             route)  # fmt: skip
+        if not rest_at_last and pending.any():
+            # Only windows whose maximum is NaN are left: the gradient goes to the first NaN.
+            for window in windows:
+                patch = xpad[window]
+                xp.logical_and(patch != patch, pending, out=hit)
+                pending ^= hit
+                grad[window] += xp.where(hit, g, 0)
         if padded:
             grad_x[...] = grad[geo.inner]
 
     return _unflatten(_run(xp, x, geo.size, geo, body), geo)
-
-
-def _route_to_maxima(
-    xp: Any, ws: Workspace, geo: _PoolGeometry, x: Any, best: Any, route: Any
-) -> None:
-    """Call ``route(found, window)`` for each tap's slice ``window`` of the padded maps
-    x (M, *size), ``found`` marking the windows whose first maximum it holds, then
-    ``route(found, window, add=True)`` for windows whose maximum is NaN, to add to the
-    first; ``best``, the window maxima, is found from x when None."""
-    windows = geo.taps
-    xpad = _pad(ws, x, geo, -float("inf"))
-    if best is None:
-        best = ws.take("best", (x.shape[0], *geo.out), x.dtype)
-        best[...] = xpad[windows[0]]
-        for window in windows[1:]:
-            xp.maximum(best, xpad[window], out=best)
-    pending = ws.take("pending", best.shape, bool)  # maximum not found yet
-    hit = ws.take("hit", best.shape, bool)
-    # A maximum of -inf equals the padding: the gradient goes to the first input element.
-    inside = None
-    if geo.padded_shape != geo.size and bool((best == -float("inf")).any()):
-        inside = _plane_indices(xp, geo) >= 0
-    # Without a NaN maximum, the windows still pending at the last tap have
-    # their maximum there: that tap's hits are the pending windows themselves.
-    rest_at_last = len(windows) > 1 and not bool(xp.isnan(best).any())
-    for t, window in enumerate(windows):
-        found = hit
-        if t == 0:  # nothing found yet: the hits are the equal elements
-            xp.equal(xpad[window], best, out=hit)
-            if inside is not None:
-                hit &= inside[window]
-            xp.logical_not(hit, out=pending)
-        elif t == len(windows) - 1 and rest_at_last:
-            found = pending
-        else:
-            xp.equal(xpad[window], best, out=hit)
-            if inside is not None:
-                hit &= inside[window]
-            hit &= pending
-            pending ^= hit  # hit is a subset of pending: this clears the windows just found
-        route(found, window)
-    if not rest_at_last and pending.any():
-        # Only windows whose maximum is NaN are left: the gradient goes to the first NaN.
-        for window in windows:
-            patch = xpad[window]
-            xp.logical_and(patch != patch, pending, out=hit)
-            pending ^= hit
-            route(hit, window, add=True)
 
 
 @dispatch("x")
