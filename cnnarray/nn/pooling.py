@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _args, ops
-from ..autograd import Tensor, is_grad_enabled
 from ._layer import OpLayer
 from .module import Module, register
 
@@ -66,15 +65,6 @@ class _MaxPoolNd(OpLayer):
         self.dilation = _args._ntuple(dilation, "dilation", self._dims, minimum=1)
         self.return_indices = _args.check_bool(return_indices, "return_indices")
         self.ceil_mode = _args.check_bool(ceil_mode, "ceil_mode")
-
-    def forward(self, x: Any) -> Any:
-        if self.return_indices or not (isinstance(x, Tensor) and x.requires_grad
-                                       and is_grad_enabled()):  # fmt: skip
-            return super().forward(x)
-        # In training the indices of the maxima cost little more than the maxima, and
-        # the backward then scatters the gradient to them instead of searching x again.
-        out, _ = self._op(x, **{**self._op_args(), "return_indices": True})
-        return out
 
 
 @register

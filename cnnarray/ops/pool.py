@@ -4,9 +4,9 @@
 Both reduce the ``prod(kernel)`` strided slices of the padded input, one per kernel
 offset: an elementwise maximum (or sum) of as many arrays of the output's shape,
 never a loop over pixels. The backward passes add into the same slices. Where each
-window's maximum is (``return_indices``, which the MaxPool layers ask for in training) is
-found by arithmetic in the forward's passes, and the backward given those indices
-scatters the gradient to them. The geometry and scratch memory are in ``_pool_geometry``.
+window's maximum is (``return_indices``) is found by arithmetic in the forward's passes,
+and the backward given those indices scatters the gradient to them. The geometry and
+scratch memory are in ``_pool_geometry``.
 """
 
 from __future__ import annotations
@@ -342,13 +342,13 @@ def max_pool2d_backward(
     x, kernel_size, stride, padding, dilation, ceil_mode, backend
         As given to :func:`max_pool2d`.
     output : array, shape of ``max_pool2d(x, ...)``, optional
-        The result of that :func:`max_pool2d` call, when it is at hand: the
-        window maxima are read from it instead of computed again, a quarter of
-        the backward's passes for 2x2 windows. It must be that result; other
-        values give wrong gradients.
+        The result of that :func:`max_pool2d` call, when it is at hand (as
+        :class:`cnnarray.nn.MaxPool2d` keeps it): the window maxima are read
+        from it instead of computed again, a quarter of the backward's passes
+        for 2x2 windows. It must be that result; other values give wrong
+        gradients.
     indices : int array, shape of ``max_pool2d(x, ...)``, optional
-        The indices of that call with ``return_indices=True`` (as
-        :class:`cnnarray.nn.MaxPool2d` keeps them in training): the gradient
+        The indices of that call with ``return_indices=True``: the gradient
         goes straight to them, one scatter when no two windows overlap, and
         the values of x are not read. Like ``output`` it must be that
         call's; out-of-range values raise IndexError or land in another map.
