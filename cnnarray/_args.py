@@ -331,6 +331,18 @@ def float_dtype(xp: Any, **arrays: Any) -> Any:
     float32 with float64, or any other dtype (bool, complex, float16), is a
     TypeError.
     """
+    # Fast path, the common case of one float dtype throughout; else the checks below.
+    common = None
+    for a in arrays.values():
+        if a is None:
+            continue
+        if common is None:
+            common = a.dtype
+        elif a.dtype != common:
+            break
+    else:
+        if common is not None and common.kind == "f" and common.itemsize in (4, 8):
+            return common
     floats: dict[str, Any] = {}
     for name, a in arrays.items():
         if a is None:
@@ -449,11 +461,11 @@ def check_reduction(reduction: Any) -> str:
 
 def check_same_shape(a: Any, a_name: str, b: Any, b_name: str) -> None:
     """Raise ValueError unless ``a`` and ``b`` have one shape."""
-    if _shape(a) != _shape(b):
+    if a.shape != b.shape and _shape(a) != _shape(b):
         raise ValueError(f"{a_name} must have the shape of {b_name}, {_shape(b)}, got {_shape(a)}")
 
 
 def check_shape(a: Any, name: str, expected: tuple[int, ...]) -> None:
     """Raise ValueError unless ``a.shape == expected``."""
-    if _shape(a) != tuple(expected):
+    if a.shape != expected and _shape(a) != tuple(expected):
         raise ValueError(f"{name} must have shape {tuple(expected)}, got {_shape(a)}")

@@ -350,7 +350,7 @@ def backend_of(array: Any) -> Backend:
     TypeError
         If ``array`` is neither a NumPy nor a CuPy array.
     """
-    if isinstance(array, numpy.ndarray | numpy.generic):
+    if type(array) is numpy.ndarray or isinstance(array, numpy.ndarray | numpy.generic):
         return _CPU
     if _is_cupy_array(array):
         return _cuda_backend(sys.modules["cupy"], array.device.id)
@@ -364,6 +364,8 @@ def array_namespace(*arrays: Any) -> ModuleType:
     already on one device (see :func:`dispatch`).
     """
     for a in arrays:
+        if type(a) is numpy.ndarray:  # the common case, before the general test
+            return numpy
         if a is not None and _is_array(a):
             return backend_of(a).xp
     return numpy

@@ -214,3 +214,20 @@ def test_relu_family_non_finite_values_match_where(backend, dtype, slope):
     np.testing.assert_array_equal(got, want_leaky)
     got = run_op(cnnarray.leaky_relu_backward, g, x, slope, backend=backend)
     np.testing.assert_array_equal(got, want_leaky_grad)
+
+
+def test_relu_and_its_gradient_bit_for_bit_on_threads_and_signed_zeros(backend, dtype):
+    # Over 2**21 elements the passes run on threads (parallel_for). relu is np.maximum(x, 0)
+    # bit for bit (-0.0 -> 0.0, NaN kept); the gradient is g's own bits where x > 0, +0.0
+    # elsewhere: inf and NaN of g pass through or vanish, never become NaN.
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 700, 1000)).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    for a in (x, g):
+        a.reshape(-1)[rng.integers(0, a.size, 5000)] = rng.choice([np.inf, -np.inf, np.nan, -0.0],
+                                                                   5000)  # fmt: skip
+    y = cnnarray.to_numpy(run_op(cnnarray.relu, x, backend=backend))
+    np.testing.assert_array_equal(y.view(f"i{x.itemsize}"), np.maximum(x, 0).view(f"i{x.itemsize}"))
+    gx = cnnarray.to_numpy(run_op(cnnarray.relu_backward, g, x, backend=backend))
+    want = np.where(x > 0, g, np.zeros_like(g))
+    np.testing.assert_array_equal(gx.view(f"i{x.itemsize}"), want.view(f"i{x.itemsize}"))

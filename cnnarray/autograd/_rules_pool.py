@@ -41,7 +41,7 @@ def _register(name: str, from_output: dict[str, Callable[[Any], Any]] | None = N
 
 
 for _dims in (1, 2, 3):
-    _register(f"max_pool{_dims}d", {"output": _values})
+    _register(f"max_pool{_dims}d", {"output": _values, "indices": _indices})
     _register(f"avg_pool{_dims}d")
     _register(f"max_unpool{_dims}d")
     _register(f"adaptive_avg_pool{_dims}d")

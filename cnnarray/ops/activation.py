@@ -51,12 +51,12 @@ def _at_least_1d(*arrays: Any) -> tuple[Any, ...]:
 
 
 def _map(xp: Any, body: Any, out: Any, *arrays: Any) -> Any:
-    """``body(out_part, *array_parts)`` over slices of the first axis, on threads for
+    """``body(xp, out_part, *array_parts)`` over slices of the first axis, on threads for
     large arrays on the CPU (elementwise NumPy passes are single-threaded); returns out."""
     if out.ndim == 0:
-        body(out, *arrays)
+        body(xp, out, *arrays)
         return out
-    parallel_for(xp, out.shape[0], lambda part: body(out[part], *(a[part] for a in arrays)),
+    parallel_for(xp, out.shape[0], lambda part: body(xp, out[part], *(a[part] for a in arrays)),
                  work=out.size)  # fmt: skip
     return out
 
@@ -65,30 +65,41 @@ def _map(xp: Any, body: Any, out: Any, *arrays: Any) -> Any:
 def relu(x: Any, *, backend: str | None = None) -> Any:
     """Return ``max(x, 0)`` elementwise (NaN stays NaN)."""
     xp, x = _float(x)
-    return _map(xp, lambda o, a: xp.maximum(a, 0, out=o), xp.empty_like(x), x)
+    return _map(xp, _relu, xp.empty_like(x), x)
+
+
+def _relu(xp: Any, out: Any, x: Any) -> None:
+    # maximum with an array of zeros, not the scalar 0: NumPy's loop for a scalar
+    # operand is not vectorised (2.5-3x slower on a (32, 32, 32, 32) batch); same bits.
+    out[...] = 0
+    xp.maximum(x, out, out=out)
 
 
 @dispatch("grad_out", "x")
 def relu_backward(grad_out: Any, x: Any, *, backend: str | None = None) -> Any:
-    """Return ``grad_out * (x > 0)``; the derivative at 0 is taken as 0, as PyTorch."""
+    """Return ``grad_out * (x > 0)``; the derivative at 0 is taken as 0, as PyTorch.
+
+    Where ``x > 0`` the result is ``grad_out`` itself (inf and NaN included), and 0
+    elsewhere (a NaN x counts as not positive).
+    """
     xp, grad_out, x = _grad(grad_out, x)
-    out = xp.empty(x.shape, dtype=x.dtype)
-    return _map(xp, lambda o, g, a: _masked(xp, g, a > 0, o), out, grad_out, x)
+    return _map(xp, _relu_grad, xp.empty(x.shape, dtype=x.dtype), grad_out, x)
 
 
-def _masked(xp: Any, values: Any, mask: Any, out: Any) -> None:
-    """``out[...] = where(mask, values, 0)`` without a data-dependent branch per element.
+def _relu_grad(xp: Any, out: Any, g: Any, x: Any) -> None:
+    """``out[...] = where(x > 0, g, 0)`` without a data-dependent branch per element.
 
     NumPy's ``where`` branches on every element, and on the random signs of
     activations it mispredicts about half of them: 6x slower than a multiply
-    on a (32, 6, 28, 28) batch. ``values * mask`` equals ``where`` unless a
-    masked-out value is inf or NaN (times 0 gives NaN, not 0), so values
-    that are not all finite take ``where``.
+    on a (32, 6, 28, 28) batch; ``g * (x > 0)`` casts the mask to floats and
+    turns an inf or NaN of g where x <= 0 into NaN. Here g's bits are ANDed
+    with a mask of all ones (x > 0) or all zeros, as integers of g's width:
+    exact for every value, and no pass to check that g is finite.
     """
-    if bool(xp.isfinite(values).all()):
-        xp.multiply(values, mask, out=out)
-    else:
-        out[...] = xp.where(mask, values, 0)
+    bits = out.view(xp.int32 if out.dtype.itemsize == 4 else xp.int64)
+    # True is 1 as int8: its negative, widened, is all ones
+    xp.negative(xp.greater(x, 0).view(xp.int8), out=bits, casting="unsafe")
+    xp.bitwise_and(g.view(bits.dtype), bits, out=bits)
 
 
 @dispatch("x")
@@ -96,7 +107,7 @@ def leaky_relu(x: Any, negative_slope: float = 0.01, *, backend: str | None = No
     """Return ``x`` where ``x > 0`` and ``negative_slope * x`` elsewhere."""
     slope = _args.check_real(negative_slope, "negative_slope")
     xp, x = _float(x)
-    if 0 < slope <= 1:  # branch-free and equal to where (see _masked)
+    if 0 < slope <= 1:  # branch-free and equal to where (see _relu_grad)
         return xp.maximum(x, x * slope)
     return xp.where(x > 0, x, x * slope)
 
@@ -108,7 +119,7 @@ def leaky_relu_backward(
     """Return ``grad_out`` where ``x > 0`` and ``negative_slope * grad_out`` elsewhere."""
     slope = _args.check_real(negative_slope, "negative_slope")
     xp, grad_out, x = _grad(grad_out, x)
-    if 0 <= slope <= 1:  # the factor is exactly 1 or slope, without a branch (see _masked)
+    if 0 <= slope <= 1:  # the factor is exactly 1 or slope, without a branch (see _relu_grad)
         return grad_out * xp.maximum((x > 0).astype(x.dtype), slope)
     return xp.where(x > 0, grad_out, grad_out * slope)
 

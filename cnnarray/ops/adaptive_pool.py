@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import _args
 from ..backend import array_namespace, dispatch
-from .pool import _LAYOUTS
+from ._pool_geometry import _LAYOUTS
 
 __all__ = [
     "adaptive_avg_pool1d",

@@ -3,20 +3,32 @@
 
 Both reduce the ``prod(kernel)`` strided slices of the padded input, one per kernel
 offset: an elementwise maximum (or sum) of as many arrays of the output's shape,
-never a loop over pixels. The backward passes add into the same slices.
+never a loop over pixels. The backward passes add into the same slices. Where each
+window's maximum is (``return_indices``) is found by arithmetic in the forward's passes,
+and the backward given those indices scatters the gradient to them. The geometry and
+scratch memory are in ``_pool_geometry``.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-import operator
-from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from .. import _args
-from ..backend import Workspace, array_namespace, dispatch, parallel_for
-from . import _conv_plan
+from ..backend import dispatch
+from ._pool_geometry import (
+    _MAX_GEOMETRIES,
+    _geometry,
+    _grad_in,
+    _pad,
+    _plane_indices,
+    _PoolGeometry,
+    _PoolWorkspace,
+    _prepare,
+    _run,
+    _unflatten,
+)
 
 __all__ = [
     "avg_pool2d",
@@ -26,193 +38,34 @@ __all__ = [
 ]
 
 
-# The layout of x for each number of spatial axes, as error messages show it.
-_LAYOUTS = {1: "(N, C, L) or (C, L)", 2: "(N, C, H, W) or (C, H, W)",
-            3: "(N, C, D, H, W) or (C, D, H, W)"}  # fmt: skip
+# (base, offsets) of _tap_offsets by geometry and device: building them costs more than
+# pooling a small batch of late-layer maps.
+_TAP_OFFSETS: dict[tuple[Any, ...], tuple[Any, list[int]]] = {}
 
 
-@dataclass(frozen=True)
-class _PoolGeometry:
-    """The window geometry of one pooling call over ``len(size)`` spatial axes."""
+def _tap_offsets(xp: Any, geo: _PoolGeometry, device: Any) -> tuple[Any, list[int]]:
+    """Flat indices for ``return_indices``: ``(base, offsets)``, on ``device``.
 
-    n: int
-    c: int
-    size: tuple[int, ...]
-    kernel: tuple[int, ...]
-    stride: tuple[int, ...]
-    padding: tuple[int, ...]
-    dilation: tuple[int, ...]
-    out: tuple[int, ...]
-    unbatched: bool
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        return (self.n, self.c, *self.out)[int(self.unbatched) :]
-
-    @cached_property
-    def padded_shape(self) -> tuple[int, ...]:
-        """Padded size: ``pad`` before, enough after for every window."""
-        return tuple(
-            max(s + 2 * p, (o - 1) * st + d * (k - 1) + 1)
-            for s, p, o, st, d, k in zip(self.size, self.padding, self.out, self.stride,
-                                         self.dilation, self.kernel, strict=True)
-        )  # fmt: skip
-
-    @cached_property
-    def inner(self) -> tuple[slice, ...]:
-        """The slices of the padded maps (M, *padded_shape) that hold the input."""
-        pairs = zip(self.padding, self.size, strict=True)
-        return (slice(None), *(slice(p, p + s) for p, s in pairs))
-
-    @cached_property
-    def tiles(self) -> bool:
-        """True when the windows cover the padded input exactly once."""
-        return (
-            self.stride == self.kernel
-            and all(d == 1 for d in self.dilation)
-            and self.padded_shape == tuple(map(operator.mul, self.out, self.kernel))
-        )
-
-    @cached_property
-    def taps(self) -> list[tuple[slice, ...]]:
-        """Row-major list of the slices of the padded maps (M, ...) read by each kernel offset."""
-        taps = _args.window_slices(self.kernel, self.stride, self.dilation, self.out)
-        return [(slice(None), *tap) for tap in taps]
-
-
-# The most kernel offsets a pooling call loops over, unless the input's maps
-# are larger (a window as large as the input is a global pooling): the loop is
-# in Python, one pass over the output per offset, and a huge kernel on a small
-# input would read mostly padding.
-_MAX_TAPS = 2**16
-
-
-# Geometries already checked, by input shape and arguments: validating the
-# arguments and working the windows out take longer than pooling a small batch
-# (the 7x7 maps of a late layer), and a training loop asks for the same ones.
-_GEOMETRIES: dict[tuple[Any, ...], _PoolGeometry] = {}
-_MAX_GEOMETRIES = 1024
-
-
-def _geometry(
-    x: Any,
-    dims: int,
-    kernel_size: Any,
-    stride: Any,
-    padding: Any,
-    dilation: Any,
-    ceil_mode: Any,
-) -> _PoolGeometry:
-    """Validate x's shape and the window arguments; return the geometry of the call."""
-    # repr, not the values: True == 1 and (2, 2) == [2, 2] must not find each other's entry;
-    # the workspace limit too, as it bounds the padding (check_padded_maps)
-    args = repr((kernel_size, stride, padding, dilation, ceil_mode))
-    key = (dims, getattr(x, "shape", None), args, _conv_plan.default_limit())
-    geo = _GEOMETRIES.get(key)
-    if geo is None:
-        geo = _new_geometry(x, dims, kernel_size, stride, padding, dilation, ceil_mode)
-        if len(_GEOMETRIES) < _MAX_GEOMETRIES:
-            _GEOMETRIES[key] = geo
-    return geo
-
-
-def _new_geometry(
-    x: Any,
-    dims: int,
-    kernel_size: Any,
-    stride: Any,
-    padding: Any,
-    dilation: Any,
-    ceil_mode: Any,
-) -> _PoolGeometry:
-    _args.check_ndim(x, "x", (dims + 1, dims + 2), _LAYOUTS[dims])
-    _args.check_nonempty(x, "x")
-    kernel = _args._ntuple(kernel_size, "kernel_size", dims, minimum=1)
-    step = kernel if stride is None else _args._ntuple(stride, "stride", dims, minimum=1)
-    pad = _args._ntuple(padding, "padding", dims, minimum=0)
-    dil = _args._ntuple(dilation, "dilation", dims, minimum=1)
-    if any(p > k // 2 for p, k in zip(pad, kernel, strict=True)):
-        raise ValueError(
-            f"padding must be at most half of kernel_size, got padding={pad} "
-            f"for kernel_size={kernel}"
-        )
-    _args.check_bool(ceil_mode, "ceil_mode")
-    unbatched = x.ndim == dims + 1
-    n, c, *size = (1,) * unbatched + tuple(x.shape)
-    out = tuple(
-        _args.pool_out_size(s, p, k, st, d, ceil_mode)
-        for s, p, k, st, d in zip(size, pad, kernel, step, dil, strict=True)
-    )
-    padded = tuple(s + 2 * p for s, p in zip(size, pad, strict=True))
-    _args.check_window_fits(out, kernel, dil, padded, x.shape)
-    limit = max(_MAX_TAPS, math.prod(size))
-    if math.prod(kernel) > limit:
-        raise ValueError(
-            f"kernel_size must have at most {limit} elements (the larger of {_MAX_TAPS} and "
-            f"{'H * W' if dims == 2 else 'the size of a map'}: pooling loops over them), got "
-            f"kernel_size={kernel} ({math.prod(kernel)} elements) for x of shape {tuple(x.shape)}"
-        )
-    # each map is padded whole (_pad): a kernel far larger than x must not pad it to gigabytes
-    size, item = tuple(size), x.dtype.itemsize if x.dtype.kind == "f" else 4
-    _conv_plan.check_padded_maps(f"padding={pad} with kernel_size={kernel}", size, padded, 1, item)
-    return _PoolGeometry(n, c, size, kernel, step, pad, dil, out, unbatched)
-
-
-class _PoolWorkspace(Workspace):
-    """The scratch memory of one pooling call (see :class:`cnnarray.backend.Workspace`).
-
-    Every view is taken and dies inside one ``parallel_for`` body, in its
-    thread's memory, and no two share memory: ``pad``, the slice padded by
-    :func:`_pad`, read by every tap; max_pool2d_backward's ``best`` (the window
-    maxima, when not given), ``grad`` (the padded gradient, cropped into grad_x
-    at the end) and ``pending`` and ``hit`` (the windows whose maximum is not
-    found yet, and those found at the current tap).
+    ``base``, int64 of shape (1, *out), is the flat index in its map of each
+    window's first element (outside the map where that is padding), and
+    ``offsets[t]`` what kernel offset ``t`` (row-major, as ``geo.taps``) adds.
     """
-
-    NAME = "pool"
-    VIEWS = {name: name for name in ("pad", "best", "grad", "pending", "hit")}
-
-
-def _pad(ws: Workspace, x: Any, geo: _PoolGeometry, fill: float) -> Any:
-    """Pad maps (M, *size) to the padded shape with ``fill``."""
-    padded = geo.padded_shape
-    if padded == geo.size:
-        return x
-    out = ws.take("pad", (x.shape[0], *padded), x.dtype)
-    out[...] = fill
-    out[geo.inner] = x
-    return out
-
-
-def _prepare(x: Any, geo: _PoolGeometry) -> tuple[Any, Any]:
-    """Return ``xp`` and x as float maps of shape (N*C, *size): pooling treats each alike."""
-    xp = array_namespace(x)
-    dtype = _args.float_dtype(xp, x=x)
-    return xp, x.astype(dtype, copy=False).reshape(geo.n * geo.c, *geo.size)
-
-
-def _grad_in(xp: Any, grad_out: Any, x: Any, geo: _PoolGeometry) -> Any:
-    _args.check_shape(grad_out, "grad_out", geo.out_shape)
-    _args.float_dtype(xp, grad_out=grad_out, x=x)
-    return grad_out.astype(x.dtype, copy=False).reshape(geo.n * geo.c, *geo.out)
-
-
-def _run(xp: Any, x: Any, shape: tuple[int, ...], geo: _PoolGeometry, body: Any) -> Any:
-    """Allocate the (N*C, *shape) result, fill it by ``body(part, out[part])`` in parallel."""
-    out = xp.empty((x.shape[0], *shape), dtype=x.dtype)
-    parallel_for(xp, x.shape[0], lambda part: body(part, out[part]), work=x.size)
-    return out
-
-
-def _unflatten(out: Any, geo: _PoolGeometry) -> Any:
-    return out.reshape((geo.n, geo.c, *out.shape[1:])[int(geo.unbatched) :])
-
-
-def _plane_indices(xp: Any, geo: _PoolGeometry) -> Any:
-    """The flat index of each element within its input map, padded like x (-1 in the padding)."""
-    plane = xp.full((1, *geo.padded_shape), -1, dtype=xp.int64)
-    plane[geo.inner] = xp.arange(math.prod(geo.size), dtype=xp.int64).reshape(1, *geo.size)
-    return plane
+    key = (geo, xp, str(device))
+    cached = _TAP_OFFSETS.get(key)
+    if cached is not None:
+        return cached
+    dims = len(geo.size)
+    pitch = [math.prod(geo.size[axis + 1 :]) for axis in range(dims)]
+    base = xp.zeros((1, *geo.out), dtype=xp.int64)
+    for axis, (out, stride, pad) in enumerate(zip(geo.out, geo.stride, geo.padding, strict=True)):
+        start = (xp.arange(out, dtype=xp.int64) * stride - pad) * pitch[axis]
+        base += start.reshape((out,) + (1,) * (dims - axis - 1))
+    taps = itertools.product(*(range(k) for k in geo.kernel))
+    offsets = [sum(i * d * q for i, d, q in zip(tap, geo.dilation, pitch, strict=True))
+               for tap in taps]  # fmt: skip
+    if len(_TAP_OFFSETS) < _MAX_GEOMETRIES:
+        _TAP_OFFSETS[key] = base, offsets
+    return base, offsets
 
 
 def _max_pool(
@@ -231,8 +84,11 @@ def _max_pool(
     xp, x = _prepare(x, geo)
     windows, ws = geo.taps, _PoolWorkspace(xp)
     if return_indices:
-        plane = _plane_indices(xp, geo)
         indices = xp.empty((x.shape[0], *geo.out), dtype=xp.int64)
+        base, offsets = _tap_offsets(xp, geo, getattr(x, "device", None))
+        padded = geo.padded_shape != geo.size
+        at_dtype = xp.int32 if math.prod(geo.size) < 2**31 else xp.int64
+        base = base.astype(at_dtype, copy=False)  # int32 arithmetic, then int64 once
 
     def body(part: slice, out: Any) -> None:
         xpad = _pad(ws, x[part], geo, -float("inf"))
@@ -241,18 +97,84 @@ def _max_pool(
             for window in windows[1:]:
                 xp.maximum(out, xpad[window], out=out)
             return
-        index = indices[part]
-        index[...] = plane[windows[0]]
-        for window in windows[1:]:
-            patch, at = xpad[window], plane[window]
-            # strictly greater keeps the first maximum; the first NaN wins over numbers;
-            # a window whose first taps are padding takes its first element even at -inf
-            take = (patch > out) | ((patch != patch) & (out == out)) | ((index < 0) & (at >= 0))
-            out[...] = xp.where(take, patch, out)
-            index[...] = xp.where(take, at, index)
+        # Where each window's maximum is, as an offset from its first element: strictly
+        # greater keeps the first maximum. A copied patch costs less than reading the
+        # strided slice twice, and arithmetic less than NumPy's masked copyto or take.
+        at = ws.take("at", out.shape, at_dtype)
+        patch = ws.take("patch", out.shape, x.dtype)
+        take = ws.take("take", out.shape, bool)
+        at[...] = 0
+        for offset, window in zip(offsets[1:], windows[1:], strict=True):
+            patch[...] = xpad[window]
+            xp.greater(patch, out, out=take)
+            xp.maximum(out, patch, out=out)
+            at += take * (offset - at)  # offset where take, else unchanged
+        # A NaN (the first NaN wins) or a maximum of -inf where the first taps may be
+        # padding (the first element of the input wins) take the exact, slower loop.
+        if bool(xp.isnan(out).any()) or (padded and bool((out == -float("inf")).any())):
+            _first_max_offsets(xp, xpad, geo, base, offsets, out, at)
+        at += base
+        indices[part] = at
 
     out = _unflatten(_run(xp, x, geo.out, geo, body), geo)
     return (out, _unflatten(indices, geo)) if return_indices else out
+
+
+def _first_max_offsets(
+    xp: Any, xpad: Any, geo: _PoolGeometry, base: Any, offsets: list[int], out: Any, at: Any
+) -> None:
+    """Fill ``out`` and ``at`` with each window's maximum and its offset from the
+    window's first element (``base``), where a NaN beats every number (the first NaN
+    wins), a window whose first elements are padding takes its first input element
+    even at -inf, and one of padding only gets the index -1."""
+    plane = _plane_indices(xp, geo)
+    windows = geo.taps
+    out[...] = xpad[windows[0]]
+    at[...] = 0
+    where = plane[windows[0]]  # where each maximum so far is, -1 in the padding
+    for offset, window in zip(offsets[1:], windows[1:], strict=True):
+        patch, here = xpad[window], plane[window]
+        take = (patch > out) | ((patch != patch) & (out == out)) | ((where < 0) & (here >= 0))
+        out[...] = xp.where(take, patch, out)
+        at[...] = xp.where(take, offset, at)
+        where = xp.where(take, here, where)
+    at[...] = xp.where(where < 0, -1 - base, at)
+
+
+def _backward_from_indices(xp: Any, g: Any, x: Any, geo: _PoolGeometry, indices: Any) -> Any:
+    """max-pool backward given where each window's maximum is (``return_indices``): g, shape
+    (M, *out), goes to those elements of the result, shape (M, *size)."""
+    _args.check_shape(indices, "indices", geo.out_shape)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(
+            f"indices must be an integer array (max_pool's return_indices), got dtype "
+            f"{indices.dtype}"
+        )
+    indices = indices.astype(xp.int64, copy=False).reshape(g.shape)
+    size = math.prod(geo.size)
+    disjoint = all(s >= d * (k - 1) + 1 for s, d, k in zip(geo.stride, geo.dilation, geo.kernel,
+                                                          strict=True))  # fmt: skip
+    # A window of padding only has the index -1 (and no gradient): only the slower loop,
+    # which matches the indices with each tap's elements, leaves it out.
+    padded = geo.padded_shape != geo.size
+    if disjoint and padded:
+        disjoint = not bool((indices < 0).any())
+    if not disjoint:
+        plane = _plane_indices(xp, geo)
+
+    def body(part: slice, grad_x: Any) -> None:
+        index, grad_out = indices[part], g[part]
+        if disjoint:  # no element is the maximum of two windows: one scatter of g
+            grad_x[...] = 0
+            maps = xp.arange(index.shape[0], dtype=xp.int64).reshape(-1, *(1,) * len(geo.out))
+            grad_x.reshape(-1)[(index + maps * size).reshape(-1)] = grad_out.reshape(-1)
+            return
+        grad = xp.zeros((index.shape[0], *geo.padded_shape), dtype=x.dtype)
+        for window in geo.taps:  # overlapping windows add up, each at its kernel offset
+            grad[window] += xp.where(index == plane[window], grad_out, 0)
+        grad_x[...] = grad[geo.inner]
+
+    return _run(xp, x, geo.size, geo, body)
 
 
 def _max_pool_backward(
@@ -265,11 +187,14 @@ def _max_pool_backward(
     dilation: Any,
     ceil_mode: Any,
     output: Any,
+    indices: Any = None,
 ) -> Any:
     """max_pool1d/2d/3d_backward over ``dims`` spatial axes; see :func:`max_pool2d_backward`."""
     geo = _geometry(x, dims, kernel_size, stride, padding, dilation, ceil_mode)
     xp, x = _prepare(x, geo)
     grad_out = _grad_in(xp, grad_out, x, geo)
+    if indices is not None:
+        return _unflatten(_backward_from_indices(xp, grad_out, x, geo, indices), geo)
     if output is not None:
         _args.check_shape(output, "output", geo.out_shape)
         _args.float_dtype(xp, output=output, x=x)
@@ -297,6 +222,10 @@ def _max_pool_backward(
             grad[...] = 0
         pending = ws.take("pending", best.shape, bool)  # maximum not found yet
         hit = ws.take("hit", best.shape, bool)
+        # A maximum of -inf equals the padding: the gradient goes to the first input element.
+        inside = None
+        if padded and bool((best == -float("inf")).any()):
+            inside = _plane_indices(xp, geo) >= 0
         # Without a NaN maximum, the windows still pending at the last tap have
         # their maximum there: that tap's hits are the pending windows themselves.
         rest_at_last = len(windows) > 1 and not bool(xp.isnan(best).any())
@@ -304,11 +233,15 @@ def _max_pool_backward(
             found = hit
             if t == 0:  # nothing found yet: the hits are the equal elements
                 xp.equal(xpad[window], best, out=hit)
+                if inside is not None:
+                    hit &= inside[window]
                 xp.logical_not(hit, out=pending)
             elif t == len(windows) - 1 and rest_at_last:
                 found = pending
             else:
                 xp.equal(xpad[window], best, out=hit)
+                if inside is not None:
+                    hit &= inside[window]
                 hit &= pending
                 pending ^= hit  # hit is a subset of pending: this clears the windows just found
             if tiled and finite:
@@ -382,7 +315,7 @@ def max_pool2d(
     return _max_pool(x, 2, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
 
 
-@dispatch("grad_out", "x", "output")
+@dispatch("grad_out", "x", "output", "indices")
 def max_pool2d_backward(
     grad_out: Any,
     x: Any,
@@ -393,6 +326,7 @@ def max_pool2d_backward(
     ceil_mode: bool = False,
     *,
     output: Any = None,
+    indices: Any = None,
     backend: str | None = None,
 ) -> Any:
     """Return the gradient of :func:`max_pool2d` with respect to x.
@@ -413,13 +347,18 @@ def max_pool2d_backward(
         from it instead of computed again, a quarter of the backward's passes
         for 2x2 windows. It must be that result; other values give wrong
         gradients.
+    indices : int array, shape of ``max_pool2d(x, ...)``, optional
+        The indices of that call with ``return_indices=True``: the gradient
+        goes straight to them, one scatter when no two windows overlap, and
+        the values of x are not read. Like ``output`` it must be that
+        call's; out-of-range values raise IndexError or land in another map.
 
     Returns
     -------
     array, shape of x
     """
     return _max_pool_backward(
-        grad_out, x, 2, kernel_size, stride, padding, dilation, ceil_mode, output
+        grad_out, x, 2, kernel_size, stride, padding, dilation, ceil_mode, output, indices
     )
 
 

@@ -62,7 +62,7 @@ def max_pool1d(
     return _max_pool(x, 1, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
 
 
-@dispatch("grad_out", "x", "output")
+@dispatch("grad_out", "x", "output", "indices")
 def max_pool1d_backward(
     grad_out: Any,
     x: Any,
@@ -73,19 +73,20 @@ def max_pool1d_backward(
     ceil_mode: bool = False,
     *,
     output: Any = None,
+    indices: Any = None,
     backend: str | None = None,
 ) -> Any:
     """Return the gradient of :func:`max_pool1d` with respect to x.
 
     Each window's gradient goes to its first maximum; see
-    :func:`cnnarray.ops.max_pool2d_backward` (``output`` as there).
+    :func:`cnnarray.ops.max_pool2d_backward` (``output`` and ``indices`` as there).
 
     Returns
     -------
     array, shape of x
     """
     return _max_pool_backward(
-        grad_out, x, 1, kernel_size, stride, padding, dilation, ceil_mode, output
+        grad_out, x, 1, kernel_size, stride, padding, dilation, ceil_mode, output, indices
     )
 
 
@@ -124,7 +125,7 @@ def max_pool3d(
     return _max_pool(x, 3, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
 
 
-@dispatch("grad_out", "x", "output")
+@dispatch("grad_out", "x", "output", "indices")
 def max_pool3d_backward(
     grad_out: Any,
     x: Any,
@@ -135,19 +136,20 @@ def max_pool3d_backward(
     ceil_mode: bool = False,
     *,
     output: Any = None,
+    indices: Any = None,
     backend: str | None = None,
 ) -> Any:
     """Return the gradient of :func:`max_pool3d` with respect to x.
 
     Each window's gradient goes to its first maximum in row-major order; see
-    :func:`cnnarray.ops.max_pool2d_backward` (``output`` as there).
+    :func:`cnnarray.ops.max_pool2d_backward` (``output`` and ``indices`` as there).
 
     Returns
     -------
     array, shape of x
     """
     return _max_pool_backward(
-        grad_out, x, 3, kernel_size, stride, padding, dilation, ceil_mode, output
+        grad_out, x, 3, kernel_size, stride, padding, dilation, ceil_mode, output, indices
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import _args
 from ..backend import array_namespace, dispatch
-from .pool import _LAYOUTS
+from ._pool_geometry import _LAYOUTS
 
 __all__ = [
     "max_unpool1d",
