@@ -30,8 +30,11 @@ CHANNEL_MAJOR_MIN_WEIGHTS = 2**14
 # faster on LeNet's layers at batch 32) ...
 PER_IMAGE_MAX_OUTPUT = 2**19
 # ... and, for a training step (a ColumnCache, or the backward), below this
-# N * K * C_out/groups: the backward's per-image GEMMs fall behind sooner.
-PER_IMAGE_MAX_STEP = 2**17
+# N * K * C_out/groups: the backward's per-image GEMMs fall behind sooner. 2**17 on the
+# Xeon; on an AMD EPYC channel-major was 16-43 % faster from 2**16 on (ResNet-20's
+# 16-channel 32x32 layers at batch 32: 7.6 against 10.6 ms), while the Xeon's rows between
+# the two favoured per-image by 4-7 % (benchmarks/README.md, "Column layout").
+PER_IMAGE_MAX_STEP = 2**16
 # check_padding never refuses a padding that adds less than this, whatever the limit: a small
 # limit chunks the batch, it does not forbid a valid padding of a small image.
 PADDING_MIN_REFUSED = 2**24
