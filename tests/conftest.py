@@ -55,3 +55,25 @@ def xp(backend: cnnarray.Backend):
 @pytest.fixture(scope="session", params=[np.float32, np.float64], ids=["float32", "float64"])
 def dtype(request: pytest.FixtureRequest) -> np.dtype:
     return np.dtype(request.param)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cli_consoles_follow_columns():
+    """Let the CLI's Rich consoles read COLUMNS at each print, as the CLI tests set it.
+
+    Rich fixes a console's width when COLUMNS is set as the console is made, and
+    pytest-xdist's workers run with COLUMNS=80: the consoles of ``cnnarray.cli``
+    (made at import, when the test modules are collected) would wrap at 80 columns
+    whatever ``CliRunner.invoke(env=)`` says, and long paths in the output break
+    across lines. Session-wide, so that module fixtures that run the CLI see it too.
+    """
+    import sys
+
+    cli = sys.modules.get("cnnarray.cli")
+    consoles = () if cli is None else (cli.console, cli.err_console)
+    saved = [(console, console._width) for console in consoles]
+    for console in consoles:
+        console._width = None
+    yield
+    for console, width in saved:
+        console._width = width
